@@ -1,0 +1,265 @@
+"""The `trustmh` command: thin wrappers that parse flags, call the library and print."""
+
+from __future__ import annotations
+
+import asyncio
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from trustmh import __version__
+from trustmh.errors import FatalBackendError, UserError
+
+app = typer.Typer(
+    name="trustmh",
+    help="Measure how far an LLM can be trusted in mental-health conversations (TrustMH-Bench).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+out = Console()
+err = Console(stderr=True)
+
+RUN_EPILOG = """
+Examples:
+
+  trustmh run --model baseline --tasks smoke --limit 20
+
+  trustmh run --model openai:gpt-4o-mini --judge openai:gpt-4.1 --tasks privacy,ethics
+
+  trustmh run --model openai:llama3@http://127.0.0.1:8000/v1 --tasks ethics --concurrency 128
+
+  trustmh run --model openai:deepseek-chat@https://api.deepseek.com/v1 --api-key-env DEEPSEEK_API_KEY --tasks all
+
+  trustmh run --config run.toml --limit 20      (flags override the file)
+
+Rerun the same command with the same --run-dir to resume: only missing or failed samples are sent.
+"""
+
+
+@app.command(epilog=RUN_EPILOG)
+def run(
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Model spec: openai:MODEL, openai:MODEL@URL, anthropic:MODEL, replay:NAME or baseline."
+        ),
+    ] = None,
+    tasks: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated subtask ids, pillar names or `all`, e.g. `privacy,ethics.ethical_reasoning`."
+        ),
+    ] = None,
+    judge: Annotated[
+        str | None, typer.Option(help="Judge model spec, e.g. openai:gpt-4.1 (the paper's judge).")
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            help="TOML or YAML file with any of these settings (keys = option names with _), e.g. run.toml."
+        ),
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option(help="At most N samples per subtask (smoke runs), e.g. 20.")
+    ] = None,
+    run_dir: Annotated[
+        Path | None,
+        typer.Option(help="Run directory; reuse it to resume. Default: runs/<timestamp>-<model>."),
+    ] = None,
+    runs_root: Annotated[
+        Path | None, typer.Option(help="Where new run directories are created. Default: runs.")
+    ] = None,
+    cache_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Shared response cache directory. Default: the user cache ($TRUSTMH_CACHE_DIR)."
+        ),
+    ] = None,
+    no_cache: Annotated[
+        bool | None,
+        typer.Option("--no-cache", help="Neither read nor write the shared response cache."),
+    ] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Data directory searched first (then $TRUSTMH_DATA_DIR, the fetched cache, the bundled subset)."
+        ),
+    ] = None,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            help="Requests in flight per endpoint. Default: 32; e.g. 200 for a local vLLM."
+        ),
+    ] = None,
+    judge_concurrency: Annotated[
+        int | None, typer.Option(help="Judge requests in flight. Default: --concurrency.")
+    ] = None,
+    rpm: Annotated[
+        int | None, typer.Option(help="Requests-per-minute limit per endpoint, e.g. 500.")
+    ] = None,
+    tpm: Annotated[
+        int | None,
+        typer.Option(
+            help="Tokens-per-minute limit per endpoint (estimated from prompt length), e.g. 200000."
+        ),
+    ] = None,
+    request_timeout: Annotated[
+        float | None,
+        typer.Option(help="Seconds before one request times out (then retried). Default: 120."),
+    ] = None,
+    max_retries: Annotated[
+        int | None,
+        typer.Option(help="Retries after 429/5xx/timeouts/connection errors. Default: 6."),
+    ] = None,
+    retry_base_delay: Annotated[
+        float | None,
+        typer.Option(help="First backoff delay in seconds; doubles with jitter. Default: 1."),
+    ] = None,
+    api_key_env: Annotated[
+        str | None,
+        typer.Option(
+            help="Environment variable holding the model's API key, e.g. DEEPSEEK_API_KEY; `none` for no key."
+        ),
+    ] = None,
+    judge_api_key_env: Annotated[
+        str | None,
+        typer.Option(
+            help="Environment variable holding the judge's API key. Default: OPENAI_API_KEY for openai: judges."
+        ),
+    ] = None,
+    temperature: Annotated[
+        float | None,
+        typer.Option(
+            help="Override every subtask's temperature (default: each subtask's protocol value, usually 0)."
+        ),
+    ] = None,
+    max_tokens: Annotated[
+        int | None, typer.Option(help="Override every subtask's max_tokens.")
+    ] = None,
+    system_prompt: Annotated[
+        str | None, typer.Option(help="Replace or add the system message of every request.")
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Run seed for every random choice. Default: 0.")
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Show the live progress bar.")] = True,
+) -> None:
+    """Evaluate a model on TrustMH-Bench subtasks and print the results."""
+    overrides = {k: v for k, v in locals().items() if k not in ("config", "progress")}
+    from trustmh.config import build_config
+    from trustmh.engine import resolve_run_dir, run_evaluation
+    from trustmh.render import print_summary
+
+    cfg = build_config(config, overrides)
+    cfg.run_dir = resolve_run_dir(cfg)
+    try:
+        summary = asyncio.run(run_evaluation(cfg, progress=progress, console=err))
+    except KeyboardInterrupt:
+        err.print(f"[yellow]Interrupted.[/] Finished samples are saved in {cfg.run_dir}.")
+        err.print(f"Resume with: {resume_command(cfg.run_dir)}", markup=False, highlight=False)
+        raise typer.Exit(130) from None
+    except FatalBackendError as exc:
+        err.print(f"error: {exc}", markup=False, highlight=False)
+        err.print(
+            f"Finished samples are saved in {cfg.run_dir}; resume with: {resume_command(cfg.run_dir)}",
+            markup=False,
+            highlight=False,
+        )
+        raise typer.Exit(2) from None
+    print_summary(summary, out)
+    if summary.status != "complete":
+        err.print(
+            f"Some samples failed; rerun to retry them: {resume_command(cfg.run_dir)}",
+            markup=False,
+            highlight=False,
+        )
+
+
+def resume_command(run_dir: Path | None) -> str:
+    """The command line that resumes this run: the same arguments with --run-dir set."""
+    args = sys.argv[1:]
+    kept: list[str] = []
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+            continue
+        if arg == "--run-dir":
+            skip = True
+            continue
+        if arg.startswith("--run-dir="):
+            continue
+        kept.append(arg)
+    return shlex.join(["trustmh", *kept, "--run-dir", str(run_dir)])
+
+
+@app.command()
+def runs(
+    runs_root: Annotated[Path, typer.Option(help="Folder holding run directories.")] = Path("runs"),
+) -> None:
+    """List runs with their model, subtasks, progress and status, e.g. `trustmh runs --runs-root runs`."""
+    from trustmh.render import print_runs
+
+    print_runs(runs_root, out)
+
+
+@app.command()
+def export(
+    run_dir: Annotated[
+        Path, typer.Argument(help="Run directory, e.g. runs/20261127-101500-baseline.")
+    ],
+    format: Annotated[str, typer.Option("--format", help="jsonl or csv.")] = "jsonl",
+    output: Annotated[
+        Path | None, typer.Option("--out", help="Output file. Default: <run_dir>/samples.<format>.")
+    ] = None,
+) -> None:
+    """Export every sample of a run (messages, reply, parsed answer, score) to JSONL or CSV."""
+    from trustmh.export import export_run
+
+    path = export_run(run_dir, format, output)
+    out.print(f"wrote {path}")
+
+
+@app.command()
+def tasks(
+    pillar: Annotated[str | None, typer.Option(help="Show only this pillar, e.g. privacy.")] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Data directory to check for presence.")
+    ] = None,
+) -> None:
+    """List every subtask: pillar, data, size, metric, direction, status and whether it can run."""
+    from trustmh.render import print_tasks
+
+    print_tasks(out, pillar, data_dir)
+
+
+@app.command()
+def version() -> None:
+    """Print the trustmh version."""
+    out.print(__version__)
+
+
+def _register_optional() -> None:
+    """Sub-commands contributed by other modules (data layer, reproduction)."""
+    try:
+        from trustmh.cli_data import data_app
+    except ImportError:
+        return
+    app.add_typer(data_app, name="data", help="Verify and fetch the benchmark's datasets.")
+
+
+_register_optional()
+
+
+def main() -> None:
+    """Entry point: user errors become one line on stderr and exit code 2, never a traceback."""
+    try:
+        app()
+    except UserError as exc:
+        err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)

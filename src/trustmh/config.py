@@ -1,0 +1,142 @@
+"""The run configuration: a pydantic model filled from a TOML/YAML file and overridden by flags."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from trustmh.errors import UserError
+
+DEFAULT_CONCURRENCY = 32
+
+
+class RunConfig(BaseModel):
+    """Everything `trustmh run` needs. Every field can be set in the config file or by its flag."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    model: str = Field(
+        description="model spec, e.g. openai:gpt-4o-mini or openai:llama3@http://127.0.0.1:8000/v1"
+    )
+    judge: str | None = Field(
+        None, description="judge model spec (the paper's judge is openai:gpt-4.1)"
+    )
+    tasks: list[str] = Field(
+        default_factory=lambda: ["all"], description="subtask ids, pillars or all"
+    )
+    limit: int | None = Field(None, gt=0, description="at most this many samples per subtask")
+    run_dir: Path | None = Field(
+        None, description="run directory; default runs/<timestamp>-<model>"
+    )
+    runs_root: Path = Field(Path("runs"), description="where new run directories are created")
+    cache_dir: Path | None = Field(
+        None, description="shared response cache directory; default: user cache"
+    )
+    no_cache: bool = Field(False, description="do not read or write the shared response cache")
+    data_dir: Path | None = Field(None, description="data directory searched first")
+    concurrency: int = Field(
+        DEFAULT_CONCURRENCY, gt=0, description="requests in flight per endpoint"
+    )
+    judge_concurrency: int | None = Field(
+        None, gt=0, description="judge requests in flight; default: --concurrency"
+    )
+    rpm: int | None = Field(None, gt=0, description="requests per minute limit per endpoint")
+    tpm: int | None = Field(
+        None, gt=0, description="tokens per minute limit per endpoint (estimated)"
+    )
+    request_timeout: float = Field(120.0, gt=0, description="seconds before one request times out")
+    max_retries: int = Field(6, ge=0, description="retries of a request after transient failures")
+    retry_base_delay: float = Field(
+        1.0, ge=0, description="first backoff delay in seconds (doubles, with jitter)"
+    )
+    max_retry_after: float = Field(
+        300.0, ge=0, description="cap on a server's Retry-After, in seconds"
+    )
+    api_key_env: str | None = Field(
+        None, description="environment variable holding the model's API key"
+    )
+    judge_api_key_env: str | None = Field(
+        None, description="environment variable holding the judge's API key"
+    )
+    temperature: float | None = Field(None, ge=0, description="override every task's temperature")
+    max_tokens: int | None = Field(None, gt=0, description="override every task's max_tokens")
+    system_prompt: str | None = Field(
+        None, description="replace or add the system message of every request"
+    )
+    seed: int = Field(
+        0, description="run seed; every random choice is seeded from (seed, sample id)"
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="task options, e.g. {aggregate = 'mean3'}"
+    )
+
+    @field_validator("tasks", mode="before")
+    @classmethod
+    def _split_tasks(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+
+FLAG_NAMES = {name: "--" + name.replace("_", "-") for name in RunConfig.model_fields}
+
+
+def describe_validation_error(exc: ValidationError, source: str) -> str:
+    """One line naming the offending key or flag and what is expected."""
+    err = exc.errors()[0]
+    key = ".".join(str(p) for p in err["loc"]) or "(config)"
+    if err["type"] == "extra_forbidden":
+        valid = ", ".join(sorted(RunConfig.model_fields))
+        return f"{source}: unknown key {key!r}; valid keys: {valid}"
+    name = key if source != "flags" else FLAG_NAMES.get(key, key)
+    got = err.get("input")
+    return f"{source}: {name} {err['msg'].lower()} (got {got!r})"
+
+
+def load_config_file(path: Path) -> dict[str, Any]:
+    """Raw settings of a TOML (.toml) or YAML (.yaml/.yml) file; UserError naming the file on failure."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UserError(
+            f"--config {path}: cannot read the file ({exc.strerror}); check the path"
+        ) from None
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".toml":
+            data = tomllib.loads(text)
+        elif suffix in (".yaml", ".yml"):
+            data = yaml.safe_load(text) or {}
+        else:
+            raise UserError(
+                f"--config {path}: unknown format {suffix!r}; use a .toml or .yaml file"
+            )
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UserError(f"--config {path}: invalid {suffix[1:].upper()}: {detail}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"--config {path}: expected a table of settings at the top level")
+    return data
+
+
+def build_config(file: Path | None, overrides: dict[str, Any]) -> RunConfig:
+    """Merge a config file with flag overrides (flags win) and validate."""
+    data: dict[str, Any] = load_config_file(file) if file else {}
+    source = f"--config {file}" if file else "flags"
+    try:
+        RunConfig.model_validate({"model": "x", **data})  # file errors name the file
+    except ValidationError as exc:
+        raise UserError(describe_validation_error(exc, source)) from None
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    if "model" not in data:
+        raise UserError(
+            "--model is required (e.g. --model openai:gpt-4o-mini or --model baseline), or set model in --config"
+        )
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as exc:
+        raise UserError(describe_validation_error(exc, "flags")) from None

@@ -1,0 +1,271 @@
+"""One evaluation run: resolve tasks and models, prepare samples, run them, aggregate, store.
+
+`run_evaluation` is what `trustmh run` calls; `trustmh reproduce` calls it once per recorded model.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from platformdirs import user_cache_dir
+
+from trustmh.config import RunConfig
+from trustmh.data.sources import DataContext, resolve_data_context
+from trustmh.errors import FatalBackendError, UserError
+from trustmh.models.base import ModelBackend
+from trustmh.models.factory import build_backend
+from trustmh.progress import ProgressDisplay
+from trustmh.runner import Endpoint, RetryPolicy, Runner, RunStats, WorkItem
+from trustmh.store import ResponseCache, RunStore, request_key
+from trustmh.tasks.base import Task
+from trustmh.tasks.registry import select_tasks
+from trustmh.types import GenParams, GenRequest, Message, MetricValue, Sample, SampleRef
+
+
+@dataclass
+class RunSummary:
+    """What a run did and found."""
+
+    run_dir: Path
+    model: str
+    model_label: str
+    judge: str | None
+    tasks: list[str]
+    results: dict[str, list[MetricValue]]
+    stats: RunStats
+    skipped: dict[str, str] = field(default_factory=dict)
+    n_samples: int = 0
+    n_pending: int = 0
+    status: str = "complete"
+    seconds: float = 0.0
+
+    @property
+    def n_requests(self) -> int:
+        """Requests sent to the model and judge backends (retries included)."""
+        return self.stats.requests
+
+    @property
+    def n_cache_hits(self) -> int:
+        """Replies served from the shared cache or already stored in this run."""
+        return self.stats.cache_hits + self.stats.reused
+
+
+def default_cache_dir() -> Path:
+    """The shared response cache directory ($TRUSTMH_CACHE_DIR or the user cache)."""
+    import os
+
+    return Path(os.environ.get("TRUSTMH_CACHE_DIR") or user_cache_dir("trustmh")) / "responses"
+
+
+def slug(text: str) -> str:
+    """A filesystem-safe short name for a model spec."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text.split("@")[0]).strip("-")[:60] or "model"
+
+
+def resolve_run_dir(cfg: RunConfig) -> Path:
+    """The run directory: --run-dir, or a new timestamped one under --runs-root."""
+    if cfg.run_dir is not None:
+        return cfg.run_dir
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return cfg.runs_root / f"{stamp}-{slug(cfg.model)}"
+
+
+def choose_tasks(selection: list[str]) -> tuple[list[Task], dict[str, str]]:
+    """Runnable tasks, and the skipped ones with the reason. Naming an unimplemented subtask
+    explicitly is an error; pillars and `all` skip such subtasks with a note."""
+    chosen = select_tasks(selection)
+    explicit = {s for s in selection if "." in s or s == "smoke"}
+    runnable, skipped = [], {}
+    for task in chosen:
+        if task.implemented:
+            runnable.append(task)
+        elif task.id in explicit:
+            raise UserError(
+                f"--tasks {task.id}: this subtask is registered (protocol section {task.section}) but not implemented yet; "
+                "run `trustmh tasks` to see which subtasks can run"
+            )
+        else:
+            skipped[task.id] = "not implemented yet"
+    if not runnable:
+        raise UserError(
+            f"--tasks {','.join(selection)}: none of these subtasks is implemented yet; see `trustmh tasks`"
+        )
+    return runnable, skipped
+
+
+def task_options(cfg: RunConfig, task: Task) -> dict[str, Any]:
+    """Options for one task: the flat options plus those under the task's id."""
+    flat = {k: v for k, v in cfg.options.items() if not isinstance(v, dict)}
+    return {**flat, **cfg.options.get(task.id, {})}
+
+
+def gen_params(cfg: RunConfig, task: Task) -> GenParams:
+    """The task's generation parameters with the run's overrides applied."""
+    gen = task.gen
+    return GenParams(
+        temperature=cfg.temperature if cfg.temperature is not None else gen.temperature,
+        max_tokens=cfg.max_tokens if cfg.max_tokens is not None else gen.max_tokens,
+        top_p=gen.top_p,
+    )
+
+
+def with_system_prompt(messages: tuple[Message, ...], system: str | None) -> tuple[Message, ...]:
+    """Replace (or add) the system message when the run overrides it."""
+    if system is None:
+        return messages
+    rest = tuple(m for m in messages if m["role"] != "system")
+    return ({"role": "system", "content": system}, *rest)
+
+
+def check_data(ctx: DataContext, task: Task) -> None:
+    """Fail early, naming the missing data and how to get it."""
+    try:
+        from trustmh.data.sources import require_sources
+    except ImportError:  # older data layer: locate each source
+        for source in task.sources:
+            ctx.locate(source)
+        return
+    require_sources(ctx, task)
+
+
+def _check_same_run(store: RunStore, cfg: RunConfig) -> None:
+    stored = store.get_meta("config")
+    if stored is None:
+        return
+    for key in ("model", "judge", "seed", "temperature", "max_tokens", "system_prompt"):
+        old, new = stored.get(key), cfg.model_dump(mode="json").get(key)
+        if old != new:
+            raise UserError(
+                f"--run-dir {store.run_dir} holds a run with {key}={old!r}, not {new!r}; "
+                "resume it with the same settings or choose another --run-dir"
+            )
+
+
+async def run_evaluation(
+    cfg: RunConfig, *, progress: bool = True, console: Any = None
+) -> RunSummary:
+    """Run (or resume) an evaluation and return its summary. Everything finished is stored even
+    when the run is interrupted or a backend fails."""
+    started = time.monotonic()
+    data = resolve_data_context(cfg.data_dir)
+    tasks, skipped = choose_tasks(cfg.tasks)
+    needs_judge = [t.id for t in tasks if t.needs_judge == "required"]
+    if needs_judge and not cfg.judge:
+        raise UserError(
+            f"{', '.join(needs_judge)} need a judge; pass --judge SPEC (the paper's judge: openai:gpt-4.1)"
+        )
+    for task in tasks:
+        check_data(data, task)
+    model = build_backend(cfg.model, api_key_env=cfg.api_key_env, timeout=cfg.request_timeout,
+                          concurrency=cfg.concurrency, data=data)  # fmt: skip
+    judge: ModelBackend | None = None
+    if cfg.judge:
+        judge = build_backend(cfg.judge, api_key_env=cfg.judge_api_key_env, timeout=cfg.request_timeout,
+                              concurrency=cfg.judge_concurrency or cfg.concurrency, data=data, flag="--judge")  # fmt: skip
+
+    run_dir = resolve_run_dir(cfg)
+    store = RunStore(run_dir)
+    cache = None if cfg.no_cache else ResponseCache(cfg.cache_dir or default_cache_dir())
+    stats = RunStats()
+    summary = RunSummary(
+        run_dir,
+        model.spec,
+        model.label,
+        judge.spec if judge else None,
+        [t.id for t in tasks],
+        {},
+        stats,
+        skipped,
+    )
+    try:
+        _check_same_run(store, cfg)
+        store.set_meta("config", cfg.model_dump(mode="json", exclude={"run_dir"}))
+        store.set_meta("model_label", model.label)
+        store.set_meta("tasks", summary.tasks)
+        store.set_meta("status", "running")
+        store.set_meta(
+            "started", store.get_meta("started") or datetime.now().isoformat(timespec="seconds")
+        )
+        items = _prepare(cfg, tasks, data, model, store, summary)
+        policy = RetryPolicy(
+            cfg.max_retries, cfg.retry_base_delay, max_retry_after=cfg.max_retry_after
+        )
+        model_ep = Endpoint(
+            model, cfg.concurrency, policy, cfg.request_timeout, stats, cfg.rpm, cfg.tpm
+        )
+        judge_ep = (
+            Endpoint(
+                judge, cfg.judge_concurrency or cfg.concurrency, policy, cfg.request_timeout, stats
+            )
+            if judge
+            else None
+        )
+        stats.total = len(items)
+        display = ProgressDisplay(console, enabled=progress and bool(items), label=model.label)
+        runner = Runner(
+            store, cache, model_ep, judge_ep, stats, cfg.seed, on_progress=display.update
+        )
+        with display:
+            try:
+                await runner.run(items, cfg.concurrency)
+            except FatalBackendError:
+                store.set_meta("status", "failed")
+                raise
+        for task in tasks:
+            scored = store.scored_samples(task.id)
+            metrics = task.aggregate(scored, task_options(cfg, task))  # type: ignore[misc]
+            store.put_results(task.id, metrics)
+            summary.results[task.id] = metrics
+        remaining = sum(c.get("error", 0) for c in store.counts().values())
+        summary.status = "complete" if remaining == 0 else "incomplete"
+        store.set_meta("status", summary.status)
+        store.set_meta("finished", datetime.now().isoformat(timespec="seconds"))
+    except BaseException:
+        if store.get_meta("status") == "running":
+            store.set_meta("status", "interrupted")
+        raise
+    finally:
+        summary.seconds = time.monotonic() - started
+        store.close()
+        if cache:
+            cache.close()
+        await model.aclose()
+        if judge:
+            await judge.aclose()
+    return summary
+
+
+def _prepare(cfg: RunConfig, tasks: list[Task], data: DataContext, model: ModelBackend, store: RunStore,
+             summary: RunSummary) -> list[WorkItem]:  # fmt: skip
+    """Build every task's samples, record them, and return the ones not finished yet."""
+    items: list[WorkItem] = []
+    for task in tasks:
+        options = task_options(cfg, task)
+        params = gen_params(cfg, task)
+        samples: list[Sample] = []
+        for sample in task.samples(data, options):  # type: ignore[misc]
+            samples.append(sample)
+            if cfg.limit is not None and len(samples) >= cfg.limit:
+                break
+        keyed = []
+        for sample in samples:
+            messages = with_system_prompt(sample.messages, cfg.system_prompt)
+            request = GenRequest(
+                messages, params, SampleRef(task.id, sample.id, sample.variant, "model")
+            )
+            keyed.append(
+                (sample, request, request_key(model.spec, request, include_ref=not model.cacheable))
+            )
+        store.add_samples(task.id, ((s, k) for s, _, k in keyed))
+        finished = store.finished(task.id)
+        summary.n_samples += len(keyed)
+        for sample, request, key in keyed:
+            if (sample.id, sample.variant) not in finished:
+                items.append(WorkItem(task, sample, request, key, options))
+    summary.n_pending = len(items)
+    return items

@@ -1,0 +1,21 @@
+"""Errors that reach the user as one clear line (exit code 2), never as a traceback."""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """Bad input from the user: a flag, a config file, a dataset file, a missing key.
+
+    The message must name what is wrong and how to fix it; the CLI prints it on one line and
+    exits with code 2.
+    """
+
+    exit_code = 2
+
+
+class DataError(UserError):
+    """A dataset file is missing, corrupt or does not match its schema."""
+
+
+class FatalBackendError(Exception):
+    """The backend cannot serve any request (bad key, unknown model): stop the run, keep results."""

@@ -1,0 +1,68 @@
+"""The live progress bar: done/total, rate, ETA, errors, cache hits, tokens."""
+
+from __future__ import annotations
+
+import time
+from types import TracebackType
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from trustmh.runner import RunStats
+
+REFRESH_SECONDS = 0.2
+
+
+class ProgressDisplay:
+    """A rich progress bar fed by the runner's counters (updates throttled to a few per second)."""
+
+    def __init__(self, console: Console | None, enabled: bool, label: str):
+        self.enabled = enabled
+        self._last = 0.0
+        self._started = time.monotonic()
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}/s"),
+            TimeRemainingColumn(),
+            TextColumn(
+                "err {task.fields[errors]} · cache {task.fields[cache]} · tok {task.fields[tokens]}"
+            ),
+            console=console or Console(stderr=True),
+            transient=False,
+            disable=not enabled,
+        )
+        self._task = self._progress.add_task(
+            label[:40], total=None, rate="0.0", errors=0, cache=0, tokens=0
+        )
+
+    def __enter__(self) -> ProgressDisplay:
+        if self.enabled:
+            self._progress.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self.enabled:
+            self._progress.stop()
+
+    def update(self, stats: RunStats, force: bool = False) -> None:
+        """Show the current counters (at most every REFRESH_SECONDS unless forced or finished)."""
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if not force and stats.done < stats.total and now - self._last < REFRESH_SECONDS:
+            return
+        self._last = now
+        elapsed = max(now - self._started, 1e-6)
+        self._progress.update(
+            self._task,
+            total=stats.total,
+            completed=stats.done,
+            rate=f"{stats.done / elapsed:.1f}",
+            errors=stats.errors,
+            cache=stats.cache_hits + stats.reused,
+            tokens=stats.prompt_tokens + stats.completion_tokens,
+        )

@@ -1,0 +1,125 @@
+"""Terminal rendering of run summaries, run lists and the task table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from trustmh.engine import RunSummary
+from trustmh.types import MetricValue
+
+
+def fmt(value: float | None, digits: int = 4) -> str:
+    """A number for tables ("n/a" when missing)."""
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def metric_row(task: str, m: MetricValue) -> list[str]:
+    """Cells of one metric line."""
+    ci = f"[{fmt(m.ci_low, 3)}, {fmt(m.ci_high, 3)}]" if m.ci_low is not None else ""
+    arrow = "↑" if m.direction == "higher" else "↓"
+    name = f"[bold]{m.name}[/]" if m.primary else m.name
+    return [
+        task,
+        name,
+        fmt(m.value),
+        ci,
+        arrow,
+        str(m.n),
+        str(m.n_unparsed),
+        str(m.n_error),
+        m.note or "",
+    ]
+
+
+def print_summary(summary: RunSummary, console: Console) -> None:
+    """The results table of a run and its request counters."""
+    table = Table(title=f"{summary.model_label} — {summary.run_dir}", show_lines=False)
+    for col in (
+        "subtask",
+        "metric",
+        "value",
+        "95% CI",
+        "better",
+        "n",
+        "unparsed",
+        "errors",
+        "note",
+    ):
+        table.add_column(col, overflow="fold")
+    for task, metrics in summary.results.items():
+        for m in metrics:
+            table.add_row(*metric_row(task, m))
+    console.print(table)
+    s = summary.stats
+    console.print(
+        f"samples {summary.n_samples} (pending at start {summary.n_pending}) · requests sent {s.requests}"
+        f" · cache hits {s.cache_hits} · reused from run {s.reused} · retries {s.retries}"
+        f" · errors {s.errors} · missing {s.missing} · tokens {s.prompt_tokens}+{s.completion_tokens}"
+        f" · {summary.seconds:.1f}s · status {summary.status}",
+        highlight=False,
+    )
+    if summary.n_pending and s.requests == 0 and s.errors == 0:
+        console.print(
+            "all replies came from the cache or the run store: zero requests sent", highlight=False
+        )
+    for task, reason in summary.skipped.items():
+        console.print(f"skipped {task}: {reason}", highlight=False)
+
+
+def print_runs(root: Path, console: Console) -> None:
+    """A table of the runs under `root`."""
+    from trustmh.store import RUN_DB, RunStore
+
+    dbs = sorted(root.glob(f"*/{RUN_DB}")) if root.is_dir() else []
+    if not dbs:
+        console.print(f"no runs under {root}")
+        return
+    table = Table(title=f"runs under {root}")
+    for col in ("run", "model", "subtasks", "scored/samples", "errors", "status", "started"):
+        table.add_column(col, overflow="fold")
+    for db in dbs:
+        store = RunStore(db.parent)
+        try:
+            counts = store.counts()
+            samples = sum(c.get("samples", 0) for c in counts.values())
+            scored = sum(
+                v for c in counts.values() for k, v in c.items() if k not in ("samples", "error")
+            )
+            errors = sum(c.get("error", 0) for c in counts.values())
+            config = store.get_meta("config") or {}
+            table.add_row(db.parent.name, config.get("model", "?"), ",".join(store.get_meta("tasks") or []),
+                          f"{scored}/{samples}", str(errors), str(store.get_meta("status")), str(store.get_meta("started")))  # fmt: skip
+        finally:
+            store.close()
+    console.print(table)
+
+
+def print_tasks(console: Console, pillar: str | None, data_dir: Path | None) -> None:
+    """The subtask table (delegates to the data layer's richer table when present)."""
+    try:
+        from trustmh.cli_data import tasks_command
+    except ImportError:
+        tasks_command = None
+    if tasks_command is not None:
+        tasks_command(pillar, data_dir) if _takes_two(tasks_command) else tasks_command(pillar)
+        return
+    from trustmh.tasks.registry import all_tasks
+
+    table = Table(title="TrustMH-Bench subtasks")
+    for col in ("id", "pillar", "data", "n", "metric", "better", "status", "implemented"):
+        table.add_column(col, overflow="fold")
+    for task in all_tasks().values():
+        if pillar and task.pillar != pillar:
+            continue
+        table.add_row(task.id, task.pillar, ", ".join(task.sources), task.n_items, task.metric, task.direction,
+                      task.status, "yes" if task.implemented else "no")  # fmt: skip
+    console.print(table)
+
+
+def _takes_two(fn: object) -> bool:
+    import inspect
+
+    return len(inspect.signature(fn).parameters) >= 2  # type: ignore[arg-type]

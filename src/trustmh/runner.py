@@ -1,0 +1,309 @@
+"""The async runner: per-endpoint concurrency, rate limits, retries, caching, storing, scoring.
+
+One worker pool drains every pending sample of the run (all tasks together, so the endpoint stays
+busy across task boundaries). For each sample: reuse the reply stored in this run, else the shared
+cache, else ask the backend (with retries); store it; score it; store the score. Identical requests
+in flight at the same time are sent once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aiolimiter import AsyncLimiter
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from trustmh.models.base import ModelBackend, NotRecorded, SampleError, TransientError
+from trustmh.store import ResponseCache, RunStore, request_key
+from trustmh.tasks.base import ScoreContext, Task
+from trustmh.types import GenParams, GenRequest, Message, Response, Sample, SampleRef, SampleScore
+
+
+@dataclass(slots=True)
+class RunStats:
+    """Counters shown in the progress bar and the summary."""
+
+    total: int = 0
+    done: int = 0
+    requests: int = 0  # requests sent to a backend (each retry counts)
+    cache_hits: int = 0  # replies taken from the shared cache
+    reused: int = 0  # replies already stored in this run
+    errors: int = 0  # samples that still failed after their retries
+    missing: int = 0  # samples the replay backend has no answer for
+    retries: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    judge_requests: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How transient failures are retried."""
+
+    max_retries: int = 6
+    base_delay: float = 1.0
+    max_delay: float = 60.0
+    max_retry_after: float = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class WorkItem:
+    """One pending sample of a task."""
+
+    task: Task
+    sample: Sample
+    request: GenRequest
+    key: str
+    options: dict[str, Any]
+
+
+class Endpoint:
+    """A backend with its own concurrency limit, optional rate limits and retry policy."""
+
+    def __init__(
+        self,
+        backend: ModelBackend,
+        concurrency: int,
+        policy: RetryPolicy,
+        timeout: float,
+        stats: RunStats,
+        rpm: int | None = None,
+        tpm: int | None = None,
+    ):
+        self.backend = backend
+        self.policy = policy
+        self.timeout = timeout
+        self.stats = stats
+        self._sem = asyncio.Semaphore(concurrency)
+        self._rpm = AsyncLimiter(rpm, 60) if rpm else None
+        self._tpm = AsyncLimiter(tpm, 60) if tpm else None
+        self._tpm_max = tpm or 0
+        self._backoff = wait_exponential_jitter(
+            initial=policy.base_delay, max=policy.max_delay, jitter=policy.base_delay
+        )
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None:
+            return min(retry_after, self.policy.max_retry_after)
+        return self._backoff(state)
+
+    def _count_retry(self, state: RetryCallState) -> None:
+        self.stats.retries += 1
+
+    async def call(self, request: GenRequest) -> tuple[Response, int]:
+        """The backend's reply and the number of attempts; raises after the last retry."""
+        attempts = 0
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(TransientError),
+            stop=stop_after_attempt(self.policy.max_retries + 1),
+            wait=self._wait,
+            before_sleep=self._count_retry,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                attempts += 1
+                async with self._sem:
+                    await self._throttle(request)
+                    self.stats.requests += 1
+                    try:
+                        # The client has its own timeout; this guard catches a backend that hangs anyway.
+                        response = await asyncio.wait_for(
+                            self.backend.generate(request), self.timeout + 10
+                        )
+                    except TimeoutError:
+                        raise TransientError("request timed out") from None
+                return response, attempts
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _throttle(self, request: GenRequest) -> None:
+        if self._rpm:
+            await self._rpm.acquire()
+        if self._tpm:
+            chars = sum(len(m.get("content", "")) for m in request.messages)
+            estimate = chars // 4 + (request.params.max_tokens or 256)
+            await self._tpm.acquire(min(estimate, self._tpm_max))
+
+
+class BoundJudge:
+    """The judge as a scorer sees it: bound to one sample so its requests are stored with it."""
+
+    __slots__ = ("_runner", "_ref", "spec")
+
+    def __init__(self, runner: Runner, ref: SampleRef):
+        self._runner = runner
+        self._ref = ref
+        self.spec = runner.judge.backend.spec if runner.judge else ""
+
+    async def __call__(
+        self, messages: Sequence[Message], params: GenParams | None = None
+    ) -> Response | None:
+        """Ask the judge (cached, retried, stored); None when it failed after its retries."""
+        return await self._runner.ask_judge(
+            tuple(messages), params or GenParams(temperature=0.0, max_tokens=None), self._ref
+        )
+
+
+class Runner:
+    """Runs work items against a model endpoint (and an optional judge endpoint)."""
+
+    def __init__(
+        self,
+        store: RunStore,
+        cache: ResponseCache | None,
+        model: Endpoint,
+        judge: Endpoint | None,
+        stats: RunStats,
+        seed: int = 0,
+        on_progress: Callable[[RunStats], None] | None = None,
+    ):
+        self.store = store
+        self.cache = cache
+        self.model = model
+        self.judge = judge
+        self.stats = stats
+        self.seed = seed
+        self.on_progress = on_progress
+        self._inflight: dict[str, asyncio.Future] = {}
+
+    async def run(self, items: Sequence[WorkItem], concurrency: int) -> None:
+        """Process every item with `concurrency` workers; a fatal backend error cancels the rest."""
+        iterator = iter(items)
+
+        async def worker() -> None:
+            for item in iterator:  # one shared iterator: each item goes to exactly one worker
+                await self.process(item)
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                for _ in range(min(concurrency, len(items))):
+                    group.create_task(worker())
+        except BaseExceptionGroup as group:  # surface the first failure itself, not the group
+            raise group.exceptions[0] from None
+
+    async def process(self, item: WorkItem) -> None:
+        """Reply, store, score and store the score of one sample."""
+        task, sample, key = item.task, item.sample, item.key
+        stats = self.stats
+        try:
+            response, source, attempts, latency = await self._reply(self.model, item.request, key)
+        except NotRecorded:
+            stats.missing += 1
+            self.store.put_score(task.id, sample, key, SampleScore(None, status="missing"))
+            self._advance()
+            return
+        except (TransientError, SampleError) as exc:
+            stats.errors += 1
+            self.store.put_score(
+                task.id, sample, key, SampleScore(None, status="error"), error=str(exc)
+            )
+            self._advance()
+            return
+        self.store.begin()
+        if source != "run":
+            self.store.put_response(
+                key,
+                self.model.backend.spec,
+                "model",
+                response,
+                source,
+                attempts,
+                latency,
+                commit=False,
+            )
+        context = ScoreContext(
+            judge=BoundJudge(self, SampleRef(task.id, sample.id, sample.variant, "judge"))
+            if self.judge
+            else None,
+            options=item.options,
+            seed=self.seed,
+        )
+        try:
+            score = await task.score(sample, response, context)  # type: ignore[misc]
+            error = None
+        except Exception as exc:  # a scorer bug must not lose the stored reply or stop the run
+            score = SampleScore(
+                None, status="error", detail={"scorer_exception": type(exc).__name__}
+            )
+            error = f"scorer failed: {type(exc).__name__}: {exc}"
+            stats.errors += 1
+        self.store.put_score(task.id, sample, key, score, error=error)
+        self._advance()
+
+    def _advance(self) -> None:
+        self.stats.done += 1
+        if self.on_progress:
+            self.on_progress(self.stats)
+
+    async def _reply(
+        self, endpoint: Endpoint, request: GenRequest, key: str
+    ) -> tuple[Response, str, int, float]:
+        """(response, source, attempts, latency): source is "run", "cache" or "api"."""
+        stored = self.store.get_response(key)
+        if stored is not None:
+            self.stats.reused += 1
+            return stored, "run", 0, 0.0
+        cacheable = endpoint.backend.cacheable and self.cache is not None
+        if cacheable:
+            cached = self.cache.get(key)  # type: ignore[union-attr]
+            if cached is not None:
+                self.stats.cache_hits += 1
+                return cached, "cache", 0, 0.0
+        pending = self._inflight.get(key)
+        if (
+            pending is not None
+        ):  # the same request is already on its way: wait for it, do not pay twice
+            response = await asyncio.shield(pending)
+            return response, "dedup", 0, 0.0
+        future: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        started = time.monotonic()
+        try:
+            response, attempts = await endpoint.call(request)
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                future.cancel()
+            else:
+                future.set_exception(exc)
+                future.exception()  # mark it retrieved, so asyncio does not log it when no one waits
+            raise
+        finally:
+            del self._inflight[key]
+        future.set_result(response)
+        self.stats.prompt_tokens += response.usage.prompt_tokens
+        self.stats.completion_tokens += response.usage.completion_tokens
+        if cacheable:
+            self.cache.put(key, endpoint.backend.spec, response)  # type: ignore[union-attr]
+        return response, "api", attempts, time.monotonic() - started
+
+    async def ask_judge(
+        self, messages: tuple[Message, ...], params: GenParams, ref: SampleRef
+    ) -> Response | None:
+        """A judge reply for a sample, stored in the run like any response."""
+        assert self.judge is not None
+        request = GenRequest(messages, params, ref)
+        key = request_key(
+            self.judge.backend.spec, request, include_ref=not self.judge.backend.cacheable
+        )
+        try:
+            response, source, attempts, latency = await self._reply(self.judge, request, key)
+        except (TransientError, SampleError, NotRecorded):
+            return None
+        if source in ("api", "cache", "dedup"):
+            self.stats.judge_requests += source == "api"
+            self.store.put_response(
+                key, self.judge.backend.spec, "judge", response, source, attempts, latency
+            )
+        return response

@@ -1,0 +1,321 @@
+"""SQLite storage: one database per run directory, plus a shared response cache.
+
+Both use WAL mode with synchronous=NORMAL: every commit survives a killed process (even SIGKILL);
+only a power cut could lose the last commits. Each response and each score is committed as soon as
+it exists, so a crash loses at most the requests in flight. Rows are keyed so a resumed run
+replaces, never duplicates: samples and scores by (task, sample_id, variant), responses by request
+key (a hash of model spec, generation parameters and messages).
+
+Secrets never reach these files: request keys hash only the spec, parameters and messages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from trustmh.types import (
+    GenRequest,
+    MetricValue,
+    Response,
+    Sample,
+    SampleScore,
+    ScoredSample,
+    Usage,
+)
+
+RUN_DB = "trustmh.sqlite"
+CACHE_DB = "cache.sqlite"
+SCHEMA_VERSION = "1"
+
+RUN_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS samples (
+    task TEXT NOT NULL, sample_id TEXT NOT NULL, variant TEXT NOT NULL,
+    messages TEXT NOT NULL, target TEXT, meta TEXT, request_key TEXT NOT NULL,
+    PRIMARY KEY (task, sample_id, variant));
+CREATE TABLE IF NOT EXISTS responses (
+    request_key TEXT PRIMARY KEY, model TEXT NOT NULL, role TEXT NOT NULL, text TEXT NOT NULL,
+    finish_reason TEXT, prompt_tokens INTEGER, completion_tokens INTEGER, extra TEXT,
+    source TEXT NOT NULL, attempts INTEGER, latency REAL, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS scores (
+    task TEXT NOT NULL, sample_id TEXT NOT NULL, variant TEXT NOT NULL, status TEXT NOT NULL,
+    value REAL, parsed TEXT, detail TEXT, error TEXT, request_key TEXT, scored REAL NOT NULL,
+    PRIMARY KEY (task, sample_id, variant));
+CREATE TABLE IF NOT EXISTS results (
+    task TEXT NOT NULL, metric TEXT NOT NULL, value REAL, n INTEGER, direction TEXT, is_primary INTEGER,
+    ci_low REAL, ci_high REAL, n_unparsed INTEGER, n_refused INTEGER, n_error INTEGER, note TEXT,
+    PRIMARY KEY (task, metric));
+"""
+
+CACHE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS responses (
+    request_key TEXT PRIMARY KEY, model TEXT NOT NULL, text TEXT NOT NULL, finish_reason TEXT,
+    prompt_tokens INTEGER, completion_tokens INTEGER, extra TEXT, created REAL NOT NULL);
+"""
+
+
+def request_key(model_spec: str, request: GenRequest, include_ref: bool = False) -> str:
+    """Hash of (model spec, generation parameters, messages); the sample ref joins it for backends
+    whose answer depends on the sample rather than on the prompt (replay)."""
+    payload: dict[str, Any] = {
+        "m": model_spec,
+        "p": request.params.as_dict(),
+        "msg": request.messages,
+    }
+    if include_ref and request.ref is not None:
+        r = request.ref
+        payload["ref"] = [r.task, r.sample_id, r.variant, r.role]
+    blob = json.dumps(payload, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA busy_timeout=30000")
+    return conn
+
+
+def _dumps(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+@dataclass(slots=True)
+class StoredSample:
+    """A sample row as stored."""
+
+    task: str
+    sample_id: str
+    variant: str
+    request_key: str
+
+
+class RunStore:
+    """The database of one run directory."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = run_dir
+        self.path = run_dir / RUN_DB
+        self.conn = _connect(self.path)
+        self.conn.executescript(RUN_SCHEMA)
+        if self.get_meta("schema_version") is None:
+            self.set_meta("schema_version", SCHEMA_VERSION)
+
+    def close(self) -> None:
+        """Close the connection (all work is already committed)."""
+        self.conn.close()
+
+    # meta -------------------------------------------------------------------------------------
+    def get_meta(self, key: str) -> Any:
+        """A stored meta value (JSON-decoded) or None."""
+        row = self.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return _loads(row[0]) if row else None
+
+    def set_meta(self, key: str, value: Any) -> None:
+        """Store a meta value."""
+        self.conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, _dumps(value)))
+
+    # samples ----------------------------------------------------------------------------------
+    def add_samples(self, task: str, rows: Iterable[tuple[Sample, str]]) -> None:
+        """Record samples (and their request keys) once; existing rows are kept."""
+        with self._tx():
+            self.conn.executemany(
+                "INSERT OR IGNORE INTO samples VALUES (?,?,?,?,?,?,?)",
+                (
+                    (
+                        task,
+                        s.id,
+                        s.variant,
+                        _dumps(s.messages),
+                        _dumps(s.target),
+                        _dumps(s.meta),
+                        key,
+                    )
+                    for s, key in rows
+                ),
+            )
+
+    def finished(self, task: str) -> set[tuple[str, str]]:
+        """(sample_id, variant) of samples whose score is final (anything but an error)."""
+        rows = self.conn.execute(
+            "SELECT sample_id, variant FROM scores WHERE task=? AND status != 'error'", (task,)
+        )
+        return {(a, b) for a, b in rows}
+
+    # responses --------------------------------------------------------------------------------
+    def get_response(self, key: str) -> Response | None:
+        """The stored response for a request key."""
+        row = self.conn.execute(
+            "SELECT text, finish_reason, prompt_tokens, completion_tokens, extra FROM responses WHERE request_key=?",
+            (key,),
+        ).fetchone()
+        if row is None:
+            return None
+        return Response(
+            row[0], Usage(row[2] or 0, row[3] or 0), row[1], _loads(row[4]), cached=True
+        )
+
+    def put_response(
+        self,
+        key: str,
+        model: str,
+        role: str,
+        resp: Response,
+        source: str,
+        attempts: int,
+        latency: float,
+        commit: bool = True,
+    ) -> None:
+        """Store a response (committed at once unless `commit` is False: then the next score commits it)."""
+        self.conn.execute(
+            "INSERT OR REPLACE INTO responses VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            (key, model, role, resp.text, resp.finish_reason, resp.usage.prompt_tokens,
+             resp.usage.completion_tokens, _dumps(resp.extra), source, attempts, latency, time.time()),
+        )  # fmt: skip
+        if commit and self.conn.in_transaction:
+            self.conn.commit()
+
+    # scores -----------------------------------------------------------------------------------
+    def put_score(
+        self, task: str, sample: Sample, key: str, score: SampleScore, error: str | None = None
+    ) -> None:
+        """Store (or replace) the one score row of a sample and commit."""
+        self.conn.execute(
+            "INSERT OR REPLACE INTO scores VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (task, sample.id, sample.variant, score.status, score.value, _dumps(score.parsed),
+             _dumps(score.detail) if score.detail else None, error, key, time.time()),
+        )  # fmt: skip
+        if self.conn.in_transaction:
+            self.conn.commit()
+
+    def begin(self) -> None:
+        """Start a transaction that the next put_score commits (response + score in one commit)."""
+        if not self.conn.in_transaction:
+            self.conn.execute("BEGIN")
+
+    def scored_samples(self, task: str) -> list[ScoredSample]:
+        """Every scored sample of a task, with its reply, in sample order."""
+        rows = self.conn.execute(
+            """SELECT s.sample_id, s.variant, s.target, s.meta, r.text, c.status, c.value, c.parsed, c.detail
+               FROM samples s JOIN scores c USING (task, sample_id, variant)
+               LEFT JOIN responses r ON r.request_key = s.request_key
+               WHERE s.task=? ORDER BY s.rowid""",
+            (task,),
+        )
+        return [
+            ScoredSample(sid, var, _loads(tgt), _loads(meta) or {}, text,
+                         SampleScore(val, _loads(parsed), status, _loads(detail) or {}))
+            for sid, var, tgt, meta, text, status, val, parsed, detail in rows
+        ]  # fmt: skip
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Per task: number of samples and of scores by status."""
+        out: dict[str, dict[str, int]] = {}
+        for task, n in self.conn.execute("SELECT task, COUNT(*) FROM samples GROUP BY task"):
+            out[task] = {"samples": n}
+        for task, status, n in self.conn.execute(
+            "SELECT task, status, COUNT(*) FROM scores GROUP BY task, status"
+        ):
+            out.setdefault(task, {"samples": 0})[status] = n
+        return out
+
+    # results ----------------------------------------------------------------------------------
+    def put_results(self, task: str, metrics: list[MetricValue]) -> None:
+        """Replace a task's aggregate results."""
+        with self._tx():
+            self.conn.execute("DELETE FROM results WHERE task=?", (task,))
+            self.conn.executemany(
+                "INSERT INTO results VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                [
+                    (task, m.name, m.value, m.n, m.direction, int(m.primary), m.ci_low, m.ci_high,
+                     m.n_unparsed, m.n_refused, m.n_error, m.note)
+                    for m in metrics
+                ],
+            )  # fmt: skip
+
+    def results(self) -> dict[str, list[MetricValue]]:
+        """Stored aggregate results by task."""
+        out: dict[str, list[MetricValue]] = {}
+        for row in self.conn.execute("SELECT * FROM results ORDER BY rowid"):
+            task, name, value, n, direction, primary, lo, hi, nu, nr, ne, note = row
+            out.setdefault(task, []).append(
+                MetricValue(name, value, n, direction, bool(primary), lo, hi, nu, nr, ne, note)
+            )
+        return out
+
+    # export -----------------------------------------------------------------------------------
+    def export_rows(self) -> Iterator[dict[str, Any]]:
+        """One flat dict per sample: what was sent, the reply, the parsed answer and the score."""
+        rows = self.conn.execute(
+            """SELECT s.task, s.sample_id, s.variant, s.messages, s.target, s.meta, s.request_key,
+                      r.model, r.text, r.finish_reason, r.prompt_tokens, r.completion_tokens, r.source,
+                      c.status, c.value, c.parsed, c.detail, c.error
+               FROM samples s LEFT JOIN responses r ON r.request_key = s.request_key
+               LEFT JOIN scores c USING (task, sample_id, variant) ORDER BY s.rowid"""
+        )
+        names = ["task", "sample_id", "variant", "messages", "target", "meta", "request_key", "model",
+                 "response", "finish_reason", "prompt_tokens", "completion_tokens", "response_source",
+                 "status", "score", "parsed", "detail", "error"]  # fmt: skip
+        decode = {"messages", "target", "meta", "parsed", "detail"}
+        for row in rows:
+            yield {k: (_loads(v) if k in decode else v) for k, v in zip(names, row, strict=True)}
+
+    @contextmanager
+    def _tx(self) -> Iterator[None]:
+        """One explicit transaction (the connection is in autocommit mode otherwise)."""
+        if self.conn.in_transaction:
+            self.conn.commit()
+        self.conn.execute("BEGIN")
+        try:
+            yield
+        except BaseException:
+            self.conn.rollback()
+            raise
+        self.conn.commit()
+
+
+class ResponseCache:
+    """The shared response cache (one SQLite file for all runs of a user)."""
+
+    def __init__(self, cache_dir: Path):
+        self.path = cache_dir / CACHE_DB
+        self.conn = _connect(self.path)
+        self.conn.executescript(CACHE_SCHEMA)
+
+    def get(self, key: str) -> Response | None:
+        """A cached response, or None."""
+        row = self.conn.execute(
+            "SELECT text, finish_reason, prompt_tokens, completion_tokens, extra FROM responses WHERE request_key=?",
+            (key,),
+        ).fetchone()
+        if row is None:
+            return None
+        return Response(
+            row[0], Usage(row[2] or 0, row[3] or 0), row[1], _loads(row[4]), cached=True
+        )
+
+    def put(self, key: str, model: str, resp: Response) -> None:
+        """Cache a response (committed at once)."""
+        self.conn.execute(
+            "INSERT OR REPLACE INTO responses VALUES (?,?,?,?,?,?,?,?)",
+            (key, model, resp.text, resp.finish_reason, resp.usage.prompt_tokens,
+             resp.usage.completion_tokens, _dumps(resp.extra), time.time()),
+        )  # fmt: skip
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.conn.close()

@@ -1,0 +1,84 @@
+"""The task interface: a subtask is declared once, as data plus four functions.
+
+    dataset loader -> samples -> generate (by the runner) -> score -> metric
+
+A `Task` names its protocol subtask id, pillar, the data sources it reads, its generation
+parameters, how records become samples (`samples`), how a reply is scored (`score`) and how scored
+samples aggregate (`aggregate`). The core (runner, store, CLI) only ever sees this interface.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from trustmh.types import (
+    Direction,
+    GenParams,
+    Message,
+    MetricValue,
+    Response,
+    Sample,
+    SampleScore,
+    ScoredSample,
+)
+
+if TYPE_CHECKING:
+    from trustmh.data.sources import DataContext
+
+StatusLabel = Literal["EXACT", "UPSTREAM", "DEFAULT"]
+
+
+class Judge(Protocol):
+    """A judge the scorer may call; requests go through the runner (cached, retried, stored)."""
+
+    spec: str
+
+    async def __call__(
+        self, messages: Sequence[Message], params: GenParams | None = None
+    ) -> Response | None:
+        """Ask the judge; None when the judge request failed after its retries."""
+        ...
+
+
+@dataclass(slots=True)
+class ScoreContext:
+    """What a scorer may use besides the sample and the reply."""
+
+    judge: Judge | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+
+
+SamplesFn = Callable[["DataContext", dict[str, Any]], Iterable[Sample]]
+ScoreFn = Callable[[Sample, Response, ScoreContext], Awaitable[SampleScore]]
+AggregateFn = Callable[[list[ScoredSample], dict[str, Any]], list[MetricValue]]
+
+
+@dataclass(frozen=True)
+class Task:
+    """A subtask declaration. `samples`, `score` and `aggregate` are None for a subtask that is
+    registered (so `trustmh tasks` shows it) but not implemented yet."""
+
+    id: str
+    pillar: str
+    title: str
+    section: str
+    status: StatusLabel
+    metric: str
+    direction: Direction
+    sources: tuple[str, ...]
+    n_items: str
+    gen: GenParams = field(default_factory=GenParams)
+    samples: SamplesFn | None = None
+    score: ScoreFn | None = None
+    aggregate: AggregateFn | None = None
+    needs_judge: Literal["no", "optional", "required"] = "no"
+    in_protocol: bool = True
+    notes: str = ""
+
+    @property
+    def implemented(self) -> bool:
+        """True when the task can run."""
+        return self.samples is not None and self.score is not None and self.aggregate is not None
