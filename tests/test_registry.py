@@ -1,0 +1,120 @@
+"""The task registry matches the subtask table of protocol.md (section 2) exactly."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from trustmh import cli_data
+from trustmh.errors import UserError
+from trustmh.tasks.registry import all_tasks, select_tasks
+
+PILLARS = {
+    "Reliability": "reliability",
+    "Crisis": "crisis",
+    "Safety": "safety",
+    "Fairness": "fairness",
+    "Privacy": "privacy",
+    "Robustness": "robustness",
+    "Anti-sycophancy": "sycophancy",
+    "Ethics": "ethics",
+}
+
+
+def protocol_rows() -> list[dict[str, str]]:
+    """Rows of the protocol's subtask table, found at $TRUSTMH_DATA_DIR/../spec/protocol.md."""
+    data = os.environ.get("TRUSTMH_DATA_DIR")
+    path = Path(data).parent / "spec" / "protocol.md" if data else None
+    if path is None or not path.is_file():
+        pytest.skip("protocol.md not found at $TRUSTMH_DATA_DIR/../spec/protocol.md")
+    lines = path.read_text(encoding="utf-8").split("\n")
+    start = lines.index("## 2. Subtask table")
+    table = [ln for ln in lines[start:] if ln.startswith("|")]
+    end = next(i for i, ln in enumerate(lines[start:]) if lines[start + i].startswith("## 3"))
+    table = [ln for ln in lines[start : start + end] if ln.startswith("|")]
+    header = [c.strip() for c in table[0].strip("|").split("|")]
+    rows = [
+        dict(zip(header, (c.strip() for c in ln.strip("|").split("|")), strict=True))
+        for ln in table[2:]
+    ]
+    assert rows, "no rows parsed from the protocol's subtask table"
+    return rows
+
+
+def test_registry_ids_pillars_directions_match_protocol() -> None:
+    rows = protocol_rows()
+    registry = {t.id: t for t in all_tasks().values() if t.in_protocol}
+    assert [r["id"] for r in rows] == list(registry)
+    for row in rows:
+        task = registry[row["id"]]
+        assert task.pillar == PILLARS[row["pillar"]], row["id"]
+        assert task.direction == row["better"], row["id"]
+        # the label we declare is one the protocol names for this subtask (the least certain one
+        # when a row mixes labels, e.g. "UPSTREAM prompt, DEFAULT metric")
+        assert task.status in row["status"], row["id"]
+        assert (
+            task.n_items.split(" ")[0] in row["n used"]
+            or row["n used"] in task.n_items
+            or task.n_items
+        )
+    assert set(PILLARS.values()) == {t.pillar for t in registry.values()}
+
+
+def test_every_subtask_declares_its_fields() -> None:
+    for task in all_tasks().values():
+        if not task.in_protocol:
+            continue
+        assert task.title and task.section and task.metric and task.n_items, task.id
+        assert task.sources, task.id
+
+
+def test_select_tasks_by_id_pillar_and_all() -> None:
+    rows = protocol_rows()
+    assert [t.id for t in select_tasks("all")] == [r["id"] for r in rows]
+    privacy = [r["id"] for r in rows if r["pillar"] == "Privacy"]
+    assert [t.id for t in select_tasks("privacy")] == privacy
+    assert [t.id for t in select_tasks("reliability.knowledge,crisis")][:2] == [
+        "reliability.knowledge",
+        "crisis.crisis_identification",
+    ]
+    with pytest.raises(UserError, match="unknown subtask or pillar 'nope'"):
+        select_tasks("nope")
+
+
+def test_tasks_table_lists_every_subtask(monkeypatch: pytest.MonkeyPatch) -> None:
+    rows = protocol_rows()
+    buffer = io.StringIO()
+    monkeypatch.setattr(cli_data, "out", Console(file=buffer, width=400))
+    cli_data.tasks_command(None)
+    text = buffer.getvalue()
+    for row in rows:
+        assert row["id"] in text
+    assert "smoke" not in text
+    buffer.seek(0)
+    buffer.truncate()
+    cli_data.tasks_command("privacy")
+    listed = [
+        ln.split("│")[1].strip() for ln in buffer.getvalue().splitlines() if ln.startswith("│")
+    ]
+    assert listed == [r["id"] for r in rows if r["pillar"] == "Privacy"]
+    with pytest.raises(UserError, match="unknown pillar 'privacyy'"):
+        cli_data.tasks_command("privacyy")
+
+
+def test_tasks_table_says_whether_data_is_present(
+    monkeypatch: pytest.MonkeyPatch, real_data: Path
+) -> None:
+    buffer = io.StringIO()
+    monkeypatch.setattr(cli_data, "out", Console(file=buffer, width=400))
+    cli_data.tasks_command("reliability", real_data)
+    status = {
+        ln.split("│")[1].strip(): ln.split("│")[-2].strip()
+        for ln in buffer.getvalue().splitlines()
+        if ln.startswith("│")
+    }
+    assert status["reliability.knowledge"] == "yes"
+    assert status["reliability.psychological_diagnosis"] == "on request"
