@@ -11,7 +11,6 @@ import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
-from scipy import stats
 
 BOOTSTRAP_RESAMPLES = 1000
 
@@ -27,7 +26,14 @@ def margin_of_error(values: Sequence[float]) -> float | None:
     if n < 2:
         return None
     sd = float(np.std(values, ddof=1))
-    z = 1.96 if n >= 30 else float(stats.t.ppf(0.975, n - 1))
+    if n >= 30:
+        z = 1.96
+    else:
+        from scipy import (
+            stats,  # imported here: scipy.stats costs ~0.9 s of start-up for every command
+        )
+
+        z = float(stats.t.ppf(0.975, n - 1))
     return z * sd / math.sqrt(n)
 
 
@@ -76,25 +82,40 @@ def pearson_or_nan(x: Sequence[float], y: Sequence[float]) -> float:
     return float(np.corrcoef(xa, ya)[0, 1])
 
 
-def pearson_bootstrap_ci(
+def pearson_bootstrap_samples(
     x: Sequence[float], y: Sequence[float], seed: int, resamples: int = BOOTSTRAP_RESAMPLES
-) -> tuple[float | None, float | None]:
-    """Seeded 95% percentile bootstrap interval of Pearson r over resampled item pairs (vectorised);
-    resamples where either side is constant are dropped."""
+) -> np.ndarray:
+    """Pearson r of `resamples` seeded bootstrap resamples of the item pairs (vectorised); NaN where
+    a resample is constant on either side. Empty when there are fewer than 3 pairs."""
     xa = np.asarray(x, dtype=float)
     ya = np.asarray(y, dtype=float)
     n = xa.size
     if n < 3 or n != ya.size:
-        return None, None
+        return np.empty(0)
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, n, size=(resamples, n))
-    xs, ys = xa[idx], ya[idx]
-    xc = xs - xs.mean(axis=1, keepdims=True)
-    yc = ys - ys.mean(axis=1, keepdims=True)
-    denom = np.sqrt((xc**2).sum(axis=1) * (yc**2).sum(axis=1))
+    xc = xa[idx] - xa[idx].mean(axis=1, keepdims=True)
+    yc = ya[idx] - ya[idx].mean(axis=1, keepdims=True)
+    sxx = (xc**2).sum(axis=1)
+    syy = (yc**2).sum(axis=1)
+    constant = (sxx < 1e-12) | (syy < 1e-12)
     with np.errstate(invalid="ignore", divide="ignore"):
-        r = (xc * yc).sum(axis=1) / denom
-    r = r[np.isfinite(r) & (denom > 1e-12)]
-    if r.size == 0:
+        r = (xc * yc).sum(axis=1) / np.sqrt(sxx * syy)
+    r[constant] = np.nan
+    return r
+
+
+def percentile_interval(values: np.ndarray) -> tuple[float | None, float | None]:
+    """The 2.5th and 97.5th percentiles of the finite values, or (None, None)."""
+    finite = np.asarray(values, dtype=float)
+    finite = finite[np.isfinite(finite)]
+    if finite.size == 0:
         return None, None
-    return float(np.percentile(r, 2.5)), float(np.percentile(r, 97.5))
+    return float(np.percentile(finite, 2.5)), float(np.percentile(finite, 97.5))
+
+
+def pearson_bootstrap_ci(
+    x: Sequence[float], y: Sequence[float], seed: int, resamples: int = BOOTSTRAP_RESAMPLES
+) -> tuple[float | None, float | None]:
+    """Seeded 95% percentile bootstrap interval of Pearson r over item pairs (constant resamples dropped)."""
+    return percentile_interval(pearson_bootstrap_samples(x, y, seed, resamples))
