@@ -1,0 +1,77 @@
+"""Shared fixtures: the real data directory, isolated caches, the installed CLI, and the loopback
+OpenAI-compatible server."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+# Tests read the real data through TRUSTMH_DATA_DIR, defaulting to ../shared/data when it exists.
+if not os.environ.get("TRUSTMH_DATA_DIR") and SHARED_DATA.is_dir():
+    os.environ["TRUSTMH_DATA_DIR"] = str(SHARED_DATA)
+
+
+def data_dir() -> Path | None:
+    """The real data directory, or None when this checkout has none."""
+    value = os.environ.get("TRUSTMH_DATA_DIR")
+    return Path(value) if value and Path(value).is_dir() else None
+
+
+@pytest.fixture
+def real_data() -> Path:
+    """The real data directory; the test is skipped when it is absent."""
+    path = data_dir()
+    if path is None:
+        pytest.skip("real data not available: set TRUSTMH_DATA_DIR or provide ../shared/data")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own user cache (responses and fetched data)."""
+    cache = tmp_path / "user-cache"
+    monkeypatch.setenv("TRUSTMH_CACHE_DIR", str(cache))
+    return cache
+
+
+def trustmh_exe() -> list[str]:
+    """The installed `trustmh` command (falls back to `python -m trustmh`)."""
+    exe = shutil.which("trustmh", path=str(Path(sys.executable).parent)) or shutil.which("trustmh")
+    return [exe] if exe else [sys.executable, "-m", "trustmh"]
+
+
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess:
+    """Run the real `trustmh` command in a subprocess and capture its output."""
+    full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
+    return subprocess.run(
+        [*trustmh_exe(), *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=cwd,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture
+def fake_openai() -> Iterator:
+    """A real OpenAI-compatible HTTP server on 127.0.0.1 (random port) with fault injection."""
+    from openai_server import FakeOpenAIServer
+
+    server = FakeOpenAIServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
