@@ -161,10 +161,15 @@ def run(
         summary = asyncio.run(run_evaluation(cfg, progress=progress, console=err))
     except KeyboardInterrupt:
         err.print(f"[yellow]Interrupted.[/] Finished samples are saved in {cfg.run_dir}.")
-        err.print(f"Resume with: {resume_command(cfg.run_dir)}", markup=False, highlight=False)
+        err.print(
+            f"Resume with: {resume_command(cfg.run_dir)}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
         raise typer.Exit(130) from None
     except FatalBackendError as exc:
-        err.print(f"error: {exc}", markup=False, highlight=False)
+        err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         err.print(
             f"Finished samples are saved in {cfg.run_dir}; resume with: {resume_command(cfg.run_dir)}",
             markup=False,
@@ -196,6 +201,44 @@ def resume_command(run_dir: Path | None) -> str:
             continue
         kept.append(arg)
     return shlex.join(["trustmh", *kept, "--run-dir", str(run_dir)])
+
+
+@app.command()
+def reproduce(
+    out_dir: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            help="Folder for reproduction.csv, reproduction.md and the runs. Default: the current directory.",
+        ),
+    ] = Path("."),
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Data directory searched first (default: $TRUSTMH_DATA_DIR, the fetched cache, then the bundled subset)."
+        ),
+    ] = None,
+    model: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--model", help="Only this recorded model (repeatable), e.g. --model GPT-4o-mini."
+        ),
+    ] = None,
+) -> None:
+    """Rebuild the paper's Privacy and Ethics results from the authors' recorded responses (no key, no network).
+
+    Example: trustmh reproduce --out results/
+    """
+    from trustmh.reproduce import reproduce as run_reproduction
+    from trustmh.reproduce_table import rich_table
+
+    def progress(name: str, summary) -> None:
+        err.print(f"scored {name}: {summary.n_samples} samples ({summary.stats.missing} not recorded) -> {summary.run_dir}",
+                  markup=False, highlight=False, soft_wrap=True)  # fmt: skip
+
+    result = asyncio.run(run_reproduction(out_dir, data_dir, models=model, on_model=progress))
+    Console(width=max(out.width, 160)).print(rich_table(result.rows, result.unparsed))
+    out.print(f"wrote {result.csv_path} and {result.markdown_path}", highlight=False)
 
 
 @app.command()

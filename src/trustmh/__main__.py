@@ -1,0 +1,5 @@
+"""`python -m trustmh` runs the CLI."""
+
+from trustmh.cli import main
+
+main()

@@ -1,0 +1,78 @@
+"""`trustmh reproduce`: score the authors' recorded responses with the paper's own metrics.
+
+Each recorded model becomes a normal run (`--model replay:NAME --judge replay:NAME`) through the same
+runner, store and scorers as a live model, so every number is traceable to its stored samples.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from trustmh.config import RunConfig
+from trustmh.data.sources import resolve_data_context
+from trustmh.engine import RunSummary, run_evaluation, slug
+from trustmh.errors import UserError
+from trustmh.models.replay import ETHICS, recorded_models
+from trustmh.reproduce_table import Row, build_rows, write_csv, write_markdown
+from trustmh.store import RunStore
+
+
+@dataclass
+class Reproduction:
+    """The rows of the reproduction table, the files written and each model's run."""
+
+    rows: list[Row]
+    csv_path: Path
+    markdown_path: Path
+    summaries: dict[str, RunSummary]
+    unparsed: dict[str, int]  # unparseable replies per model, over all its scored samples
+
+
+async def reproduce(out_dir: Path, data_dir: Path | None = None, runs_root: Path | None = None,
+                    models: list[str] | None = None, on_model=None) -> Reproduction:  # fmt: skip
+    """Run every recorded model (or those named) and write reproduction.csv and reproduction.md."""
+    data = resolve_data_context(data_dir)
+    runs_root = runs_root or out_dir / "runs"
+    chosen = recorded_models(data)
+    if models:
+        wanted = {m.lower() for m in models}
+        known = {n.lower() for m in chosen for n in (m.name, m.recorded_id)}
+        unknown = sorted(w for w in wanted if w not in known)
+        if unknown:
+            names = ", ".join(m.name for m in chosen)
+            raise UserError(
+                f"--model {unknown[0]}: no recorded responses for this model; recorded models: {names}"
+            )
+        chosen = [m for m in chosen if m.name.lower() in wanted or m.recorded_id.lower() in wanted]
+    results, summaries, unparsed = {}, {}, {}
+    for model in chosen:
+        spec = f"replay:{model.name}"
+        cfg = RunConfig(
+            model=spec,
+            judge=spec if ETHICS in model.subtasks else None,
+            tasks=list(model.subtasks),
+            run_dir=runs_root / f"reproduce-{slug(model.name)}",
+            data_dir=data_dir,
+            no_cache=True,  # replay costs nothing; the run store keeps every reply
+            concurrency=64,
+        )
+        summary = await run_evaluation(cfg, progress=False)
+        summaries[model.name] = summary
+        results[model.name] = summary.results
+        unparsed[model.name] = count_unparsed(summary.run_dir)
+        if on_model:
+            on_model(model.name, summary)
+    rows = build_rows(results)
+    return Reproduction(
+        rows, write_csv(rows, out_dir), write_markdown(rows, out_dir), summaries, unparsed
+    )
+
+
+def count_unparsed(run_dir: Path) -> int:
+    """Unparseable replies stored in a run, over all its subtasks."""
+    store = RunStore(run_dir)
+    try:
+        return sum(c.get("unparsed", 0) for c in store.counts().values())
+    finally:
+        store.close()
