@@ -195,14 +195,27 @@ def test_checksum_mismatch_is_reported_by_verify(copy_root: Path) -> None:
     assert "present" in rows["trustmh"]
 
 
-def test_bundled_trimmed_files_are_unverified_not_corrupt() -> None:
+def test_bundled_trimmed_files_verify_against_the_bundle_sums(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bundled copies are trimmed, so they are checked against the bundle's own SHA256SUMS:
+    all pass as shipped, and a tampered copy is reported corrupt."""
+    import gzip
+
+    import trustmh.data.verify as verify_module
     from trustmh.data.sources import BUNDLED_DIR
     from trustmh.data.verify import verify_source
 
     if not (BUNDLED_DIR / "trustmh_recorded").is_dir():
         pytest.skip("no bundled trustmh_recorded subset in this checkout")
     check = verify_source(DataContext((BUNDLED_DIR,), ("bundled",)), "trustmh_recorded")
-    assert check.status == "subset" and check.count("corrupt") == 0
-    assert check.count("unverified") + check.count("ok") + check.count("not bundled") == len(
-        check.files
-    )
+    assert check.count("corrupt") == 0 and check.count("ok") > 0
+    assert check.count("ok") + check.count("not bundled") == len(check.files)
+
+    copy = tmp_path / "bundled"
+    shutil.copytree(BUNDLED_DIR, copy)
+    victim = sorted((copy / "trustmh_recorded" / "ethics").glob("*.jsonl.gz"))[0]
+    victim.write_bytes(gzip.compress(gzip.decompress(victim.read_bytes())[:-10]))
+    monkeypatch.setattr(verify_module, "BUNDLED_DIR", copy)
+    tampered = verify_source(DataContext((copy,), ("bundled",)), "trustmh_recorded")
+    assert tampered.count("corrupt") == 1
