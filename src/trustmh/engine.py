@@ -195,13 +195,9 @@ async def run_evaluation(
         policy = RetryPolicy(
             cfg.max_retries, cfg.retry_base_delay, max_retry_after=cfg.max_retry_after
         )
-        model_ep = Endpoint(
-            model, cfg.concurrency, policy, cfg.request_timeout, stats, cfg.rpm, cfg.tpm
-        )
+        model_ep = Endpoint(model, cfg.concurrency, policy, stats, cfg.rpm, cfg.tpm)
         judge_ep = (
-            Endpoint(
-                judge, cfg.judge_concurrency or cfg.concurrency, policy, cfg.request_timeout, stats
-            )
+            Endpoint(judge, cfg.judge_concurrency or cfg.concurrency, policy, stats)
             if judge
             else None
         )
