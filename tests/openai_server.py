@@ -269,9 +269,8 @@ class ServerState:
         self.latency = latency
         self.reply_fn = reply_fn
         self.models = models
-        self.key_sha256 = (
-            _sha256(f"Bearer {api_key}") if api_key else None
-        )  # the key itself is not kept
+        # Only the hash of the expected Authorization header is kept, never the key itself.
+        self.key_sha256 = _sha256(f"Bearer {api_key}") if api_key else None
         self.lock = threading.Lock()
         self.entries: list[dict[str, Any]] = []
         self.schedule = FaultSchedule(FaultPlan.parse(faults, seed))

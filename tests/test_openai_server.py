@@ -271,6 +271,46 @@ def test_client_does_not_retry_malformed_bodies_or_401() -> None:
             assert outcomes(server) == [fault["kind"]]
 
 
+def test_client_gives_up_at_once_on_a_retry_after_over_two_minutes() -> None:
+    with serve(faults={"kind": "429", "retry_after": 500}) as server:
+        with pytest.raises(openai.RateLimitError):
+            ask(server.base_url, USER, retries=3)
+        assert outcomes(server) == ["429"]
+
+
+AIOHTTP_FAULTS = [
+    ({"kind": "429"}, openai.RateLimitError),
+    ({"kind": "503"}, openai.InternalServerError),
+    ({"kind": "timeout"}, openai.APITimeoutError),
+    ({"kind": "drop"}, openai.APITimeoutError),  # not a plain APIConnectionError as with httpx
+    ({"kind": "malformed"}, json.JSONDecodeError),
+    ({"kind": "401"}, openai.AuthenticationError),
+]
+
+
+@pytest.mark.parametrize(
+    ("fault", "error"), AIOHTTP_FAULTS, ids=[f["kind"] for f, _ in AIOHTTP_FAULTS]
+)
+def test_fault_classes_with_the_aiohttp_transport(
+    fault: dict[str, Any], error: type[Exception]
+) -> None:
+    """The client's optional aiohttp transport (openai.DefaultAioHttpClient) reports faults
+    through the same classes, except that a dropped connection surfaces as a timeout."""
+
+    async def call(base_url: str) -> Any:
+        http_client = openai.DefaultAioHttpClient(timeout=0.5)
+        client = openai.AsyncOpenAI(
+            api_key="k", base_url=base_url, max_retries=0, http_client=http_client
+        )
+        try:
+            return await client.chat.completions.create(model="test-model", messages=USER)
+        finally:
+            await client.close()
+
+    with serve(faults=fault) as server, pytest.raises(error):
+        asyncio.run(call(server.base_url))
+
+
 # fault selection -----------------------------------------------------------------------------
 def run_schedule(plan: Any, requests: list[str]) -> list[str | None]:
     schedule = FaultSchedule(FaultPlan.parse(plan))
@@ -383,25 +423,30 @@ def test_serves_many_concurrent_connections() -> None:
             await client.close()
         return [r.choices[0].message.content for r in replies]
 
-    with serve(latency=0.5) as server:
+    with serve(latency=0.3) as server:
         started = time.monotonic()
         replies = asyncio.run(burst(server.base_url, 150))
         elapsed = time.monotonic() - started
     assert replies == [default_reply(user(f"q{i}")) for i in range(150)]
-    assert elapsed < 2.5  # concurrently: far below 150 x 0.5 s
+    assert elapsed < 2.5  # concurrently: far below 150 x 0.3 s
 
 
-def test_subprocess_mode(tmp_path: Path) -> None:
+def test_subprocess_mode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     log_file = tmp_path / "server.jsonl"
-    with spawn_server(latency=0, faults={"kind": "429", "first": 1}, log_file=log_file) as server:
+    monkeypatch.setenv("FAKE_SERVER_KEY", "sub-key")  # the child reads the key from the environment
+    faults = {"kind": "429", "first": 1}
+    with spawn_server(faults=faults, log_file=log_file, api_key_env="FAKE_SERVER_KEY") as server:
         assert server.base_url.startswith("http://127.0.0.1:") and server.base_url.endswith("/v1")
+        with pytest.raises(openai.AuthenticationError):
+            ask(server.base_url, USER, api_key="other-key")
         with pytest.raises(openai.RateLimitError):
-            ask(server.base_url, USER)
-        assert ask(server.base_url, USER).choices[0].message.content == default_reply(USER)
-        assert [e["outcome"] for e in server.log()] == ["429", "ok"]
+            ask(server.base_url, USER, api_key="sub-key")
+        assert ask(server.base_url, USER, api_key="sub-key").choices[
+            0
+        ].message.content == default_reply(USER)
+        assert [e["outcome"] for e in server.log()] == ["401", "429", "ok"]
         process = server.process
     assert process.poll() is not None  # stopped on leaving the block
-    assert [json.loads(line)["outcome"] for line in log_file.read_text().splitlines()] == [
-        "429",
-        "ok",
-    ]
+    lines = log_file.read_text().splitlines()
+    assert [json.loads(line)["outcome"] for line in lines] == ["401", "429", "ok"]
+    assert "sub-key" not in log_file.read_text()
