@@ -333,6 +333,37 @@ def _unauthorized() -> web.Response:
     )
 
 
+async def anthropic_messages(request: web.Request) -> web.Response:
+    """POST /v1/messages: the Anthropic Messages API shape, same deterministic replies (system
+    text goes first, as a system message would); logged like chat completions, without faults."""
+    state: ServerState = request.app[STATE]
+    body = await request.json()
+    messages = list(body["messages"])
+    if body.get("system"):
+        messages.insert(0, {"role": "system", "content": body["system"]})
+    prompt_hash = messages_hash(messages)
+    reply = (
+        state.reply_fn(messages, body.get("model", ""))
+        if state.reply_fn
+        else default_reply(messages)
+    )
+    prompt_tokens = sum(count_tokens(_text(m.get("content"))) for m in messages)
+    state.record({"path": request.path, "model": body.get("model"), "prompt_hash": prompt_hash,
+                  "attempt": None, "temperature": body.get("temperature"), **_auth_fields(request), "outcome": "ok"})  # fmt: skip
+    return web.json_response(
+        {
+            "id": f"msg_{prompt_hash[:24]}",
+            "type": "message",
+            "role": "assistant",
+            "model": body.get("model", ""),
+            "content": [{"type": "text", "text": reply}],
+            "stop_reason": "end_turn",
+            "stop_sequence": None,
+            "usage": {"input_tokens": prompt_tokens, "output_tokens": count_tokens(reply)},
+        }
+    )
+
+
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     """POST /v1/chat/completions."""
     state = request.app[STATE]
@@ -513,6 +544,7 @@ def build_app(state: ServerState) -> web.Application:
     app = web.Application(client_max_size=64 * 1024**2)
     app[STATE] = state
     app.router.add_post("/v1/chat/completions", chat_completions)
+    app.router.add_post("/v1/messages", anthropic_messages)
     app.router.add_get("/v1/models", list_models)
     app.router.add_post("/_control", control)
     app.router.add_get("/_log", get_log)

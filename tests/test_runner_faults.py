@@ -107,6 +107,7 @@ def test_persistent_failure_is_recorded_then_retried_next_run(fake_openai, tmp_p
     proc = smoke_run(fake_openai, tmp_path / "run", "--max-retries", "2", n=6)
     assert proc.returncode == 0, proc.stderr
     assert "Some samples failed" in proc.stderr and "--run-dir" in proc.stderr
+    assert "first error: HTTP 500" in proc.stdout
     got = results(tmp_path / "run")
     assert got["3"][0] == "error" and sum(s == "ok" for s, _, _ in got.values()) == 5
     fake_openai.set_faults([])

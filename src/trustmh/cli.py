@@ -282,6 +282,18 @@ def tasks(
 
 
 @app.command()
+def models(
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Data directory to look for recorded responses in.")
+    ] = None,
+) -> None:
+    """List the model spec forms and the recorded models that replay:NAME can serve."""
+    from trustmh.render import print_models
+
+    print_models(out, data_dir)
+
+
+@app.command()
 def version() -> None:
     """Print the trustmh version."""
     out.print(__version__)

@@ -61,6 +61,8 @@ def print_summary(summary: RunSummary, console: Console) -> None:
         f" · {summary.seconds:.1f}s · status {summary.status}",
         highlight=False,
     )
+    if s.first_error:
+        console.print(f"first error: {s.first_error}", highlight=False, markup=False)
     if summary.n_pending and s.requests == 0 and s.errors == 0:
         console.print(
             "all replies came from the cache or the run store: zero requests sent", highlight=False
@@ -123,3 +125,32 @@ def _takes_two(fn: object) -> bool:
     import inspect
 
     return len(inspect.signature(fn).parameters) >= 2  # type: ignore[arg-type]
+
+
+SPEC_FORMS = (
+    ("openai:MODEL", "api.openai.com", "$OPENAI_API_KEY or --api-key-env"),
+    ("openai:MODEL@URL", "any OpenAI-compatible server (vLLM, SGLang, Ollama, llama.cpp, DeepSeek…)",
+     "none on loopback/private addresses, else --api-key-env NAME"),
+    ("anthropic:MODEL", "Anthropic Messages API (extra: trustmh[anthropic])", "$ANTHROPIC_API_KEY or --api-key-env"),
+    ("replay:NAME", "the authors' recorded responses (below)", "none"),
+    ("baseline", "deterministic rule-based reference, not an LLM", "none"),
+)  # fmt: skip
+
+
+def print_models(console: Console, data_dir: Path | None) -> None:
+    """The model spec forms and the recorded models available for replay."""
+    from trustmh.data.sources import resolve_data_context
+    from trustmh.models.replay import recorded_models
+
+    forms = Table(title="model specs")
+    for col in ("spec", "backend", "key"):
+        forms.add_column(col, overflow="fold")
+    for row in SPEC_FORMS:
+        forms.add_row(*row)
+    console.print(forms)
+    recorded = Table(title="recorded models (replay:NAME)")
+    for col in ("NAME", "recorded as", "group", "subtasks"):
+        recorded.add_column(col, overflow="fold")
+    for m in recorded_models(resolve_data_context(data_dir)):
+        recorded.add_row(m.name, m.recorded_id, m.group, ", ".join(m.subtasks))
+    console.print(recorded)

@@ -23,6 +23,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from trustmh.errors import FatalBackendError
 from trustmh.models.base import ModelBackend, NotRecorded, SampleError, TransientError
 from trustmh.store import ResponseCache, RunStore, request_key
 from trustmh.tasks.base import ScoreContext, Task
@@ -44,6 +45,9 @@ class RunStats:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     judge_requests: int = 0
+    first_error: str | None = (
+        None  # shown in the summary, so a systematic failure is visible at once
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,10 +202,18 @@ class Runner:
             self.store.put_score(task.id, sample, key, SampleScore(None, status="missing"))
             self._advance()
             return
-        except (TransientError, SampleError) as exc:
+        except FatalBackendError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any failure of one request is recorded on its sample
+            message = (
+                str(exc)
+                if isinstance(exc, (TransientError, SampleError))
+                else f"{type(exc).__name__}: {exc}"
+            )
             stats.errors += 1
+            stats.first_error = stats.first_error or message
             self.store.put_score(
-                task.id, sample, key, SampleScore(None, status="error"), error=str(exc)
+                task.id, sample, key, SampleScore(None, status="error"), error=message
             )
             self._advance()
             return
@@ -233,6 +245,7 @@ class Runner:
             )
             error = f"scorer failed: {type(exc).__name__}: {exc}"
             stats.errors += 1
+            stats.first_error = stats.first_error or error
         self.store.put_score(task.id, sample, key, score, error=error)
         self._advance()
 

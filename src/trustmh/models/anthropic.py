@@ -36,9 +36,12 @@ class AnthropicBackend:
         system = "\n\n".join(m["content"] for m in request.messages if m["role"] == "system")
         messages = [m for m in request.messages if m["role"] != "system"]
         params = request.params
-        kwargs = {"temperature": params.temperature}
+        # Sampling parameters go in the body as-is: recent SDKs (2.x) no longer list temperature
+        # and top_p among create()'s typed arguments, but the API still takes them.
+        sampling = {"temperature": params.temperature}
         if params.top_p is not None:
-            kwargs["top_p"] = params.top_p
+            sampling["top_p"] = params.top_p
+        kwargs: dict = {"extra_body": sampling}
         if system:
             kwargs["system"] = system
         try:
