@@ -75,3 +75,23 @@ def fake_openai() -> Iterator:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def full_ctx():
+    """A data context over the real data folder (with the recorded responses); skips without it."""
+    from trustmh.data.sources import DataContext
+
+    path = data_dir()
+    if path is None or not (path / "trustmh_recorded").is_dir():
+        pytest.skip("needs the shared data folder (set TRUSTMH_DATA_DIR)")
+    return DataContext((path,))
+
+
+@pytest.fixture(scope="module")
+def ctx():
+    """A data context over the bundled subset only: always present, holds every input and
+    recording the privacy and ethics tasks need."""
+    from trustmh.data.sources import BUNDLED_DIR, DataContext
+
+    return DataContext((BUNDLED_DIR,))

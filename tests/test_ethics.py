@@ -6,17 +6,14 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import os
 import re
 import statistics
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
 from trustmh.data.loaders import recorded
 from trustmh.data.loaders.ethicmh import load_ethicmh, repair_mojibake
-from trustmh.data.sources import BUNDLED_DIR, DataContext
 from trustmh.scoring.ethics import extract_choice, ground_truth_letter, judge_scores
 from trustmh.scoring.json_extract import fenced_json_object, judge_verdict
 from trustmh.tasks.base import ScoreContext
@@ -24,27 +21,6 @@ from trustmh.tasks.ethics import TASKS, judge_prompt
 from trustmh.types import Response, ScoredSample
 
 TASK = TASKS[0]
-
-
-def _shared_data() -> Path | None:
-    env = os.environ.get("TRUSTMH_DATA_DIR")
-    if env:
-        return Path(env)
-    candidate = Path(__file__).resolve().parents[2] / "shared" / "data"
-    return candidate if candidate.is_dir() else None
-
-
-@pytest.fixture(scope="module")
-def full_ctx() -> DataContext:
-    path = _shared_data()
-    if path is None or not (path / "trustmh_recorded").is_dir():
-        pytest.skip("needs the shared data folder (set TRUSTMH_DATA_DIR)")
-    return DataContext((path,))
-
-
-@pytest.fixture(scope="module")
-def ctx() -> DataContext:
-    return DataContext((BUNDLED_DIR,))
 
 
 @pytest.fixture(scope="module")

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 from collections import defaultdict
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +14,6 @@ import pytest
 from trustmh.data.loaders import recorded
 from trustmh.data.loaders.privacy import build_story, load_rating_items, load_tier3_stories
 from trustmh.data.loaders.prompts import load_privacy_prompts
-from trustmh.data.sources import BUNDLED_DIR, DataContext
 from trustmh.metrics import pearson_or_nan
 from trustmh.scoring import privacy as parse
 from trustmh.tasks import privacy as tasks
@@ -25,28 +22,6 @@ from trustmh.types import Response, SampleScore, ScoredSample
 
 TIER1_TARGETS = [1, 2, 3, 4]
 TIER2_TARGETS = [-100, -50, 0, 50, 100]
-
-
-def _shared_data() -> Path | None:
-    env = os.environ.get("TRUSTMH_DATA_DIR")
-    if env:
-        return Path(env)
-    candidate = Path(__file__).resolve().parents[2] / "shared" / "data"
-    return candidate if candidate.is_dir() else None
-
-
-@pytest.fixture(scope="module")
-def full_ctx() -> DataContext:
-    path = _shared_data()
-    if path is None or not (path / "trustmh_recorded").is_dir():
-        pytest.skip("needs the shared data folder (set TRUSTMH_DATA_DIR)")
-    return DataContext((path,))
-
-
-@pytest.fixture(scope="module")
-def ctx() -> DataContext:
-    """The bundled copy: always present, holds every input and recording the privacy tasks need."""
-    return DataContext((BUNDLED_DIR,))
 
 
 @pytest.fixture(scope="module")

@@ -4,13 +4,10 @@ missing samples, unparsed counts, prompt checks, and the bundled copy against th
 from __future__ import annotations
 
 import asyncio
-import os
-from pathlib import Path
 
 import pytest
 
 from trustmh.data.loaders import recorded
-from trustmh.data.sources import BUNDLED_DIR, DataContext
 from trustmh.errors import UserError
 from trustmh.models.base import ModelBackend, NotRecorded
 from trustmh.models.replay import ReplayBackend, recorded_models
@@ -20,27 +17,6 @@ from trustmh.tasks.base import ScoreContext
 from trustmh.types import GenParams, GenRequest, SampleRef, SampleScore, ScoredSample
 
 TASKS = {t.id: t for t in privacy.TASKS + ethics.TASKS}
-
-
-def _shared_data() -> Path | None:
-    env = os.environ.get("TRUSTMH_DATA_DIR")
-    if env:
-        return Path(env)
-    candidate = Path(__file__).resolve().parents[2] / "shared" / "data"
-    return candidate if candidate.is_dir() else None
-
-
-@pytest.fixture(scope="module")
-def full_ctx() -> DataContext:
-    path = _shared_data()
-    if path is None or not (path / "trustmh_recorded").is_dir():
-        pytest.skip("needs the shared data folder (set TRUSTMH_DATA_DIR)")
-    return DataContext((path,))
-
-
-@pytest.fixture(scope="module")
-def ctx() -> DataContext:
-    return DataContext((BUNDLED_DIR,))
 
 
 class BoundJudge:
