@@ -184,12 +184,22 @@ class Runner:
             for item in iterator:  # one shared iterator: each item goes to exactly one worker
                 await self.process(item)
 
+        flusher = asyncio.create_task(self._flush_cache_periodically()) if self.cache else None
         try:
             async with asyncio.TaskGroup() as group:
                 for _ in range(min(concurrency, len(items))):
                     group.create_task(worker())
         except BaseExceptionGroup as group:  # surface the first failure itself, not the group
             raise group.exceptions[0] from None
+        finally:
+            if flusher:
+                flusher.cancel()
+                self.cache.flush()  # type: ignore[union-attr]
+
+    async def _flush_cache_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self.cache.FLUSH_SECONDS)  # type: ignore[union-attr]
+            self.cache.flush()  # type: ignore[union-attr]
 
     async def process(self, item: WorkItem) -> None:
         """Reply, store, score and store the score of one sample."""
