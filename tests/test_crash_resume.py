@@ -138,3 +138,30 @@ def test_ctrl_c_keeps_work_and_prints_resume_command(fake_openai, tmp_path: Path
     )
     assert result.returncode == 0, result.stderr
     assert scored_count(run_dir) == 300
+
+
+def test_ctrl_c_during_judged_run_records_interrupted(fake_openai, tmp_path: Path) -> None:
+    from test_judge_and_resume import judge_reply
+
+    fake_openai.set_reply_fn(judge_reply)
+    fake_openai.set_latency(0.2)
+    run_dir = tmp_path / "run"
+    url = f"openai:test-model@{fake_openai.base_url}"
+    cmd = [*trustmh_exe(), "run", "--model", url, "--judge", url, "--tasks", "ethics", "--run-dir", str(run_dir),
+           "--no-cache", "--concurrency", "4", "--no-progress"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: scored_count(run_dir) >= 8, timeout=60)
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130
+    with sqlite3.connect(run_dir / "trustmh.sqlite") as conn:
+        status = conn.execute("SELECT value FROM meta WHERE key='status'").fetchone()[0]
+        model_replies = conn.execute(
+            "SELECT COUNT(*) FROM responses WHERE role='model'"
+        ).fetchone()[0]
+    assert status == '"interrupted"'
+    assert model_replies >= scored_count(run_dir)  # replies awaiting their judge were kept too

@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 
 from trustmh import __version__
+from trustmh.cli_data import data_app
 from trustmh.errors import FatalBackendError, UserError
 
 app = typer.Typer(
@@ -232,8 +233,8 @@ def reproduce(
     from trustmh.reproduce import reproduce as run_reproduction
     from trustmh.reproduce_table import rich_table
 
-    def progress(name: str, summary) -> None:
-        err.print(f"scored {name}: {summary.n_samples} samples ({summary.stats.missing} not recorded) -> {summary.run_dir}",
+    def progress(name: str, summary, counts: dict[str, int]) -> None:
+        err.print(f"scored {name}: {counts.get('samples', 0)} samples ({counts.get('missing', 0)} not recorded) -> {summary.run_dir}",
                   markup=False, highlight=False, soft_wrap=True)  # fmt: skip
 
     result = asyncio.run(run_reproduction(out_dir, data_dir, models=model, on_model=progress))
@@ -276,9 +277,9 @@ def tasks(
     ] = None,
 ) -> None:
     """List every subtask: pillar, data, size, metric, direction, status and whether it can run."""
-    from trustmh.render import print_tasks
+    from trustmh.cli_data import tasks_command
 
-    print_tasks(out, pillar, data_dir)
+    tasks_command(pillar, data_dir)
 
 
 @app.command()
@@ -299,16 +300,7 @@ def version() -> None:
     out.print(__version__)
 
 
-def _register_optional() -> None:
-    """Sub-commands contributed by other modules (data layer, reproduction)."""
-    try:
-        from trustmh.cli_data import data_app
-    except ImportError:
-        return
-    app.add_typer(data_app, name="data", help="Verify and fetch the benchmark's datasets.")
-
-
-_register_optional()
+app.add_typer(data_app, name="data", help="Verify and fetch the benchmark's datasets.")
 
 
 def main() -> None:

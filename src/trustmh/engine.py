@@ -15,7 +15,7 @@ from typing import Any
 from platformdirs import user_cache_dir
 
 from trustmh.config import RunConfig
-from trustmh.data.sources import DataContext, resolve_data_context
+from trustmh.data.sources import DataContext, require_sources, resolve_data_context
 from trustmh.errors import FatalBackendError, UserError
 from trustmh.models.base import ModelBackend
 from trustmh.models.factory import build_backend
@@ -41,6 +41,7 @@ class RunSummary:
     skipped: dict[str, str] = field(default_factory=dict)
     n_samples: int = 0
     n_pending: int = 0
+    n_replaced: int = 0  # stored samples whose request changed, asked again
     status: str = "complete"
     seconds: float = 0.0
 
@@ -98,10 +99,36 @@ def choose_tasks(selection: list[str]) -> tuple[list[Task], dict[str, str]]:
     return runnable, skipped
 
 
+def check_options(options: dict[str, Any], tasks: list[Task]) -> None:
+    """Reject task options no selected task reads (a typo would otherwise silently fall back to
+    the default). Options are flat (`name = value`, for every task reading `name`) or grouped
+    under a subtask id (`[options."privacy.awareness"]`)."""
+    by_id = {t.id: t for t in tasks}
+    known = {"seed"}.union(*(t.option_names for t in tasks))
+    for key, value in options.items():
+        if isinstance(value, dict):
+            if key not in by_id:
+                raise UserError(
+                    f"options: {key!r} is not a subtask of this run; group options under one of {', '.join(by_id)}"
+                )
+            for name in value:
+                if name not in ("seed", *by_id[key].option_names):
+                    valid = ", ".join(by_id[key].option_names) or "none"
+                    raise UserError(f"options.{key}: unknown option {name!r}; {key} reads: {valid}")
+        elif key in by_id:
+            raise UserError(
+                f'options: {key!r} must be a table of that subtask\'s options, e.g. [options."{key}"]'
+            )
+        elif key not in known:
+            raise UserError(
+                f"options: unknown option {key!r}; the selected subtasks read: {', '.join(sorted(known))}"
+            )
+
+
 def task_options(cfg: RunConfig, task: Task) -> dict[str, Any]:
     """Options for one task: the flat options plus those under the task's id."""
     flat = {k: v for k, v in cfg.options.items() if not isinstance(v, dict)}
-    return {**flat, **cfg.options.get(task.id, {})}
+    return {"seed": cfg.seed, **flat, **cfg.options.get(task.id, {})}
 
 
 def gen_params(cfg: RunConfig, task: Task) -> GenParams:
@@ -124,12 +151,6 @@ def with_system_prompt(messages: tuple[Message, ...], system: str | None) -> tup
 
 def check_data(ctx: DataContext, task: Task) -> None:
     """Fail early, naming the missing data and how to get it."""
-    try:
-        from trustmh.data.sources import require_sources
-    except ImportError:  # older data layer: locate each source
-        for source in task.sources:
-            ctx.locate(source)
-        return
     require_sources(ctx, task)
 
 
@@ -154,6 +175,7 @@ async def run_evaluation(
     started = time.monotonic()
     data = resolve_data_context(cfg.data_dir)
     tasks, skipped = choose_tasks(cfg.tasks)
+    check_options(cfg.options, tasks)
     needs_judge = [t.id for t in tasks if t.needs_judge == "required"]
     if needs_judge and not cfg.judge:
         raise UserError(
@@ -186,12 +208,14 @@ async def run_evaluation(
         _check_same_run(store, cfg)
         store.set_meta("config", cfg.model_dump(mode="json", exclude={"run_dir"}))
         store.set_meta("model_label", model.label)
-        store.set_meta("tasks", summary.tasks)
+        store.set_meta(
+            "tasks", list(dict.fromkeys([*(store.get_meta("tasks") or []), *summary.tasks]))
+        )
         store.set_meta("status", "running")
         store.set_meta(
             "started", store.get_meta("started") or datetime.now().isoformat(timespec="seconds")
         )
-        items = _prepare(cfg, tasks, data, model, store, summary)
+        items, selection = _prepare(cfg, tasks, data, model, store, summary)
         policy = RetryPolicy(
             cfg.max_retries, cfg.retry_base_delay, max_retry_after=cfg.max_retry_after
         )
@@ -212,16 +236,20 @@ async def run_evaluation(
             except FatalBackendError:
                 store.set_meta("status", "failed")
                 raise
+        remaining = 0
         for task in tasks:
-            scored = store.scored_samples(task.id)
+            # only this invocation's samples: a run dir resumed with another --limit or --tasks
+            # keeps its other rows, but they do not enter this run's numbers
+            scored = store.scored_samples(task.id, only=selection[task.id])
+            remaining += sum(s.score.status == "error" for s in scored)
             metrics = task.aggregate(scored, task_options(cfg, task))  # type: ignore[misc]
             store.put_results(task.id, metrics)
             summary.results[task.id] = metrics
-        remaining = sum(c.get("error", 0) for c in store.counts().values())
         summary.status = "complete" if remaining == 0 else "incomplete"
         store.set_meta("status", summary.status)
         store.set_meta("finished", datetime.now().isoformat(timespec="seconds"))
     except BaseException:
+        store.commit_pending()  # a reply stored just before the interruption is kept
         if store.get_meta("status") == "running":
             store.set_meta("status", "interrupted")
         raise
@@ -237,9 +265,11 @@ async def run_evaluation(
 
 
 def _prepare(cfg: RunConfig, tasks: list[Task], data: DataContext, model: ModelBackend, store: RunStore,
-             summary: RunSummary) -> list[WorkItem]:  # fmt: skip
-    """Build every task's samples, record them, and return the ones not finished yet."""
+             summary: RunSummary) -> tuple[list[WorkItem], dict[str, set[tuple[str, str]]]]:  # fmt: skip
+    """Build every task's samples and record them; return the ones not finished yet, and per
+    task the (sample_id, variant) pairs this invocation covers."""
     items: list[WorkItem] = []
+    selection: dict[str, set[tuple[str, str]]] = {}
     for task in tasks:
         options = task_options(cfg, task)
         params = gen_params(cfg, task)
@@ -257,11 +287,12 @@ def _prepare(cfg: RunConfig, tasks: list[Task], data: DataContext, model: ModelB
             keyed.append(
                 (sample, request, request_key(model.spec, request, include_ref=not model.cacheable))
             )
-        store.add_samples(task.id, ((s, k) for s, _, k in keyed))
+        summary.n_replaced += store.add_samples(task.id, ((s, k) for s, _, k in keyed))
+        selection[task.id] = {(s.id, s.variant) for s, _, _ in keyed}
         finished = store.finished(task.id)
         summary.n_samples += len(keyed)
         for sample, request, key in keyed:
             if (sample.id, sample.variant) not in finished:
                 items.append(WorkItem(task, sample, request, key, options))
     summary.n_pending = len(items)
-    return items
+    return items, selection

@@ -22,7 +22,13 @@ def export_run(run_dir: Path, fmt: str, output: Path | None = None) -> Path:
     store = RunStore(run_dir)
     try:
         rows = store.export_rows()
-        with output.open("w", encoding="utf-8", newline="") as fh:
+        try:
+            fh = output.open("w", encoding="utf-8", newline="")
+        except OSError as exc:
+            raise UserError(
+                f"--out {output}: cannot write there ({exc.strerror}); check the folder exists"
+            ) from None
+        with fh:
             if fmt == "jsonl":
                 for row in rows:
                     fh.write(json.dumps(row, ensure_ascii=False) + "\n")

@@ -2,63 +2,36 @@
 
 Protocol section 1.5: every subtask reports n, the score and a 95% interval. Proportions and
 correlations use a seeded percentile bootstrap over items (1,000 resamples); judge-score means use
-1.96·sd/√n for n >= 30 and a t quantile below that.
+1.96·sd/√n for n >= 30 and the rounded t table below that.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 BOOTSTRAP_RESAMPLES = 1000
 
 
-def mean_or_none(values: Sequence[float]) -> float | None:
-    """Arithmetic mean, or None for an empty sequence."""
-    return float(sum(values) / len(values)) if values else None
+# Two-sided 95% t quantiles for 1-29 degrees of freedom, rounded to three decimals as in the
+# standard printed table the authors' ethics code uses (EXACT: their margins use these values).
+T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+         2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+         2.052, 2.048, 2.045)  # fmt: skip
 
 
 def margin_of_error(values: Sequence[float]) -> float | None:
-    """Half-width of the 95% interval of a mean: 1.96·sd/√n for n >= 30, t(0.975, n-1)·sd/√n below."""
+    """Half-width of the 95% interval of a mean, as the authors compute it: 1.96·sd/√n for
+    n >= 30, the t table value·sd/√n below; None with fewer than two values (the authors print
+    0.0 there, which would read as certainty)."""
     n = len(values)
     if n < 2:
         return None
     sd = float(np.std(values, ddof=1))
-    if n >= 30:
-        z = 1.96
-    else:
-        from scipy import (
-            stats,  # imported here: scipy.stats costs ~0.9 s of start-up for every command
-        )
-
-        z = float(stats.t.ppf(0.975, n - 1))
+    z = 1.96 if n >= 30 else T_975[n - 2]
     return z * sd / math.sqrt(n)
-
-
-def bootstrap_ci(
-    data: Sequence,
-    statistic: Callable[[np.ndarray], float],
-    seed: int,
-    resamples: int = BOOTSTRAP_RESAMPLES,
-) -> tuple[float | None, float | None]:
-    """Seeded 95% percentile bootstrap interval of `statistic` over resampled items.
-
-    `data` is a sequence of items (scalars or rows); resampling draws item indices with
-    replacement. Resamples where the statistic is NaN are dropped.
-    """
-    arr = np.asarray(data)
-    n = len(arr)
-    if n < 2:
-        return None, None
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, n, size=(resamples, n))
-    values = np.array([statistic(arr[i]) for i in idx], dtype=float)
-    values = values[~np.isnan(values)]
-    if values.size == 0:
-        return None, None
-    return float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))
 
 
 def proportion_ci(successes: Sequence[float], seed: int) -> tuple[float | None, float | None]:
@@ -68,8 +41,7 @@ def proportion_ci(successes: Sequence[float], seed: int) -> tuple[float | None, 
     if n < 2:
         return None, None
     rng = np.random.default_rng(seed)
-    means = arr[rng.integers(0, n, size=(BOOTSTRAP_RESAMPLES, n))].mean(axis=1)
-    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+    return percentile_interval(arr[rng.integers(0, n, size=(BOOTSTRAP_RESAMPLES, n))].mean(axis=1))
 
 
 def pearson_or_nan(x: Sequence[float], y: Sequence[float]) -> float:
@@ -112,10 +84,3 @@ def percentile_interval(values: np.ndarray) -> tuple[float | None, float | None]
     if finite.size == 0:
         return None, None
     return float(np.percentile(finite, 2.5)), float(np.percentile(finite, 97.5))
-
-
-def pearson_bootstrap_ci(
-    x: Sequence[float], y: Sequence[float], seed: int, resamples: int = BOOTSTRAP_RESAMPLES
-) -> tuple[float | None, float | None]:
-    """Seeded 95% percentile bootstrap interval of Pearson r over item pairs (constant resamples dropped)."""
-    return percentile_interval(pearson_bootstrap_samples(x, y, seed, resamples))

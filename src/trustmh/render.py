@@ -99,34 +99,6 @@ def print_runs(root: Path, console: Console) -> None:
     console.print(table)
 
 
-def print_tasks(console: Console, pillar: str | None, data_dir: Path | None) -> None:
-    """The subtask table (delegates to the data layer's richer table when present)."""
-    try:
-        from trustmh.cli_data import tasks_command
-    except ImportError:
-        tasks_command = None
-    if tasks_command is not None:
-        tasks_command(pillar, data_dir) if _takes_two(tasks_command) else tasks_command(pillar)
-        return
-    from trustmh.tasks.registry import all_tasks
-
-    table = Table(title="TrustMH-Bench subtasks")
-    for col in ("id", "pillar", "data", "n", "metric", "better", "status", "implemented"):
-        table.add_column(col, overflow="fold")
-    for task in all_tasks().values():
-        if pillar and task.pillar != pillar:
-            continue
-        table.add_row(task.id, task.pillar, ", ".join(task.sources), task.n_items, task.metric, task.direction,
-                      task.status, "yes" if task.implemented else "no")  # fmt: skip
-    console.print(table)
-
-
-def _takes_two(fn: object) -> bool:
-    import inspect
-
-    return len(inspect.signature(fn).parameters) >= 2  # type: ignore[arg-type]
-
-
 SPEC_FORMS = (
     ("openai:MODEL", "api.openai.com", "$OPENAI_API_KEY or --api-key-env"),
     ("openai:MODEL@URL", "any OpenAI-compatible server (vLLM, SGLang, Ollama, llama.cpp, DeepSeek…)",

@@ -60,19 +60,24 @@ async def reproduce(out_dir: Path, data_dir: Path | None = None, runs_root: Path
         summary = await run_evaluation(cfg, progress=False)
         summaries[model.name] = summary
         results[model.name] = summary.results
-        unparsed[model.name] = count_unparsed(summary.run_dir)
+        counts = status_counts(summary.run_dir)
+        unparsed[model.name] = counts.get("unparsed", 0)
         if on_model:
-            on_model(model.name, summary)
+            on_model(model.name, summary, counts)
     rows = build_rows(results)
     return Reproduction(
         rows, write_csv(rows, out_dir), write_markdown(rows, out_dir), summaries, unparsed
     )
 
 
-def count_unparsed(run_dir: Path) -> int:
-    """Unparseable replies stored in a run, over all its subtasks."""
+def status_counts(run_dir: Path) -> dict[str, int]:
+    """Scored samples of a run by status (ok, unparsed, missing, ...), over all its subtasks."""
     store = RunStore(run_dir)
     try:
-        return sum(c.get("unparsed", 0) for c in store.counts().values())
+        totals: dict[str, int] = {}
+        for per_task in store.counts().values():
+            for status, n in per_task.items():
+                totals[status] = totals.get(status, 0) + n
+        return totals
     finally:
         store.close()

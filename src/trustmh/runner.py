@@ -9,6 +9,7 @@ in flight at the same time are sent once.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -138,20 +139,28 @@ class Endpoint:
 class BoundJudge:
     """The judge as a scorer sees it: bound to one sample so its requests are stored with it."""
 
-    __slots__ = ("_runner", "_ref", "spec")
+    __slots__ = ("_runner", "_ref", "spec", "failure")
 
     def __init__(self, runner: Runner, ref: SampleRef):
         self._runner = runner
         self._ref = ref
         self.spec = runner.judge.backend.spec if runner.judge else ""
+        self.failure: str | None = None  # why a judge request failed: the sample is then an error
 
     async def __call__(
         self, messages: Sequence[Message], params: GenParams | None = None
     ) -> Response | None:
-        """Ask the judge (cached, retried, stored); None when it failed after its retries."""
-        return await self._runner.ask_judge(
-            tuple(messages), params or GenParams(temperature=0.0, max_tokens=None), self._ref
-        )
+        """Ask the judge (cached, retried, stored); None when it failed after its retries (the
+        sample is then recorded as an error and re-judged by the next run) or, for a replayed
+        judge, when no verdict was recorded."""
+        params = params or GenParams(temperature=0.0, max_tokens=None)
+        try:
+            return await self._runner.ask_judge(tuple(messages), params, self._ref)
+        except NotRecorded:
+            return None
+        except (TransientError, SampleError) as exc:
+            self.failure = str(exc)
+            return None
 
 
 class Runner:
@@ -227,7 +236,11 @@ class Runner:
             )
             self._advance()
             return
-        self.store.begin()
+        # Without a judge the reply and its score share one commit; with one, the reply is committed
+        # before the judge is awaited, so no transaction stays open across that wait.
+        batch = self.judge is None
+        if batch:
+            self.store.begin()
         if source != "run":
             self.store.put_response(
                 key,
@@ -237,18 +250,23 @@ class Runner:
                 source,
                 attempts,
                 latency,
-                commit=False,
+                commit=not batch,
             )
-        context = ScoreContext(
-            judge=BoundJudge(self, SampleRef(task.id, sample.id, sample.variant, "judge"))
+        judge = (
+            BoundJudge(self, SampleRef(task.id, sample.id, sample.variant, "judge"))
             if self.judge
-            else None,
-            options=item.options,
-            seed=self.seed,
+            else None
         )
+        context = ScoreContext(judge=judge, options=item.options, seed=self.seed)
         try:
             score = await task.score(sample, response, context)  # type: ignore[misc]
             error = None
+            if judge is not None and judge.failure is not None:
+                score.status, error = "error", f"judge failed: {judge.failure}"
+                stats.errors += 1
+                stats.first_error = stats.first_error or error
+        except FatalBackendError:
+            raise
         except Exception as exc:  # a scorer bug must not lose the stored reply or stop the run
             score = SampleScore(
                 None, status="error", detail={"scorer_exception": type(exc).__name__}
@@ -302,22 +320,24 @@ class Runner:
         self.stats.prompt_tokens += response.usage.prompt_tokens
         self.stats.completion_tokens += response.usage.completion_tokens
         if cacheable:
-            self.cache.put(key, endpoint.backend.spec, response)  # type: ignore[union-attr]
+            try:
+                self.cache.put(key, endpoint.backend.spec, response)  # type: ignore[union-attr]
+            except sqlite3.Error as exc:  # a paid reply is kept in the run even if the cache fails
+                self.stats.cache_errors += 1
+                self.stats.first_error = self.stats.first_error or f"response cache: {exc}"
         return response, "api", attempts, time.monotonic() - started
 
     async def ask_judge(
         self, messages: tuple[Message, ...], params: GenParams, ref: SampleRef
     ) -> Response | None:
-        """A judge reply for a sample, stored in the run like any response."""
+        """A judge reply for a sample, stored in the run like any response; raises like a model
+        request does."""
         assert self.judge is not None
         request = GenRequest(messages, params, ref)
         key = request_key(
             self.judge.backend.spec, request, include_ref=not self.judge.backend.cacheable
         )
-        try:
-            response, source, attempts, latency = await self._reply(self.judge, request, key)
-        except (TransientError, SampleError, NotRecorded):
-            return None
+        response, source, attempts, latency = await self._reply(self.judge, request, key)
         if source in ("api", "cache", "dedup"):
             self.stats.judge_requests += source == "api"
             self.store.put_response(

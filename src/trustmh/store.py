@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from trustmh.errors import UserError
 from trustmh.types import (
     GenRequest,
     MetricValue,
@@ -78,9 +79,15 @@ def request_key(model_spec: str, request: GenRequest, include_ref: bool = False)
 
 
 def _connect(path: Path) -> sqlite3.Connection:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
-    conn.execute("PRAGMA journal_mode=WAL")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+        conn.execute("PRAGMA journal_mode=WAL")
+    except (OSError, sqlite3.Error) as exc:
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise UserError(
+            f"{path.parent}: cannot open a database there ({detail}); choose another directory"
+        ) from None
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA busy_timeout=30000")
     return conn
@@ -130,11 +137,27 @@ class RunStore:
         self.conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, _dumps(value)))
 
     # samples ----------------------------------------------------------------------------------
-    def add_samples(self, task: str, rows: Iterable[tuple[Sample, str]]) -> None:
-        """Record samples (and their request keys) once; existing rows are kept."""
+    def add_samples(self, task: str, rows: Iterable[tuple[Sample, str]]) -> int:
+        """Record samples with their request keys. A sample whose request changed since it was
+        stored (another prompt, option or data version) is replaced and its old score dropped, so
+        it is asked again instead of mixing an old prompt with a new reply. Returns how many were
+        replaced."""
+        rows = list(rows)
+        known = {
+            (sid, var): key
+            for sid, var, key in self.conn.execute(
+                "SELECT sample_id, variant, request_key FROM samples WHERE task=?", (task,)
+            )
+        }
+        changed = [
+            (task, s.id, s.variant) for s, key in rows if known.get((s.id, s.variant), key) != key
+        ]
         with self._tx():
             self.conn.executemany(
-                "INSERT OR IGNORE INTO samples VALUES (?,?,?,?,?,?,?)",
+                """INSERT INTO samples VALUES (?,?,?,?,?,?,?)
+                   ON CONFLICT (task, sample_id, variant) DO UPDATE SET messages=excluded.messages,
+                   target=excluded.target, meta=excluded.meta, request_key=excluded.request_key
+                   WHERE samples.request_key != excluded.request_key""",
                 (
                     (
                         task,
@@ -148,6 +171,10 @@ class RunStore:
                     for s, key in rows
                 ),
             )
+            self.conn.executemany(
+                "DELETE FROM scores WHERE task=? AND sample_id=? AND variant=?", changed
+            )
+        return len(changed)
 
     def finished(self, task: str) -> set[tuple[str, str]]:
         """(sample_id, variant) of samples whose score is final (anything but an error)."""
@@ -202,13 +229,21 @@ class RunStore:
         if self.conn.in_transaction:
             self.conn.commit()
 
+    def commit_pending(self) -> None:
+        """Commit an open transaction (used before recording an interruption)."""
+        if self.conn.in_transaction:
+            self.conn.commit()
+
     def begin(self) -> None:
         """Start a transaction that the next put_score commits (response + score in one commit)."""
         if not self.conn.in_transaction:
             self.conn.execute("BEGIN")
 
-    def scored_samples(self, task: str) -> list[ScoredSample]:
-        """Every scored sample of a task, with its reply, in sample order."""
+    def scored_samples(
+        self, task: str, only: set[tuple[str, str]] | None = None
+    ) -> list[ScoredSample]:
+        """The scored samples of a task (those in `only` (sample_id, variant) when given), with
+        their replies, in sample order."""
         rows = self.conn.execute(
             """SELECT s.sample_id, s.variant, s.target, s.meta, r.text, c.status, c.value, c.parsed, c.detail
                FROM samples s JOIN scores c USING (task, sample_id, variant)
@@ -220,6 +255,7 @@ class RunStore:
             ScoredSample(sid, var, _loads(tgt), _loads(meta) or {}, text,
                          SampleScore(val, _loads(parsed), status, _loads(detail) or {}))
             for sid, var, tgt, meta, text, status, val, parsed, detail in rows
+            if only is None or (sid, var) in only
         ]  # fmt: skip
 
     def counts(self) -> dict[str, dict[str, int]]:

@@ -59,6 +59,10 @@ class AnthropicBackend:
             raise FatalBackendError(
                 f"{self.spec}: the API key was rejected; check ANTHROPIC_API_KEY or --api-key-env"
             ) from None
+        except a.PermissionDeniedError:
+            raise FatalBackendError(
+                f"{self.spec}: permission denied (403); check the key's access to this model"
+            ) from None
         except a.NotFoundError:
             raise FatalBackendError(f"{self.spec}: model not found; check the model name") from None
         except a.APIStatusError as exc:

@@ -82,6 +82,13 @@ def parse_model_spec(text: str, flag: str = "--model") -> ModelSpec:
 
 def _check_url(url: str, text: str, flag: str) -> str:
     parts = urlsplit(url)
+    if parts.username or parts.password:
+        # the URL is stored with the run and printed in resume commands: no secrets in it
+        # (and none echoed in this message either)
+        raise UserError(
+            f"{flag}: the URL carries credentials (user:password@host); remove them and pass the key "
+            "through an environment variable named by --api-key-env"
+        )
     bad = parts.scheme not in ("http", "https") or not parts.hostname
     try:
         parts.port  # noqa: B018 - raises ValueError on a non-numeric or out-of-range port

@@ -75,6 +75,9 @@ class Task:
     score: ScoreFn | None = None
     aggregate: AggregateFn | None = None
     needs_judge: Literal["no", "optional", "required"] = "no"
+    option_names: tuple[
+        str, ...
+    ] = ()  # task options it reads (besides "seed"); others are rejected
     in_protocol: bool = True
     notes: str = ""
 

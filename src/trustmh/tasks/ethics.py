@@ -13,7 +13,7 @@ parsed choice, as in the authors' pipeline for those models.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from trustmh.data.loaders.ethicmh import load_ethicmh
@@ -21,13 +21,13 @@ from trustmh.data.loaders.prompts import fill, load_ethics_prompts
 from trustmh.data.sources import DataContext
 from trustmh.metrics import margin_of_error, proportion_ci
 from trustmh.scoring.ethics import JUDGE_KEYS, extract_choice, ground_truth_letter, judge_scores
+from trustmh.scoring.outcomes import NOT_SCORED, count_status
 from trustmh.tasks.base import ScoreContext, Task
 from trustmh.types import GenParams, MetricValue, Response, Sample, SampleScore, ScoredSample
 
 TASK_ID = "ethics.ethical_reasoning"
 GEN = GenParams(temperature=0.0, max_tokens=None)
 JUDGE_GEN = GenParams(temperature=0.0, max_tokens=None)
-NOT_SCORED = ("missing", "error")
 PRINCIPLES = {
     "sc1": "Beneficence & Nonmaleficence",
     "sc2": "Fidelity & Responsibility",
@@ -129,8 +129,8 @@ def ethics_aggregate(scored: list[ScoredSample], options: dict[str, Any]) -> lis
         primary=True,
         ci_low=ci[0],
         ci_high=ci[1],
-        n_unparsed=_count(answered, "unparsed"),
-        n_error=_count(scored, "error"),
+        n_unparsed=count_status(answered, "unparsed"),
+        n_error=count_status(scored, "error"),
         note="; ".join(notes) or None,
     )
     judged = [s for s in answered if "judge_status" in s.score.detail]
@@ -193,10 +193,6 @@ def _judge_metrics(judged: list[ScoredSample]) -> list[MetricValue]:
     return out
 
 
-def _count(scored: Iterable[ScoredSample], status: str) -> int:
-    return sum(1 for s in scored if s.score.status == status)
-
-
 TASKS = [
     Task(
         id=TASK_ID,
@@ -213,6 +209,7 @@ TASKS = [
         score=ethics_score,
         aggregate=ethics_aggregate,
         needs_judge="optional",
+        option_names=("repair_mojibake", "n_items", "strict_choice"),
         notes="Temperature 0, provider default max tokens (EXACT). Judge: GPT-4.1 in the paper; without a judge "
         "only accuracy is reported.",
     ),

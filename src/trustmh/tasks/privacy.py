@@ -23,8 +23,14 @@ from trustmh.data.loaders.privacy import SOURCE, load_rating_items, load_tier3_s
 from trustmh.data.loaders.prompts import fill, load_privacy_prompts
 from trustmh.data.sources import DataContext
 from trustmh.errors import UserError
-from trustmh.metrics import pearson_bootstrap_samples, pearson_or_nan, percentile_interval
+from trustmh.metrics import (
+    pearson_bootstrap_samples,
+    pearson_or_nan,
+    percentile_interval,
+    proportion_ci,
+)
 from trustmh.scoring import privacy as parse
+from trustmh.scoring.outcomes import NOT_SCORED, count_status
 from trustmh.tasks.base import ScoreContext, Task
 from trustmh.types import GenParams, MetricValue, Response, Sample, SampleScore, ScoredSample
 
@@ -35,7 +41,6 @@ QUESTION_TYPES = ("free-response", "info-accessibility", "privacy-sharing", "con
 AWARENESS_GEN = GenParams(temperature=1.0, max_tokens=365, top_p=1.0)
 LEAKAGE_GEN = GenParams(temperature=0.0, max_tokens=256)
 PROXY_GEN = GenParams(temperature=0.0, max_tokens=256)
-NOT_SCORED = ("missing", "error")
 AWARENESS_NOTE = "awareness = {how} (DEFAULT, reconstructed; per-tier r EXACT)"
 LEAKAGE_NOTE = (
     "leakage = {how} (DEFAULT, reconstructed; components EXACT); no simple combination of the recorded "
@@ -119,7 +124,7 @@ def awareness_aggregate(scored: list[ScoredSample], options: dict[str, Any]) -> 
         ci_low=ci[0],
         ci_high=ci[1],
         n_unparsed=sum(m.n_unparsed for m in tier_values.values()),
-        n_error=_count(items, "error"),
+        n_error=count_status(items, "error"),
         note=_join(
             AWARENESS_NOTE.format(how=_AWARENESS_HOW[how]),
             *(f"tier {t}: {m.note}" for t, m in tier_values.items() if m.note),
@@ -186,8 +191,8 @@ def _tier_r(tier: str, samples: list[ScoredSample], seed: int) -> tuple[MetricVa
         direction="higher",
         ci_low=ci[0],
         ci_high=ci[1],
-        n_unparsed=_count(samples, "unparsed"),
-        n_error=_count(samples, "error"),
+        n_unparsed=count_status(samples, "unparsed"),
+        n_error=count_status(samples, "error"),
         note=_join(*notes),
     )
     return value, boot
@@ -317,7 +322,7 @@ def leakage_aggregate(scored: list[ScoredSample], options: dict[str, Any]) -> li
         stories = sorted(set.intersection(*(set(per_story[p]) for p in parts)))
         combined_per_story = [float(np.mean([per_story[p][s] for p in parts])) for s in stories]
         value = float(np.mean([np.mean(list(per_story[p].values())) for p in parts]))
-        ci = _bootstrap_mean(combined_per_story, seed)
+        ci = proportion_ci(combined_per_story, seed)
     else:
         stories, value, ci = [], None, (None, None)
     related = [s for s in scored if s.meta["question_type"] in {_COMPONENTS[p][0] for p in parts}]
@@ -334,8 +339,8 @@ def leakage_aggregate(scored: list[ScoredSample], options: dict[str, Any]) -> li
         primary=True,
         ci_low=ci[0],
         ci_high=ci[1],
-        n_unparsed=_count(related, "unparsed"),
-        n_error=_count(related, "error"),
+        n_unparsed=count_status(related, "unparsed"),
+        n_error=count_status(related, "error"),
         note=_join(
             LEAKAGE_NOTE.format(how=how_text),
             *notes,
@@ -365,7 +370,7 @@ def _rate_metric(
     notes: list[str],
 ) -> MetricValue:
     values = [per_story[s] for s in sorted(per_story)]
-    ci = _bootstrap_mean(values, seed)
+    ci = proportion_ci(values, seed)
     related = [s for s in scored if s.meta["question_type"] == qtype]
     return MetricValue(
         name=name,
@@ -374,19 +379,10 @@ def _rate_metric(
         direction="lower",
         ci_low=ci[0],
         ci_high=ci[1],
-        n_unparsed=_count(related, "unparsed"),
-        n_error=_count(related, "error"),
+        n_unparsed=count_status(related, "unparsed"),
+        n_error=count_status(related, "error"),
         note=_join(*notes),
     )
-
-
-def _bootstrap_mean(values: list[float], seed: int) -> tuple[float | None, float | None]:
-    arr = np.asarray(values, dtype=float)
-    if arr.size < 2:
-        return None, None
-    rng = np.random.default_rng(seed)
-    means = arr[rng.integers(0, arr.size, size=(1000, arr.size))].mean(axis=1)
-    return percentile_interval(means)
 
 
 def _leakage_notes(scored: list[ScoredSample]) -> list[str]:
@@ -427,10 +423,6 @@ def _scored_only(scored: Iterable[ScoredSample]) -> list[ScoredSample]:
     return [s for s in scored if s.score.status not in NOT_SCORED]
 
 
-def _count(scored: Iterable[ScoredSample], status: str) -> int:
-    return sum(1 for s in scored if s.score.status == status)
-
-
 def _ranges(indices: Iterable[int]) -> str:
     values = sorted(set(indices))
     parts: list[str] = []
@@ -464,6 +456,7 @@ TASKS = [
         samples=awareness_samples,
         score=awareness_score,
         aggregate=awareness_aggregate,
+        option_names=("source", "tiers", "rating_parser", "awareness_aggregate"),
         notes="Temperature 1, max_tokens 365, top_p 1 (EXACT). Unparsed replies are excluded from r and counted; "
         "the authors re-asked until a reply parsed.",
     ),
@@ -482,6 +475,7 @@ TASKS = [
         score=leakage_score,
         aggregate=leakage_aggregate,
         needs_judge="optional",
+        option_names=("privacy_prompt", "proxy", "leakage_aggregate"),
         notes="Temperature 0, max_tokens 256 (EXACT). The proxy-model leak check runs only with option proxy=true and a judge.",
     ),
 ]

@@ -47,7 +47,7 @@ async def score(sample: Sample, response: Response, ctx: ScoreContext) -> Sample
 def aggregate(scored: list[ScoredSample], options: dict[str, Any]) -> list[MetricValue]:
     """Accuracy over all scored samples (errors excluded and counted)."""
     values = [s.score.value or 0.0 for s in scored if s.score.status in ("ok", "unparsed")]
-    low, high = proportion_ci(values, seed=0)
+    low, high = proportion_ci(values, seed=int(options.get("seed", 0)))
     return [
         MetricValue(
             "accuracy",
