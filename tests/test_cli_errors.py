@@ -145,3 +145,39 @@ def test_help_documents_every_option() -> None:
             continue  # config-file only settings
         assert "--" + name.replace("_", "-") in result.stdout, name
     assert "Examples" in result.stdout
+
+
+def test_credentials_in_url_are_refused_and_not_echoed(tmp_path: Path) -> None:
+    result = run_smoke(
+        tmp_path, "--model", "openai:m@https://user:sk-SECRET-XYZ@api.example.com/v1"
+    )
+    assert_one_line_error(result, "carries credentials", "--api-key-env")
+    assert "sk-SECRET-XYZ" not in result.stderr + result.stdout
+
+
+def test_run_dir_that_is_a_file(tmp_path: Path) -> None:
+    blocker = tmp_path / "run"
+    blocker.write_text("not a folder")
+    result = run_cli(
+        "run", "--model", "baseline", "--tasks", "smoke", "--limit", "2", "--run-dir", str(blocker)
+    )
+    assert_one_line_error(result, "cannot open a database", "another directory")
+
+
+def test_export_to_missing_folder(tmp_path: Path) -> None:
+    assert (
+        run_cli(
+            "run",
+            "--model",
+            "baseline",
+            "--tasks",
+            "smoke",
+            "--limit",
+            "2",
+            "--run-dir",
+            str(tmp_path / "r"),
+        ).returncode
+        == 0
+    )
+    result = run_cli("export", str(tmp_path / "r"), "--out", str(tmp_path / "nowhere" / "x.jsonl"))
+    assert_one_line_error(result, "--out", "cannot write there")
