@@ -213,11 +213,10 @@ class Runner:
     async def process(self, item: WorkItem) -> None:
         """Reply, store, score and store the score of one sample."""
         task, sample, key = item.task, item.sample, item.key
-        stats = self.stats
         try:
             response, source, attempts, latency = await self._reply(self.model, item.request, key)
         except NotRecorded:
-            stats.missing += 1
+            self.stats.missing += 1
             self.store.put_score(task.id, sample, key, SampleScore(None, status="missing"))
             self._advance()
             return
@@ -229,8 +228,7 @@ class Runner:
                 if isinstance(exc, (TransientError, SampleError))
                 else f"{type(exc).__name__}: {exc}"
             )
-            stats.errors += 1
-            stats.first_error = stats.first_error or message
+            self._count_error(message)
             self.store.put_score(
                 task.id, sample, key, SampleScore(None, status="error"), error=message
             )
@@ -263,8 +261,7 @@ class Runner:
             error = None
             if judge is not None and judge.failure is not None:
                 score.status, error = "error", f"judge failed: {judge.failure}"
-                stats.errors += 1
-                stats.first_error = stats.first_error or error
+                self._count_error(error)
         except FatalBackendError:
             raise
         except Exception as exc:  # a scorer bug must not lose the stored reply or stop the run
@@ -272,10 +269,14 @@ class Runner:
                 None, status="error", detail={"scorer_exception": type(exc).__name__}
             )
             error = f"scorer failed: {type(exc).__name__}: {exc}"
-            stats.errors += 1
-            stats.first_error = stats.first_error or error
+            self._count_error(error)
         self.store.put_score(task.id, sample, key, score, error=error)
         self._advance()
+
+    def _count_error(self, message: str) -> None:
+        """Count a sample that ends as an error; the first message is shown in the summary."""
+        self.stats.errors += 1
+        self.stats.first_error = self.stats.first_error or message
 
     def _advance(self) -> None:
         self.stats.done += 1
