@@ -149,11 +149,6 @@ def with_system_prompt(messages: tuple[Message, ...], system: str | None) -> tup
     return ({"role": "system", "content": system}, *rest)
 
 
-def check_data(ctx: DataContext, task: Task) -> None:
-    """Fail early, naming the missing data and how to get it."""
-    require_sources(ctx, task)
-
-
 def _check_same_run(store: RunStore, cfg: RunConfig) -> None:
     stored = store.get_meta("config")
     if stored is None:
@@ -182,7 +177,7 @@ async def run_evaluation(
             f"{', '.join(needs_judge)} need a judge; pass --judge SPEC (the paper's judge: openai:gpt-4.1)"
         )
     for task in tasks:
-        check_data(data, task)
+        require_sources(data, task)  # fail early, naming the missing data and how to get it
     model = build_backend(cfg.model, api_key_env=cfg.api_key_env, timeout=cfg.request_timeout,
                           concurrency=cfg.concurrency, data=data)  # fmt: skip
     judge: ModelBackend | None = None
