@@ -47,22 +47,18 @@ def test_export_rejects_bad_input(tmp_path: Path) -> None:
     not_a_run = run_cli("export", str(tmp_path))
     assert not_a_run.returncode == 2 and "not a run directory" in not_a_run.stderr
     run_dir = tmp_path / "r"
-    assert (
-        run_cli(
-            "run",
-            "--model",
-            "baseline",
-            "--tasks",
-            "smoke",
-            "--limit",
-            "2",
-            "--run-dir",
-            str(run_dir),
-        ).returncode
-        == 0
+    made = run_cli(
+        "run", "--model", "baseline", "--tasks", "smoke", "--limit", "2", "--run-dir", str(run_dir)
     )
+    assert made.returncode == 0, made.stderr
     bad_format = run_cli("export", str(run_dir), "--format", "xml")
     assert bad_format.returncode == 2 and "--format" in bad_format.stderr
+    missing_folder = run_cli("export", str(run_dir), "--out", str(tmp_path / "nowhere" / "x.jsonl"))
+    assert missing_folder.returncode == 2 and "cannot write there" in missing_folder.stderr
+    assert (
+        len(missing_folder.stderr.strip().splitlines()) == 1
+        and "Traceback" not in missing_folder.stderr
+    )
 
 
 def test_unimplemented_subtask_named_explicitly(tmp_path: Path) -> None:

@@ -162,22 +162,3 @@ def test_run_dir_that_is_a_file(tmp_path: Path) -> None:
         "run", "--model", "baseline", "--tasks", "smoke", "--limit", "2", "--run-dir", str(blocker)
     )
     assert_one_line_error(result, "cannot open a database", "another directory")
-
-
-def test_export_to_missing_folder(tmp_path: Path) -> None:
-    assert (
-        run_cli(
-            "run",
-            "--model",
-            "baseline",
-            "--tasks",
-            "smoke",
-            "--limit",
-            "2",
-            "--run-dir",
-            str(tmp_path / "r"),
-        ).returncode
-        == 0
-    )
-    result = run_cli("export", str(tmp_path / "r"), "--out", str(tmp_path / "nowhere" / "x.jsonl"))
-    assert_one_line_error(result, "--out", "cannot write there")
