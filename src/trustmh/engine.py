@@ -153,8 +153,9 @@ def _check_same_run(store: RunStore, cfg: RunConfig) -> None:
     stored = store.get_meta("config")
     if stored is None:
         return
+    current = cfg.model_dump(mode="json")
     for key in ("model", "judge", "seed", "temperature", "max_tokens", "system_prompt"):
-        old, new = stored.get(key), cfg.model_dump(mode="json").get(key)
+        old, new = stored.get(key), current.get(key)
         if old != new:
             raise UserError(
                 f"--run-dir {store.run_dir} holds a run with {key}={old!r}, not {new!r}; "

@@ -12,8 +12,7 @@ from pathlib import Path
 from trustmh.config import RunConfig
 from trustmh.data.sources import resolve_data_context
 from trustmh.engine import RunSummary, run_evaluation, slug
-from trustmh.errors import UserError
-from trustmh.models.replay import ETHICS, recorded_models
+from trustmh.models.replay import ETHICS, recorded_models, resolve_model
 from trustmh.reproduce_table import Row, build_rows, write_csv, write_markdown
 from trustmh.store import RunStore
 
@@ -34,17 +33,11 @@ async def reproduce(out_dir: Path, data_dir: Path | None = None, runs_root: Path
     """Run every recorded model (or those named) and write reproduction.csv and reproduction.md."""
     data = resolve_data_context(data_dir)
     runs_root = runs_root or out_dir / "runs"
-    chosen = recorded_models(data)
     if models:
-        wanted = {m.lower() for m in models}
-        known = {n.lower() for m in chosen for n in (m.name, m.recorded_id)}
-        unknown = sorted(w for w in wanted if w not in known)
-        if unknown:
-            names = ", ".join(m.name for m in chosen)
-            raise UserError(
-                f"--model {unknown[0]}: no recorded responses for this model; recorded models: {names}"
-            )
-        chosen = [m for m in chosen if m.name.lower() in wanted or m.recorded_id.lower() in wanted]
+        named = {resolve_model(data, name, "--model").name for name in models}
+        chosen = [m for m in recorded_models(data) if m.name in named]  # in the paper's order
+    else:
+        chosen = recorded_models(data)
     results, summaries, unparsed = {}, {}, {}
     for model in chosen:
         spec = f"replay:{model.name}"
@@ -74,10 +67,6 @@ def status_counts(run_dir: Path) -> dict[str, int]:
     """Scored samples of a run by status (ok, unparsed, missing, ...), over all its subtasks."""
     store = RunStore(run_dir)
     try:
-        totals: dict[str, int] = {}
-        for per_task in store.counts().values():
-            for status, n in per_task.items():
-                totals[status] = totals.get(status, 0) + n
-        return totals
+        return store.totals()
     finally:
         store.close()

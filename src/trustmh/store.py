@@ -101,6 +101,23 @@ def _loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
+def _fetch_response(conn: sqlite3.Connection, key: str) -> Response | None:
+    """The response stored under a request key in either database (same columns in both)."""
+    row = conn.execute(
+        "SELECT text, finish_reason, prompt_tokens, completion_tokens, extra FROM responses WHERE request_key=?",
+        (key,),
+    ).fetchone()
+    if row is None:
+        return None
+    return Response(row[0], Usage(row[2] or 0, row[3] or 0), row[1], _loads(row[4]), cached=True)
+
+
+def _commit_open(conn: sqlite3.Connection) -> None:
+    """Commit the open transaction, if any (the connections are in autocommit mode otherwise)."""
+    if conn.in_transaction:
+        conn.commit()
+
+
 @dataclass(slots=True)
 class StoredSample:
     """A sample row as stored."""
@@ -186,15 +203,7 @@ class RunStore:
     # responses --------------------------------------------------------------------------------
     def get_response(self, key: str) -> Response | None:
         """The stored response for a request key."""
-        row = self.conn.execute(
-            "SELECT text, finish_reason, prompt_tokens, completion_tokens, extra FROM responses WHERE request_key=?",
-            (key,),
-        ).fetchone()
-        if row is None:
-            return None
-        return Response(
-            row[0], Usage(row[2] or 0, row[3] or 0), row[1], _loads(row[4]), cached=True
-        )
+        return _fetch_response(self.conn, key)
 
     def put_response(
         self,
@@ -213,8 +222,8 @@ class RunStore:
             (key, model, role, resp.text, resp.finish_reason, resp.usage.prompt_tokens,
              resp.usage.completion_tokens, _dumps(resp.extra), source, attempts, latency, time.time()),
         )  # fmt: skip
-        if commit and self.conn.in_transaction:
-            self.conn.commit()
+        if commit:
+            _commit_open(self.conn)
 
     # scores -----------------------------------------------------------------------------------
     def put_score(
@@ -226,13 +235,11 @@ class RunStore:
             (task, sample.id, sample.variant, score.status, score.value, _dumps(score.parsed),
              _dumps(score.detail) if score.detail else None, error, key, time.time()),
         )  # fmt: skip
-        if self.conn.in_transaction:
-            self.conn.commit()
+        _commit_open(self.conn)
 
     def commit_pending(self) -> None:
         """Commit an open transaction (used before recording an interruption)."""
-        if self.conn.in_transaction:
-            self.conn.commit()
+        _commit_open(self.conn)
 
     def begin(self) -> None:
         """Start a transaction that the next put_score commits (response + score in one commit)."""
@@ -268,6 +275,14 @@ class RunStore:
         ):
             out.setdefault(task, {"samples": 0})[status] = n
         return out
+
+    def totals(self) -> dict[str, int]:
+        """`counts()` summed over tasks: samples, and scores by status."""
+        totals: dict[str, int] = {}
+        for per_task in self.counts().values():
+            for status, n in per_task.items():
+                totals[status] = totals.get(status, 0) + n
+        return totals
 
     # results ----------------------------------------------------------------------------------
     def put_results(self, task: str, metrics: list[MetricValue]) -> None:
@@ -313,8 +328,7 @@ class RunStore:
     @contextmanager
     def _tx(self) -> Iterator[None]:
         """One explicit transaction (the connection is in autocommit mode otherwise)."""
-        if self.conn.in_transaction:
-            self.conn.commit()
+        _commit_open(self.conn)
         self.conn.execute("BEGIN")
         try:
             yield
@@ -339,15 +353,7 @@ class ResponseCache:
 
     def get(self, key: str) -> Response | None:
         """A cached response, or None."""
-        row = self.conn.execute(
-            "SELECT text, finish_reason, prompt_tokens, completion_tokens, extra FROM responses WHERE request_key=?",
-            (key,),
-        ).fetchone()
-        if row is None:
-            return None
-        return Response(
-            row[0], Usage(row[2] or 0, row[3] or 0), row[1], _loads(row[4]), cached=True
-        )
+        return _fetch_response(self.conn, key)
 
     def put(self, key: str, model: str, resp: Response) -> None:
         """Cache a response; it is committed by the next `flush` (the runner flushes every
@@ -362,8 +368,7 @@ class ResponseCache:
 
     def flush(self) -> None:
         """Commit the pending cache writes."""
-        if self.conn.in_transaction:
-            self.conn.commit()
+        _commit_open(self.conn)
 
     def close(self) -> None:
         """Commit what is pending and close the connection."""

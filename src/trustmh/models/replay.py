@@ -69,16 +69,16 @@ def recorded_models(ctx: DataContext) -> list[ReplayModel]:
     return out
 
 
-def resolve_model(ctx: DataContext, name: str) -> ReplayModel:
-    """The recorded model named `name` (paper name or recorded id, case-insensitive)."""
+def resolve_model(ctx: DataContext, name: str, flag: str | None = None) -> ReplayModel:
+    """The recorded model named `name` (paper name or recorded id, case-insensitive); the
+    UserError names `flag` (default: the replay:NAME spec) and lists the recorded models."""
     models = recorded_models(ctx)
     for m in models:
         if name.lower() in (m.name.lower(), m.recorded_id.lower()):
             return m
     names = ", ".join(m.name for m in models) or "none found"
-    raise UserError(
-        f"replay:{name}: no recorded responses for this model; recorded models: {names}"
-    )
+    where = f"{flag} {name}" if flag else f"replay:{name}"
+    raise UserError(f"{where}: no recorded responses for this model; recorded models: {names}")
 
 
 class ReplayBackend:
