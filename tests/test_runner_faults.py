@@ -149,3 +149,27 @@ def test_rate_limit_spaces_requests(fake_openai, tmp_path: Path) -> None:
     times = sorted(e["time"] for e in fake_openai.log())
     assert len(times) == 62
     assert times[-1] - times[0] >= 1.5, times[-1] - times[0]
+
+
+def test_cache_write_failure_keeps_the_paid_reply(fake_openai, tmp_path: Path, monkeypatch) -> None:
+    """A shared cache that refuses writes (a real SQLite read-only error) costs the cache, not the
+    reply: every sample is scored from the reply the server sent, and the failure is reported."""
+    import asyncio
+
+    import trustmh.engine as engine
+    from trustmh.config import RunConfig
+    from trustmh.store import ResponseCache
+
+    class ReadOnlyCache(ResponseCache):
+        def __init__(self, cache_dir: Path):
+            super().__init__(cache_dir)
+            self.conn.execute("PRAGMA query_only=ON")
+
+    monkeypatch.setattr(engine, "ResponseCache", ReadOnlyCache)
+    cfg = RunConfig(model=f"openai:test-model@{fake_openai.base_url}", tasks=["smoke"], limit=5,
+                    run_dir=tmp_path / "run", cache_dir=tmp_path / "cache")  # fmt: skip
+    summary = asyncio.run(engine.run_evaluation(cfg, progress=False))
+    assert summary.stats.cache_errors == 5 and summary.stats.errors == 0
+    assert "response cache" in summary.stats.first_error
+    assert summary.status == "complete"
+    assert {status for status, _, _ in results(tmp_path / "run").values()} == {"ok"}

@@ -61,6 +61,14 @@ def print_summary(summary: RunSummary, console: Console) -> None:
         f" · {summary.seconds:.1f}s · status {summary.status}",
         highlight=False,
     )
+    extras = {
+        "judge requests": s.judge_requests,
+        "samples re-asked because their request changed": summary.n_replaced,
+        "replies the shared cache could not store (kept in the run)": s.cache_errors,
+    }
+    for label, n in extras.items():
+        if n:
+            console.print(f"{label}: {n}", highlight=False)
     if s.first_error:
         console.print(f"first error: {s.first_error}", highlight=False, markup=False)
     if summary.n_pending and s.requests == 0 and s.errors == 0:
@@ -85,12 +93,9 @@ def print_runs(root: Path, console: Console) -> None:
     for db in dbs:
         store = RunStore(db.parent)
         try:
-            counts = store.counts()
-            samples = sum(c.get("samples", 0) for c in counts.values())
-            scored = sum(
-                v for c in counts.values() for k, v in c.items() if k not in ("samples", "error")
-            )
-            errors = sum(c.get("error", 0) for c in counts.values())
+            totals = store.totals()
+            samples, errors = totals.get("samples", 0), totals.get("error", 0)
+            scored = sum(n for status, n in totals.items() if status not in ("samples", "error"))
             config = store.get_meta("config") or {}
             table.add_row(db.parent.name, config.get("model", "?"), ",".join(store.get_meta("tasks") or []),
                           f"{scored}/{samples}", str(errors), str(store.get_meta("status")), str(store.get_meta("started")))  # fmt: skip

@@ -46,9 +46,9 @@ class RunStats:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     judge_requests: int = 0
-    first_error: str | None = (
-        None  # shown in the summary, so a systematic failure is visible at once
-    )
+    cache_errors: int = 0  # replies the shared cache could not store (kept in the run)
+    # shown in the summary, so a systematic failure is visible at once
+    first_error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
