@@ -66,7 +66,10 @@ def run(
         ),
     ] = None,
     limit: Annotated[
-        int | None, typer.Option(help="At most N samples per subtask (smoke runs), e.g. 20.")
+        int | None,
+        typer.Option(
+            help="At most N items per subtask, each with all its variants (smoke runs), e.g. 20."
+        ),
     ] = None,
     run_dir: Annotated[
         Path | None,

@@ -28,7 +28,11 @@ class RunConfig(BaseModel):
     tasks: list[str] = Field(
         default_factory=lambda: ["all"], description="subtask ids, pillars or all"
     )
-    limit: int | None = Field(None, gt=0, description="at most this many samples per subtask")
+    limit: int | None = Field(
+        None,
+        gt=0,
+        description="at most this many items per subtask (with every variant of each item)",
+    )
     run_dir: Path | None = Field(
         None, description="run directory; default runs/<timestamp>-<model>"
     )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -149,6 +150,14 @@ def with_system_prompt(messages: tuple[Message, ...], system: str | None) -> tup
     return ({"role": "system", "content": system}, *rest)
 
 
+NO_JUDGE_NOTE = "not scored: no judge (pass --judge SPEC; the paper's judge is openai:gpt-4.1)"
+
+
+def not_scored_no_judge(task: Task) -> MetricValue:
+    """The result row of a judge-scored subtask in a run without a judge."""
+    return MetricValue("score", None, 0, task.direction, primary=True, note=NO_JUDGE_NOTE)
+
+
 def _check_same_run(store: RunStore, cfg: RunConfig) -> None:
     stored = store.get_meta("config")
     if stored is None:
@@ -172,11 +181,11 @@ async def run_evaluation(
     data = resolve_data_context(cfg.data_dir)
     tasks, skipped = choose_tasks(cfg.tasks)
     check_options(cfg.options, tasks)
-    needs_judge = [t.id for t in tasks if t.needs_judge == "required"]
-    if needs_judge and not cfg.judge:
-        raise UserError(
-            f"{', '.join(needs_judge)} need a judge; pass --judge SPEC (the paper's judge: openai:gpt-4.1)"
-        )
+    # Judge-scored subtasks without a judge are neither sent (no money spent on replies nobody
+    # scores) nor dropped silently: they get a "not scored: no judge" result row.
+    unjudged = [] if cfg.judge else [t for t in tasks if t.needs_judge == "required"]
+    selected_ids = [t.id for t in tasks]
+    tasks = [t for t in tasks if t not in unjudged]
     for task in tasks:
         require_sources(data, task)  # fail early, naming the missing data and how to get it
     model = build_backend(cfg.model, api_key_env=cfg.api_key_env, timeout=cfg.request_timeout,
@@ -195,8 +204,8 @@ async def run_evaluation(
         model.spec,
         model.label,
         judge.spec if judge else None,
-        [t.id for t in tasks],
-        {},
+        selected_ids,
+        {t.id: [not_scored_no_judge(t)] for t in unjudged},
         stats,
         skipped,
     )
@@ -211,6 +220,8 @@ async def run_evaluation(
         store.set_meta(
             "started", store.get_meta("started") or datetime.now().isoformat(timespec="seconds")
         )
+        for task_id, metrics in summary.results.items():
+            store.put_results(task_id, metrics)
         items, selection = _prepare(cfg, tasks, data, model, store, summary)
         policy = RetryPolicy(
             cfg.max_retries, cfg.retry_base_delay, max_retry_after=cfg.max_retry_after
@@ -260,6 +271,22 @@ async def run_evaluation(
     return summary
 
 
+def _limited(samples: Iterable[Sample], limit: int | None) -> list[Sample]:
+    """The samples of the first `limit` items: every variant of an item (a perturbation level, a
+    demographic group) is kept with it, so --limit never leaves an item half-measured."""
+    if limit is None:
+        return list(samples)
+    kept: list[Sample] = []
+    items: set[str] = set()
+    for sample in samples:
+        if sample.id not in items:
+            if len(items) >= limit:
+                continue  # variants may come grouped by variant rather than by item: read on
+            items.add(sample.id)
+        kept.append(sample)
+    return kept
+
+
 def _prepare(cfg: RunConfig, tasks: list[Task], data: DataContext, model: ModelBackend, store: RunStore,
              summary: RunSummary) -> tuple[list[WorkItem], dict[str, set[tuple[str, str]]]]:  # fmt: skip
     """Build every task's samples and record them; return the ones not finished yet, and per
@@ -269,11 +296,7 @@ def _prepare(cfg: RunConfig, tasks: list[Task], data: DataContext, model: ModelB
     for task in tasks:
         options = task_options(cfg, task)
         params = gen_params(cfg, task)
-        samples: list[Sample] = []
-        for sample in task.samples(data, options):  # type: ignore[misc]
-            samples.append(sample)
-            if cfg.limit is not None and len(samples) >= cfg.limit:
-                break
+        samples = _limited(task.samples(data, options), cfg.limit)  # type: ignore[misc]
         keyed = []
         for sample in samples:
             messages = with_system_prompt(sample.messages, cfg.system_prompt)

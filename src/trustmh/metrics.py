@@ -44,6 +44,11 @@ def proportion_ci(successes: Sequence[float], seed: int) -> tuple[float | None, 
     return percentile_interval(arr[rng.integers(0, n, size=(BOOTSTRAP_RESAMPLES, n))].mean(axis=1))
 
 
+def bootstrap_mean_ci(values: Sequence[float], seed: int) -> tuple[float | None, float | None]:
+    """Seeded percentile-bootstrap 95% interval of a mean over items (judge scores, rates...)."""
+    return proportion_ci(values, seed)
+
+
 def pearson_or_nan(x: Sequence[float], y: Sequence[float]) -> float:
     """Pearson r of two equal-length sequences; NaN when empty, unequal or either side is constant
     (the authors' `_pearsonr`: `np.corrcoef` guarded by a zero-std check)."""
@@ -84,3 +89,23 @@ def percentile_interval(values: np.ndarray) -> tuple[float | None, float | None]
     if finite.size == 0:
         return None, None
     return float(np.percentile(finite, 2.5)), float(np.percentile(finite, 97.5))
+
+
+def breakdown_name(metric: str, dimension: str, value: str) -> str:
+    """The stored name of a metric restricted to one group, e.g. `rta[method=role_play]`.
+
+    Breakdowns (per jailbreak method, per demographic group, per perturbation level...) are stored
+    as ordinary non-primary metrics under this name, so reports can find and chart them.
+    """
+    return f"{metric}[{dimension}={value}]"
+
+
+def split_metric_name(name: str) -> tuple[str, str | None, str | None]:
+    """(metric, dimension, value) of a stored metric name; dimension and value are None for an
+    overall metric (see `breakdown_name`)."""
+    if name.endswith("]") and "[" in name:
+        metric, _, rest = name.partition("[")
+        dimension, sep, value = rest[:-1].partition("=")
+        if sep:
+            return metric, dimension, value
+    return name, None, None

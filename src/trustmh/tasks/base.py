@@ -79,6 +79,9 @@ class Task:
         str, ...
     ] = ()  # task options it reads (besides "seed"); others are rejected
     in_protocol: bool = True
+    # the MentalAlign attribute (protocol 11) nearest to what this task's judge rates, so reports can
+    # show the judge's measured agreement beside the score (None: not judge-scored)
+    judge_attribute: str | None = None
     notes: str = ""
 
     @property
