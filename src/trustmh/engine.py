@@ -196,7 +196,11 @@ async def run_evaluation(
                               concurrency=cfg.judge_concurrency or cfg.concurrency, data=data, flag="--judge")  # fmt: skip
 
     run_dir = resolve_run_dir(cfg)
-    store = RunStore(run_dir)
+    try:
+        store = RunStore(run_dir)
+    except BaseException:
+        await _close_backends(model, judge)
+        raise
     cache = None if cfg.no_cache else ResponseCache(cfg.cache_dir or default_cache_dir())
     stats = RunStats()
     summary = RunSummary(
@@ -265,10 +269,14 @@ async def run_evaluation(
         store.close()
         if cache:
             cache.close()
-        await model.aclose()
-        if judge:
-            await judge.aclose()
+        await _close_backends(model, judge)
     return summary
+
+
+async def _close_backends(*backends: ModelBackend | None) -> None:
+    for backend in backends:
+        if backend is not None:
+            await backend.aclose()
 
 
 def _limited(samples: Iterable[Sample], limit: int | None) -> list[Sample]:
