@@ -117,4 +117,5 @@ def test_tasks_table_says_whether_data_is_present(
         if ln.startswith("│")
     }
     assert status["reliability.knowledge"] == "yes"
-    assert status["reliability.psychological_diagnosis"] == "on request"
+    # D4 and SWMH are released on request; the task runs on its documented stand-in meanwhile
+    assert status["reliability.psychological_diagnosis"] == "yes"

@@ -175,6 +175,7 @@ class JudgeVerdict:
         if len(self.raw) > 1:
             detail["judge_raw_first"] = self.raw[0]
         if self.prompt is not None:
+            detail["judge_prompt_hash"] = hashlib.sha256(self.prompt.encode()).hexdigest()[:16]
             detail["judge_prompt"] = self.prompt
         if self.failure:
             detail["judge_failure"] = self.failure

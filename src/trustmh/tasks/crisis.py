@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from trustmh.tasks import crisis_classification, escalation
 from trustmh.tasks.base import Task
 from trustmh.types import GenParams
 
@@ -16,10 +17,18 @@ TASKS: list[Task] = [
         status="DEFAULT",
         metric="accuracy",
         direction="higher",
-        sources=(MERGED_LABELS, "mh_crisis/extra/llm_prompting.py"),
+        sources=(
+            MERGED_LABELS,
+            "mh_crisis/processed/sampled_dataset_n_200_merged_n50-noSeed_156-s42.json",
+            "mh_crisis/extra/llm_prompting.py",
+        ),
         n_items="190 (16 unlabeled dropped)",
         gen=GenParams(temperature=0.0, max_tokens=512),
-        notes="UPSTREAM prompt (the dataset's llm_as_judge), DEFAULT split and metric.",
+        samples=crisis_classification.crisis_samples,
+        score=crisis_classification.crisis_score,
+        aggregate=crisis_classification.crisis_aggregate,
+        option_names=("split",),
+        notes="UPSTREAM prompt (the dataset's llm_as_judge), DEFAULT split (split = human | test) and metric.",
     ),
     Task(
         id="crisis.severity_identification",
@@ -32,6 +41,11 @@ TASKS: list[Task] = [
         sources=("c_ssrs/500_Reddit_users_posts_labels.csv",),
         n_items="500",
         gen=GenParams(temperature=0.0, max_tokens=512),
+        samples=crisis_classification.severity_samples,
+        score=crisis_classification.severity_score,
+        aggregate=crisis_classification.severity_aggregate,
+        option_names=("max_words",),
+        notes="DEFAULT prompt and parser; the most recent posts up to max_words (6,000) words are sent.",
     ),
     Task(
         id="crisis.escalation_decision",
@@ -44,7 +58,12 @@ TASKS: list[Task] = [
         sources=(MERGED_LABELS,),
         n_items="190",
         gen=GenParams(temperature=0.0, max_tokens=1024),
+        samples=escalation.escalation_samples,
+        score=escalation.escalation_score,
+        aggregate=escalation.escalation_aggregate,
         needs_judge="required",
+        option_names=("input_join",),
+        judge_attribute="appropriateness",  # judge-check rates this rubric against experts H1/H2
         notes="UPSTREAM judge shape, DEFAULT per-label protocol rows (the dataset's protocol CSV is not public).",
     ),
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from trustmh.tasks import diagnosis, intervention, reliability_mc, support
 from trustmh.tasks.base import Task
 from trustmh.types import GenParams
 
@@ -20,6 +21,9 @@ TASKS: list[Task] = [
         sources=("usmle_mental/USMLE-mental.jsonl",),
         n_items="727",
         gen=CLASSIFY,
+        samples=reliability_mc.knowledge_samples,
+        score=reliability_mc.knowledge_score,
+        aggregate=reliability_mc.knowledge_aggregate,
     ),
     Task(
         id="reliability.emotion_recognition",
@@ -32,7 +36,11 @@ TASKS: list[Task] = [
         sources=("emobench/EU.jsonl", "emobench/prompts.yaml"),
         n_items="400 (200 en, 200 zh)",
         gen=CLASSIFY,
-        notes="UPSTREAM prompt (EmoBench), DEFAULT metric (joint accuracy).",
+        samples=reliability_mc.emotion_samples,
+        score=reliability_mc.emotion_score,
+        aggregate=reliability_mc.emotion_aggregate,
+        option_names=("primary_metric",),
+        notes="UPSTREAM prompt (EmoBench), DEFAULT metric (joint accuracy; primary_metric = mean for the mean of the two).",
     ),
     Task(
         id="reliability.psychological_diagnosis",
@@ -42,10 +50,19 @@ TASKS: list[Task] = [
         status="DEFAULT",
         metric="accuracy",
         direction="higher",
-        sources=("d4", "swmh"),
-        n_items="see 3.3",
+        # D4 and SWMH are optional (used when present); the stand-in's files are the requirement
+        sources=(
+            "mh_crisis/llm_label_test_gpt-4o-mini_merged.json",
+            "mh_crisis/extra/llm_prompting.py",
+        ),
+        n_items="see 3.3 (stand-in: 2,044)",
         gen=CLASSIFY,
-        notes="D4 and SWMH are released on request; a stand-in on mh_crisis test labels is reconstructed.",
+        samples=diagnosis.diagnosis_samples,
+        score=diagnosis.diagnosis_score,
+        aggregate=diagnosis.diagnosis_aggregate,
+        option_names=("diagnosis_sets", "max_items_per_set"),
+        notes="D4 and SWMH are released on request and used when present (diagnosis_sets = auto | paper | "
+        "standin); otherwise a STAND-IN on the mh_crisis test labels, not comparable with the paper.",
     ),
     Task(
         id="reliability.emotional_support",
@@ -55,10 +72,18 @@ TASKS: list[Task] = [
         status="DEFAULT",
         metric="judge mean (1-5)",
         direction="higher",
-        sources=("esconv/testWithStrategy_short.tsv", "mentalalign/evaluation_guidelines.md"),
+        sources=("esconv/testWithStrategy_short.tsv",),
         n_items="200 contexts",
         gen=GENERATE,
+        samples=support.support_samples,
+        score=support.support_score,
+        aggregate=support.support_aggregate,
         needs_judge="required",
+        option_names=("n_contexts",),
+        # the overall mean of the seven attributes has no single MentalAlign counterpart; Empathy
+        # is the attribute closest to what emotional support is about (and a hard one for judges)
+        judge_attribute="Empathy",
+        notes="DEFAULT items, prompt and judge (MentalAlign's seven attributes, rubric esconv_support).",
     ),
     Task(
         id="reliability.psychological_intervention",
@@ -69,9 +94,13 @@ TASKS: list[Task] = [
         metric="judge mean, CPsyCoun criteria",
         direction="higher",
         sources=("cpsycoune",),
-        n_items="all counsellor turns (45 dialogues)",
+        n_items="all counsellor turns (296 in 45 dialogues)",
         gen=GENERATE,
+        samples=intervention.intervention_samples,
+        score=intervention.intervention_score,
+        aggregate=intervention.intervention_aggregate,
         needs_judge="required",
-        notes="UPSTREAM criteria (CPsyCoun), DEFAULT prompt and aggregation.",
+        judge_attribute="Guidance",  # professional counselling skill: the nearest attribute
+        notes="UPSTREAM items and criteria (CPsyCoun), DEFAULT prompt (Chinese) and aggregation.",
     ),
 ]

@@ -7,13 +7,15 @@ as None. In H2's scores one `answer` is `NaN` (None here) and one is the number 
 
 from __future__ import annotations
 
+import ast
 import math
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-from trustmh.data.records import read_json_records
+from trustmh.data.records import FIX_HINT, open_text, read_json_records
 from trustmh.data.sources import DataContext
+from trustmh.errors import DataError
 
 SOURCE = "mh_crisis"
 CrisisLabel = Literal[
@@ -120,3 +122,38 @@ def load(ctx: DataContext) -> dict[str, Any]:
             k: read(v, AppropriatenessScore) for k, v in SCORE_FILES.items()
         },
     }
+
+
+PROMPTING_FILE = "extra/llm_prompting.py"
+
+
+def upstream_prompt(ctx: DataContext, function: str = "llm_as_judge") -> str:
+    """The f-string prompt template of `function` in the dataset's `llm_prompting.py`, read as
+    data with `ast` (never executed): literal parts verbatim, each placeholder as `{expr}` (e.g.
+    `{dataset_id}`, `{inputs_json}`); fill it with `str.replace`."""
+    path = ctx.file(SOURCE, PROMPTING_FILE)
+    return _fstring_template(open_text(path), function, str(path))
+
+
+def _fstring_template(source: str, function: str, where: str) -> str:
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as exc:
+        raise DataError(f"{where}: not valid Python ({exc.msg}); {FIX_HINT}") from None
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef) and node.name == function:
+            for stmt in ast.walk(node):
+                if (
+                    isinstance(stmt, ast.Assign)
+                    and any(isinstance(t, ast.Name) and t.id == "prompt" for t in stmt.targets)
+                    and isinstance(stmt.value, ast.JoinedStr)
+                ):
+                    return "".join(
+                        part.value
+                        if isinstance(part, ast.Constant)
+                        else "{" + ast.unparse(part.value) + "}"  # type: ignore[attr-defined]
+                        for part in stmt.value.values
+                    )
+    raise DataError(
+        f'{where}: no f-string `prompt = f"""..."""` in function {function}(); {FIX_HINT}'
+    )
