@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from trustmh.engine import RunSummary
+from trustmh.metrics import split_metric_name
 from trustmh.types import MetricValue
 
 
@@ -18,41 +20,55 @@ def fmt(value: float | None, digits: int = 4) -> str:
 
 def metric_row(task: str, m: MetricValue) -> list[str]:
     """Cells of one metric line."""
-    ci = f"[{fmt(m.ci_low, 3)}, {fmt(m.ci_high, 3)}]" if m.ci_low is not None else ""
+    # metric names, notes and CI brackets are text, not rich markup (breakdowns look like
+    # `rta[method=cot]`, which rich would swallow as a tag)
+    ci = escape(f"[{fmt(m.ci_low, 3)}, {fmt(m.ci_high, 3)}]") if m.ci_low is not None else ""
     arrow = "↑" if m.direction == "higher" else "↓"
-    name = f"[bold]{m.name}[/]" if m.primary else m.name
+    name = f"[bold]{escape(m.name)}[/]" if m.primary else escape(m.name)
     return [
-        task,
+        escape(task),
         name,
-        fmt(m.value),
+        f"{fmt(m.value)} {arrow}",
         ci,
-        arrow,
         str(m.n),
-        str(m.n_unparsed),
-        str(m.n_error),
-        m.note or "",
+        f"{m.n_refused}/{m.n_unparsed}/{m.n_error}",
+        escape(m.note or ""),
+    ]
+
+
+def breakdown_rows(task: str, metrics: list[MetricValue]) -> list[list[str]]:
+    """One line per (metric, dimension) of a task's breakdowns: every group's value in one cell,
+    so a subtask with dozens of groups stays a few lines in the terminal (the report has them all)."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for m in metrics:
+        metric, dimension, value = split_metric_name(m.name)
+        if dimension is not None:
+            groups.setdefault((metric, dimension), []).append(f"{value} {fmt(m.value, 3)}")
+    return [
+        [escape(task), escape(f"{metric} by {dimension}"), escape(" · ".join(cells))]
+        for (metric, dimension), cells in groups.items()
     ]
 
 
 def print_summary(summary: RunSummary, console: Console) -> None:
-    """The results table of a run and its request counters."""
+    """The results table of a run (overall metrics, then breakdowns by group) and its counters."""
     table = Table(title=f"{summary.model_label} — {summary.run_dir}", show_lines=False)
-    for col in (
-        "subtask",
-        "metric",
-        "value",
-        "95% CI",
-        "better",
-        "n",
-        "unparsed",
-        "errors",
-        "note",
-    ):
+    for col in ("subtask", "metric", "value", "95% CI", "n", "refused/unparsed/errors", "note"):
         table.add_column(col, overflow="fold")
+    breakdowns: list[list[str]] = []
     for task, metrics in summary.results.items():
         for m in metrics:
-            table.add_row(*metric_row(task, m))
+            if split_metric_name(m.name)[1] is None:
+                table.add_row(*metric_row(task, m))
+        breakdowns.extend(breakdown_rows(task, metrics))
     console.print(table)
+    if breakdowns:
+        detail = Table(title="breakdowns (all values and intervals: report.html / report.csv)")
+        for col in ("subtask", "metric by group", "values"):
+            detail.add_column(col, overflow="fold")
+        for row in breakdowns:
+            detail.add_row(*row)
+        console.print(detail)
     s = summary.stats
     console.print(
         f"samples {summary.n_samples} (pending at start {summary.n_pending}) · requests sent {s.requests}"
@@ -77,6 +93,21 @@ def print_summary(summary: RunSummary, console: Console) -> None:
         )
     for task, reason in summary.skipped.items():
         console.print(f"skipped {task}: {reason}", highlight=False)
+    print_judge_agreement(summary, console)
+
+
+def print_judge_agreement(summary: RunSummary, console: Console) -> None:
+    """A line per judge-scored task: its judge and, when judge-check measured it, its agreement."""
+    if not summary.judge:
+        return
+    from trustmh.judge_check import describe
+    from trustmh.tasks.registry import all_tasks
+
+    for task_id in summary.results:
+        task = all_tasks().get(task_id)
+        if task is not None and task.needs_judge != "no":
+            line = describe(summary.judge, task.judge_attribute)
+            console.print(f"{task_id}: {line}", highlight=False, markup=False, soft_wrap=True)
 
 
 def print_runs(root: Path, console: Console) -> None:

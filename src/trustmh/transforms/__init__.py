@@ -1,0 +1,1 @@
+"""Transforms of task inputs: demographic variants (fairness), perturbations (robustness)."""
