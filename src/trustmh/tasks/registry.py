@@ -24,6 +24,7 @@ BUILTIN_MODULES = (
     "trustmh.tasks.robustness",
     "trustmh.tasks.sycophancy",
     "trustmh.tasks.ethics",
+    "trustmh.judge_check.crisis",  # judge-check's live task (in_protocol=False: not in `all`)
 )
 ENTRY_POINT_GROUP = "trustmh.tasks"
 

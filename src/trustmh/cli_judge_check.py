@@ -1,0 +1,204 @@
+"""`trustmh judge-check`: how far can a judge's scores be trusted (protocol 11)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from trustmh.errors import UserError
+
+RATING_SETS = ("mentalalign", "crisis")
+EPILOG = """
+Examples:
+
+  trustmh judge-check --ratings mentalalign --out results/
+
+  trustmh judge-check --ratings mentalalign --judge gpt-4o --resamples 2000
+
+  trustmh judge-check --ratings crisis --judge openai:gpt-4.1 --limit 40
+
+  trustmh judge-check --ratings crisis --judge openai:qwen3@http://127.0.0.1:8000/v1
+
+MentalAlign: the four recorded judges (claude-3.7-sonnet, gemini-2.5-flash, gpt-4o, o4-mini) against
+the human experts, per attribute. Crisis: a new judge rates 190 crisis answers live (cached and
+resumable: rerun the same command to continue) and is compared with two experts.
+Results are saved for `trustmh run` summaries and reports, which show a judge's agreement beside
+every judge-scored number.
+"""
+
+
+def judge_check(
+    ratings: Annotated[
+        str, typer.Option(help="Rating set: mentalalign (recorded judges) or crisis (live judge).")
+    ] = "mentalalign",
+    judge: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="crisis: the judge spec to check (e.g. openai:gpt-4.1). mentalalign: only these "
+            "recorded judges (repeatable, e.g. gpt-4o)."
+        ),
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="crisis: rate only the first N answers.")
+    ] = None,
+    out_dir: Annotated[
+        Path,
+        typer.Option(
+            "--out", help="Folder for judge_check.csv and the figures. Default: current directory."
+        ),
+    ] = Path("."),
+    resamples: Annotated[
+        int, typer.Option(min=1, help="Bootstrap resamples (of conversations) for the 95% CIs.")
+    ] = 1000,
+    seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
+    min_icc: Annotated[
+        float, typer.Option(help="Trusted only if the ICC(A,1) lower 95% bound reaches this.")
+    ] = 0.6,
+    max_bias: Annotated[
+        float, typer.Option(help="Trusted only if |mean(judge - human)| is below this.")
+    ] = 0.5,
+    figures: Annotated[bool, typer.Option(help="Write the heatmap and bias PNGs.")] = True,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Data directory searched first (see `trustmh run`).")
+    ] = None,
+    run_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="crisis: run directory of the judge's verdicts (reuse to resume). "
+            "Default: OUT/judge-check-runs/<judge>."
+        ),
+    ] = None,
+    api_key_env: Annotated[
+        str | None, typer.Option(help="crisis: environment variable holding the judge's API key.")
+    ] = None,
+    concurrency: Annotated[
+        int | None, typer.Option(min=1, help="crisis: judge requests in flight. Default: 32.")
+    ] = None,
+    request_timeout: Annotated[
+        float | None, typer.Option(help="crisis: seconds before one request times out.")
+    ] = None,
+    max_retries: Annotated[
+        int | None, typer.Option(help="crisis: retries after 429/5xx/timeouts. Default: 6.")
+    ] = None,
+    retry_base_delay: Annotated[
+        float | None, typer.Option(help="crisis: first backoff delay in seconds. Default: 1.")
+    ] = None,
+    cache_dir: Annotated[
+        Path | None, typer.Option(help="crisis: shared response cache directory.")
+    ] = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="crisis: do not use the shared response cache.")
+    ] = False,
+    progress: Annotated[bool, typer.Option(help="crisis: show the live progress bar.")] = True,
+) -> None:
+    """Measure a judge's agreement with human experts before trusting its scores."""
+    from trustmh.judge_check.results import Thresholds
+
+    out, err = Console(), Console(stderr=True)
+    kind = ratings.strip().lower()
+    if kind not in RATING_SETS:
+        raise UserError(f"--ratings {ratings}: choose mentalalign or crisis")
+    thresholds = Thresholds(min_icc, max_bias)
+    if kind == "mentalalign":
+        if limit is not None:
+            raise UserError("--limit applies to --ratings crisis only; MentalAlign is read whole")
+        rows, notes, title = _mentalalign(judge, data_dir, resamples, seed, thresholds)
+    else:
+        if not judge or len(judge) != 1:
+            raise UserError(
+                "--ratings crisis needs exactly one --judge SPEC, e.g. --judge openai:gpt-4.1"
+            )
+        settings = {"api_key_env": api_key_env, "concurrency": concurrency,
+                    "request_timeout": request_timeout, "max_retries": max_retries,
+                    "retry_base_delay": retry_base_delay, "cache_dir": cache_dir,
+                    "no_cache": no_cache or None}  # fmt: skip
+        rows, notes, title = _crisis(judge[0], out_dir, run_dir, limit, data_dir, resamples,
+                                     seed, thresholds, settings, progress, err)  # fmt: skip
+    _report(rows, notes, title, out_dir, figures, kind, out)
+
+
+def _mentalalign(judges, data_dir, resamples, seed, thresholds):
+    from trustmh.data.sources import resolve_data_context
+    from trustmh.judge_check.mentalalign import check_mentalalign
+
+    rows = check_mentalalign(resolve_data_context(data_dir), judges, resamples=resamples,
+                             seed=seed, thresholds=thresholds)  # fmt: skip
+    n_skipped = max(r.n_skipped_reference for r in rows)
+    notes = [
+        f"items = (conversation, reply) pairs rated by the human experts and the judge; up to "
+        f"{n_skipped} per attribute skipped where the experts gave no score in 1-5; "
+        f"95% CIs from {resamples} bootstrap resamples of conversations"
+    ]
+    notes += _findings(rows)
+    return rows, notes, "MentalAlign-70k: recorded LLM judges vs human experts"
+
+
+def _crisis(judge, out_dir, run_dir, limit, data_dir, resamples, seed, thresholds, settings,
+            progress, err):  # fmt: skip
+    from trustmh.engine import slug
+    from trustmh.errors import FatalBackendError
+    from trustmh.judge_check.crisis import check_crisis
+
+    run_dir = run_dir or out_dir / "judge-check-runs" / slug(judge)
+    settings = {k: v for k, v in settings.items() if v is not None}
+    try:
+        check = asyncio.run(check_crisis(judge, run_dir=run_dir, limit=limit, data_dir=data_dir,
+                                         resamples=resamples, seed=seed, thresholds=thresholds,
+                                         run_settings=settings, progress=progress, console=err))  # fmt: skip
+    except FatalBackendError as exc:
+        raise UserError(f"--judge {judge}: {exc}; verdicts so far are kept in {run_dir}") from None
+    except KeyboardInterrupt:
+        err.print(f"Interrupted; verdicts so far are kept in {run_dir}. Rerun to continue.")
+        raise typer.Exit(130) from None
+    judge_row = check.rows[0]
+    notes = [
+        f"{check.n_sent} answers sent to the judge (run {check.run_dir}, status {check.status}); "
+        f"{check.n_not_sent} conversations without a crisis label not sent (no expert scored them)",
+        "left unscored by the experts (skipped for that expert): "
+        + ", ".join(f"{e} {n}" for e, n in check.unscored_by.items()),
+        f"verdicts that did not parse (skipped): {judge_row.n_skipped_judge}",
+    ]
+    if check.status != "complete":
+        notes.append("some judge requests failed; rerun the same command to retry them")
+    notes += _findings(check.rows)
+    return check.rows, notes, f"Crisis appropriateness: {check.rows[0].judge} vs two experts"
+
+
+def _findings(rows) -> list[str]:
+    """Per judge: trusted attributes, and on how many attributes it rates above the experts."""
+    from trustmh.judge_check.output import column_label
+
+    lines = []
+    for name in dict.fromkeys(column_label(r) for r in rows if r.kind == "judge"):
+        mine = [r for r in rows if column_label(r) == name and r.kind == "judge"]
+        trusted = [r.attribute for r in mine if r.trusted] or ["none"]
+        above = sum((r.get("bias") or 0) > 0 for r in mine)
+        lines.append(
+            f"{name}: trusted on {', '.join(trusted)}; rates higher than the experts on "
+            f"{above} of {len(mine)}"
+        )
+    return lines
+
+
+def _report(rows, notes, title, out_dir, figures, kind, out) -> None:
+    from trustmh.judge_check.output import rich_table, write_csv, write_figures
+    from trustmh.judge_check.store import results_dir, save_results
+
+    Console(width=max(out.width, 180)).print(rich_table(rows, title))
+    for line in notes:
+        out.print(line, highlight=False, markup=False, soft_wrap=True)
+    written = [write_csv(rows, out_dir)]
+    if figures:
+        pngs = write_figures(rows, out_dir)
+        if not pngs:
+            out.print(
+                "figures skipped: matplotlib is not installed (pip install 'trustmh[report]')"
+            )
+        written += pngs
+    save_results(rows, kind)
+    out.print(f"wrote {', '.join(str(p) for p in written)}", highlight=False, soft_wrap=True)
+    out.print(f"saved for reports in {results_dir()}", highlight=False, soft_wrap=True)

@@ -1,0 +1,176 @@
+"""Saved judge-check results, so every judge-scored number can show how far its judge is trusted.
+
+Every `trustmh judge-check` run saves its rows under `<cache root>/judge_checks/` (the cache root
+is `$TRUSTMH_CACHE_DIR` or the user cache dir), one JSON file per judge key holding the latest
+result of each rating set (`mentalalign`, `crisis`). Judge keys are model specs as given to
+`--judge` (e.g. `openai:gpt-4.1`), and `mentalalign:<name>` for MentalAlign's four recorded
+judges (`mentalalign:gpt-4o`, ...).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from trustmh.judge_check.mentalalign import GROUPS, JUDGE_PREFIX, RECORDED_JUDGES
+from trustmh.judge_check.results import JudgeAgreement
+
+FOLDER = "judge_checks"
+# other names an attribute may be asked for by (lower case) -> the stored attribute name
+ALIASES = {
+    "cognitive": "CSS",
+    "cognitive support": "CSS",
+    "cognitive support score": "CSS",
+    "affective": "ARS",
+    "affective resonance": "ARS",
+    "affective resonance score": "ARS",
+}
+
+
+def results_dir() -> Path:
+    """Where judge-check results are kept (`$TRUSTMH_CACHE_DIR/judge_checks` or the user cache)."""
+    from trustmh.engine import default_cache_dir
+
+    return default_cache_dir().parent / FOLDER
+
+
+def _path(judge: str, root: Path | None = None) -> Path:
+    digest = hashlib.sha256(judge.encode()).hexdigest()[:16]
+    return (root or results_dir()) / f"{digest}.json"
+
+
+def save_results(rows: list[JudgeAgreement], source: str, root: Path | None = None) -> list[Path]:
+    """Save rows (grouped by judge) as the latest `source` result of each judge; return the files.
+    Ceiling rows (expert vs expert) are saved with every judge of the call."""
+    ceilings = [r for r in rows if r.kind == "ceiling"]
+    by_judge: dict[str, list[JudgeAgreement]] = {}
+    for row in rows:
+        if row.kind != "ceiling":
+            by_judge.setdefault(row.judge, []).append(row)
+    for judge_rows in by_judge.values():
+        judge_rows.extend(ceilings)
+    written = []
+    for judge, judge_rows in by_judge.items():
+        path = _path(judge, root)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        document = _read(path) or {"judge": judge, "checks": {}}
+        document["checks"][source] = [r.flat() for r in judge_rows]
+        with tempfile.NamedTemporaryFile(
+            "w", dir=path.parent, suffix=".tmp", delete=False, encoding="utf-8"
+        ) as handle:
+            json.dump(document, handle, indent=1)
+        os.replace(handle.name, path)  # readers never see a half-written file
+        written.append(path)
+    return written
+
+
+def _read(path: Path) -> dict | None:
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return document if isinstance(document, dict) and "checks" in document else None
+
+
+def saved_results(judge: str, root: Path | None = None) -> list[JudgeAgreement]:
+    """Every saved row of one judge key (all rating sets), or [] when it was never checked."""
+    document = _read(_path(judge, root))
+    if document is None or document.get("judge") != judge:
+        return []
+    rows = []
+    for flat_rows in document["checks"].values():
+        for flat in flat_rows:
+            try:
+                rows.append(JudgeAgreement.from_flat(flat))
+            except (KeyError, TypeError, ValueError):
+                continue  # a file from another version: skip the row rather than fail a report
+    return rows
+
+
+def canonical_attribute(attribute: str) -> str:
+    """The stored name of an attribute (case-insensitive; `cognitive` -> `CSS`, ...)."""
+    key = attribute.strip().lower()
+    if key in ALIASES:
+        return ALIASES[key]
+    for name in (*GROUPS, *_mentalalign_attributes()):
+        if name.lower() == key:
+            return name
+    return attribute.strip()
+
+
+def _mentalalign_attributes() -> tuple[str, ...]:
+    from trustmh.data.loaders.mentalalign import ATTRIBUTES
+
+    return ATTRIBUTES
+
+
+def recorded_equivalent(judge_spec: str) -> str | None:
+    """`mentalalign:<name>` when the spec names the same model as a recorded MentalAlign judge
+    (`openai:gpt-4o`, `openai:gpt-4o@URL` -> `mentalalign:gpt-4o`), else None."""
+    if judge_spec.startswith(JUDGE_PREFIX):
+        return None
+    model = judge_spec.split(":", 1)[-1].split("@", 1)[0].strip().lower()
+    return JUDGE_PREFIX + model if model in RECORDED_JUDGES else None
+
+
+def lookup(judge_spec: str, attribute: str, root: Path | None = None) -> JudgeAgreement | None:
+    """The saved agreement of a judge on an attribute, or None when no judge-check covers it.
+
+    This is the API reports and summaries use to show, beside a judge-scored number, how far its
+    judge can be trusted:
+
+        agreement = lookup("openai:gpt-4.1", task.judge_attribute)
+        if agreement: print(agreement.verdict, agreement.summary())
+
+    - `judge_spec`: the judge's model spec as the run recorded it, or `mentalalign:<name>` for
+      a recorded MentalAlign judge.
+    - `attribute`: a MentalAlign attribute (`Guidance`, ..., `Understanding`), a group (`CSS`,
+      `ARS`, or `cognitive` / `affective`), or `appropriateness` (the crisis rubric); any case.
+
+    A result saved for the spec itself wins. Otherwise, when the spec names the same model as one
+    of MentalAlign's recorded judges (e.g. `openai:gpt-4o`), that judge's published-ratings
+    agreement is returned with `matched_by` saying so (a different prompt, so only indicative).
+    When several human references were checked (crisis: experts H1 and H2), the most
+    conservative row (lowest ICC(A,1) lower bound) is returned. Ceiling rows (expert vs expert)
+    are never returned. Reading never raises for a missing or unreadable results folder.
+    """
+    wanted = canonical_attribute(attribute)
+    candidates = [(judge_spec, None)]
+    equivalent = recorded_equivalent(judge_spec)
+    if equivalent:
+        candidates.append(
+            (equivalent, f"same model as the recorded MentalAlign judge {equivalent}")
+        )
+    for key, note in candidates:
+        rows = [
+            r
+            for r in saved_results(key, root)
+            if r.kind == "judge" and r.attribute.lower() == wanted.lower()
+        ]
+        if rows:
+            best = min(rows, key=_conservative_order)
+            return best.with_match(note) if note else best
+    return None
+
+
+def _conservative_order(row: JudgeAgreement) -> float:
+    low = row.stats["icc_a1"].ci_low
+    return float("inf") if low is None else low
+
+
+def describe(judge_spec: str | None, attribute: str | None) -> str | None:
+    """One line naming a task's judge and, when a judge-check covers it, its agreement; None
+    when there is no judge."""
+    if not judge_spec:
+        return None
+    if not attribute:
+        return f"judge {judge_spec}"
+    found = lookup(judge_spec, attribute)
+    if found is None:
+        return (
+            f"judge {judge_spec}: no judge-check result on {attribute} (see `trustmh judge-check`)"
+        )
+    return f"judge {judge_spec}: {found.summary()}"

@@ -1,0 +1,108 @@
+"""Saved judge-check results and the public lookup API that reports and run summaries use."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+
+from trustmh.judge_check import describe, lookup, results_dir, save_results
+from trustmh.judge_check.results import JudgeAgreement, Thresholds, agreement_row
+from trustmh.judge_check.stats import pair_tables, resample_weights
+
+
+def make_row(judge: str, attribute: str, offset: float, reference: str = "human",
+             kind: str = "judge", source: str = "mentalalign") -> JudgeAgreement:  # fmt: skip
+    """A row from scripted scores: the judge = reference + offset on a 1-5 spread."""
+    rng = np.random.default_rng(len(judge) + len(attribute))
+    ref = rng.integers(1, 5, 80).astype(float)
+    jud = np.clip(ref + offset, 1, 5)
+    return agreement_row(judge=judge, attribute=attribute, reference=reference, source=source,
+                         pairs=pair_tables(ref, jud, np.arange(80)),
+                         weights=resample_weights(80, 50, 0), thresholds=Thresholds(),
+                         kind=kind)  # fmt: skip
+
+
+def test_results_live_under_the_cache_root(isolated_cache: Path) -> None:
+    assert results_dir() == isolated_cache / "judge_checks"
+
+
+def test_save_then_lookup_round_trips(isolated_cache: Path) -> None:
+    row = make_row("openai:gpt-4.1", "Empathy", 0.0)
+    [path] = save_results([row, make_row("openai:gpt-4.1", "CSS", 1.0)], "mentalalign")
+    assert path.parent == isolated_cache / "judge_checks"
+    found = lookup("openai:gpt-4.1", "empathy")  # any case
+    assert found == row and found.trusted and found.matched_by is None
+    assert lookup("openai:gpt-4.1", "cognitive").attribute == "CSS"  # group alias
+    assert lookup("openai:gpt-4.1", "Safety") is None
+    assert lookup("openai:gpt-4o-mini", "Empathy") is None
+
+
+def test_a_new_run_replaces_only_its_own_rating_set() -> None:
+    save_results([make_row("openai:j", "Guidance", 0.0)], "mentalalign")
+    save_results([make_row("openai:j", "appropriateness", 0.0, "H1", source="crisis")], "crisis")
+    replaced = make_row("openai:j", "Guidance", 1.0)
+    save_results([replaced], "mentalalign")
+    assert lookup("openai:j", "Guidance") == replaced
+    assert lookup("openai:j", "appropriateness").reference == "H1"
+
+
+def test_lookup_returns_the_most_conservative_expert_and_never_the_ceiling() -> None:
+    vs_h1 = make_row("openai:j", "appropriateness", 0.0, "H1", source="crisis")
+    vs_h2 = make_row("openai:j", "appropriateness", 1.0, "H2", source="crisis")
+    ceiling = make_row("H2", "appropriateness", 0.0, "H1", kind="ceiling", source="crisis")
+    save_results([vs_h1, vs_h2, ceiling], "crisis")
+    found = lookup("openai:j", "appropriateness")
+    assert found == vs_h2  # its ICC(A,1) lower bound is the lower one
+    assert found.stats["icc_a1"].ci_low < vs_h1.stats["icc_a1"].ci_low
+    assert lookup("H2", "appropriateness") is None  # ceilings are stored with the judge only
+
+
+def test_a_spec_naming_a_recorded_judge_falls_back_to_its_published_agreement() -> None:
+    recorded = make_row("mentalalign:gpt-4o", "Helpfulness", 1.0)
+    save_results([recorded], "mentalalign")
+    found = lookup("openai:gpt-4o@http://127.0.0.1:9/v1", "Helpfulness")
+    assert found is not None and found.judge == "mentalalign:gpt-4o"
+    assert "mentalalign:gpt-4o" in found.matched_by and found.matched_by in found.summary()
+    own = make_row("openai:gpt-4o", "Helpfulness", 0.0)
+    save_results([own], "mentalalign")
+    assert lookup("openai:gpt-4o", "Helpfulness") == own  # the spec's own result wins
+
+
+def test_unreadable_results_are_ignored(isolated_cache: Path) -> None:
+    save_results([make_row("openai:j", "Guidance", 0.0)], "mentalalign")
+    for path in (isolated_cache / "judge_checks").iterdir():
+        path.write_text("{not json")
+    assert lookup("openai:j", "Guidance") is None
+
+
+def test_describe_names_the_judge_and_its_agreement() -> None:
+    assert describe(None, "Empathy") is None
+    assert "no judge-check result on Empathy" in describe("openai:j", "Empathy")
+    row = make_row("openai:j", "Empathy", 1.0)
+    save_results([row], "mentalalign")
+    line = describe("openai:j", "Empathy")
+    assert line.startswith("judge openai:j: not trusted on Empathy vs human")
+    assert f"{row.get('icc_a1'):.2f}" in line and "bias +" in line
+
+
+def test_run_summary_prints_the_judge_line(tmp_path: Path) -> None:
+    from trustmh.engine import RunSummary
+    from trustmh.render import print_judge_agreement
+    from trustmh.runner import RunStats
+
+    save_results([make_row("openai:j", "appropriateness", 0.0, "H1", source="crisis")], "crisis")
+    summary = RunSummary(tmp_path, "baseline", "baseline", "openai:j",
+                         ["crisis.escalation_decision", "ethics.ethical_reasoning"],
+                         {"crisis.escalation_decision": [], "privacy.awareness": []},
+                         RunStats())  # fmt: skip
+    buffer = io.StringIO()
+    print_judge_agreement(summary, Console(file=buffer, width=300))
+    lines = buffer.getvalue().splitlines()
+    # one line per judge-scored task of the run; privacy.awareness has no judge
+    assert len(lines) == 1
+    assert lines[0].startswith(
+        "crisis.escalation_decision: judge openai:j: trusted on appropriateness"
+    )
