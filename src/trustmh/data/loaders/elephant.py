@@ -85,3 +85,31 @@ def load(ctx: DataContext) -> dict[str, Any]:
         "oeq_file": oeq_path.name,
         "aita_file": aita_path.name,
     }
+
+
+# PAS (protocol 9.3) is not public: a user who has it supplies `PAS.csv` beside the full OEQ and
+# AITA files (`<data-dir>/elephant/PAS.csv`) or in the catalogue's own folder (`<data-dir>/pas/`).
+PAS_SOURCE = "pas"
+PAS_FILE = "PAS.csv"
+
+
+class PASItem(BaseModel):
+    """A statement in which the speaker describes a problematic action (column `prompt`, as in
+    ELEPHANT's OEQ and AITA files; an unnamed pandas index column becomes `row_id`)."""
+
+    row_id: int | None = None
+    prompt: str = Field(min_length=1)
+
+
+def load_pas(ctx: DataContext) -> tuple[list[PASItem], str] | None:
+    """The PAS statements and where they were read (`elephant/PAS.csv` or `pas/PAS.csv`), or None
+    when no data root supplies them."""
+    for source in (SOURCE, PAS_SOURCE):
+        if ctx.root_of(source) is None:
+            continue
+        try:
+            path = existing(ctx.file(source, PAS_FILE))
+        except DataError:
+            continue
+        return read_csv(path, PASItem, rename=_rename), f"{source}/{path.name}"
+    return None
