@@ -69,6 +69,18 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text.split("@")[0]).strip("-")[:60] or "model"
 
 
+def runtime_versions() -> dict[str, str]:
+    """The versions that shape a run's numbers (shown in its report)."""
+    import platform
+
+    import numpy
+
+    from trustmh import __version__
+
+    return {"trustmh": __version__, "python": platform.python_version(),
+            "numpy": numpy.__version__, "platform": platform.platform(terse=True)}  # fmt: skip
+
+
 def resolve_run_dir(cfg: RunConfig) -> Path:
     """The run directory: --run-dir, or a new timestamped one under --runs-root."""
     if cfg.run_dir is not None:
@@ -217,6 +229,7 @@ async def run_evaluation(
         _check_same_run(store, cfg)
         store.set_meta("config", cfg.model_dump(mode="json", exclude={"run_dir"}))
         store.set_meta("model_label", model.label)
+        store.set_meta("versions", runtime_versions())
         store.set_meta(
             "tasks", list(dict.fromkeys([*(store.get_meta("tasks") or []), *summary.tasks]))
         )
@@ -281,7 +294,9 @@ async def _close_backends(*backends: ModelBackend | None) -> None:
 
 def _limited(samples: Iterable[Sample], limit: int | None) -> list[Sample]:
     """The samples of the first `limit` items: every variant of an item (a perturbation level, a
-    demographic group) is kept with it, so --limit never leaves an item half-measured."""
+    demographic group) is kept with it, so --limit never leaves an item half-measured. Tasks yield
+    an item's variants together (see `Task`), so reading stops at the first item past the limit
+    and a smoke run never builds the whole dataset's variants."""
     if limit is None:
         return list(samples)
     kept: list[Sample] = []
@@ -289,7 +304,7 @@ def _limited(samples: Iterable[Sample], limit: int | None) -> list[Sample]:
     for sample in samples:
         if sample.id not in items:
             if len(items) >= limit:
-                continue  # variants may come grouped by variant rather than by item: read on
+                break
             items.add(sample.id)
         kept.append(sample)
     return kept

@@ -59,7 +59,10 @@ AggregateFn = Callable[[list[ScoredSample], dict[str, Any]], list[MetricValue]]
 @dataclass(frozen=True)
 class Task:
     """A subtask declaration. `samples`, `score` and `aggregate` are None for a subtask that is
-    registered (so `trustmh tasks` shows it) but not implemented yet."""
+    registered (so `trustmh tasks` shows it) but not implemented yet.
+
+    `samples` yields every variant of an item (perturbation level, demographic group) together,
+    item after item: `--limit N` keeps the first N items with all their variants."""
 
     id: str
     pillar: str
