@@ -13,6 +13,11 @@ from rich.console import Console
 
 from trustmh import __version__
 from trustmh.cli_data import data_app
+from trustmh.cli_judge_check import EPILOG as JUDGE_CHECK_EPILOG
+from trustmh.cli_judge_check import judge_check
+from trustmh.cli_perturb import EPILOG as PERTURB_EPILOG
+from trustmh.cli_perturb import perturb
+from trustmh.cli_report import REPORT_NAME, write_run_report
 from trustmh.errors import FatalBackendError, UserError
 
 app = typer.Typer(
@@ -151,15 +156,35 @@ def run(
     seed: Annotated[
         int | None, typer.Option(help="Run seed for every random choice. Default: 0.")
     ] = None,
+    levels: Annotated[
+        str | None,
+        typer.Option(
+            help="Robustness perturbation levels (task option `levels`), e.g. 'char@0.05,char@0.1+word@0.1+sentence@1'. Default: the protocol's six."
+        ),
+    ] = None,
+    refusal_detector: Annotated[
+        str | None,
+        typer.Option(
+            help="Jailbreak refusal detector (safety task option `refusal_detector`): auto, judge, keyword or longformer. Default: auto (the judge when --judge is given, else keyword)."
+        ),
+    ] = None,
     progress: Annotated[bool, typer.Option(help="Show the live progress bar.")] = True,
 ) -> None:
     """Evaluate a model on TrustMH-Bench subtasks and print the results."""
-    overrides = {k: v for k, v in locals().items() if k not in ("config", "progress")}
+    overrides = {
+        k: v
+        for k, v in locals().items()
+        if k not in ("config", "progress", "levels", "refusal_detector")
+    }
     from trustmh.config import build_config
     from trustmh.engine import resolve_run_dir, run_evaluation
     from trustmh.render import print_summary
 
     cfg = build_config(config, overrides)
+    if levels is not None:
+        cfg.options = {**cfg.options, "levels": levels}
+    if refusal_detector is not None:
+        cfg.options = {**cfg.options, "refusal_detector": refusal_detector}
     cfg.run_dir = resolve_run_dir(cfg)
     try:
         summary = asyncio.run(run_evaluation(cfg, progress=progress, console=err))
@@ -181,6 +206,7 @@ def run(
         )
         raise typer.Exit(2) from None
     print_summary(summary, out)
+    write_run_report([cfg.run_dir], cfg.run_dir / REPORT_NAME, out)
     if summary.status != "complete":
         err.print(
             f"Some samples failed; rerun to retry them: {resume_command(cfg.run_dir)}",
@@ -243,6 +269,37 @@ def reproduce(
     result = asyncio.run(run_reproduction(out_dir, data_dir, models=model, on_model=progress))
     Console(width=max(out.width, 160)).print(rich_table(result.rows, result.unparsed))
     out.print(f"wrote {result.csv_path} and {result.markdown_path}", highlight=False)
+    write_run_report([s.run_dir for s in result.summaries.values()], out_dir / REPORT_NAME, out)
+
+
+@app.command()
+def report(
+    runs: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Run directories (or folders of runs), e.g. runs/20261127-101500-baseline runs/...-gpt-4o-mini."
+        ),
+    ],
+    output: Annotated[
+        Path,
+        typer.Option("-o", "--output", help="The HTML file; CSV, JSON and figures go beside it."),
+    ] = Path(REPORT_NAME),
+    figures: Annotated[bool, typer.Option(help="Write PNG figures (needs matplotlib).")] = True,
+    reference: Annotated[
+        bool,
+        typer.Option(
+            help="Place comparable runs among the paper's recorded models (reproduced once, then cached)."
+        ),
+    ] = True,
+) -> None:
+    """Write one self-contained HTML report comparing runs (radar, subtask table with ranks, breakdowns,
+    per-sample drill-down), with CSV, JSON and PNG figures beside it.
+
+    Example: trustmh report runs/20261127-101500-baseline runs/20261127-113000-gpt-4o-mini -o report.html
+    """
+    from trustmh.cli_report import report_command
+
+    report_command(runs, output, figures, reference, out)
 
 
 @app.command()
@@ -304,6 +361,8 @@ def version() -> None:
 
 
 app.add_typer(data_app, name="data", help="Verify and fetch the benchmark's datasets.")
+app.command("judge-check", epilog=JUDGE_CHECK_EPILOG)(judge_check)
+app.command("perturb", epilog=PERTURB_EPILOG)(perturb)
 
 
 def main() -> None:

@@ -1,0 +1,33 @@
+"""Reports people can read: one self-contained HTML page comparing runs, with CSV, JSON and PNG
+figures beside it.
+
+    aggregate.py  load runs, compute the tables, ranks, radar values and breakdowns
+    reference.py  the paper's published ranks and the recorded models' reproduced scores
+    samples.py    the per-sample drill-down data embedded in the page
+    charts.py     geometry of the inline SVG charts
+    plots.py      PNG figures (matplotlib, optional)
+    html.py       the page (Jinja2 templates in templates/) and the files beside it
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from trustmh.report.aggregate import Report, build_report
+from trustmh.report.html import ReportFiles, write_files
+from trustmh.report.reference import load_paper, load_reproduced
+
+
+def make_report(run_dirs: Sequence[Path], reference: bool = True) -> Report:
+    """Load runs and compute the report (recorded models' reproduced scores when `reference`)."""
+    return build_report(run_dirs, load_paper(), load_reproduced if reference else None)
+
+
+def write_report(run_dirs: Sequence[Path], output: Path, *, figures: bool = True,
+                 reference: bool = True) -> ReportFiles:  # fmt: skip
+    """Write the report of these runs to `output` (HTML) with its CSV, JSON and figures beside it."""
+    return write_files(make_report(run_dirs, reference), output, figures=figures)
+
+
+__all__ = ["Report", "ReportFiles", "make_report", "write_report"]

@@ -1,0 +1,533 @@
+"""Load runs and compute what a report shows: per-subtask cells, ranks among the runs, placement
+among the paper's recorded models, pillar scores for the radar, breakdowns and judges.
+
+Everything is generic: subtasks come from the runs' results and the task registry (pillar, title,
+direction); no task is named here. Ranking follows protocol 1.6 through `reproduce_table.rank_models`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from trustmh import __version__
+from trustmh.errors import UserError
+from trustmh.metrics import split_metric_name
+from trustmh.report.reference import PaperRank, PaperRanks, ReproducedScores, recorded_subtasks
+from trustmh.reproduce_table import rank_models
+from trustmh.store import RUN_DB, RunStore
+from trustmh.tasks.base import Task
+from trustmh.tasks.registry import all_tasks
+from trustmh.types import MetricValue
+
+FAILED = ("error", "missing", "pending")  # sample statuses counted as failed (no usable score)
+GENERATION_OVERRIDES = ("temperature", "max_tokens", "system_prompt")
+LEVEL_DIMENSION = "level"  # metrics.py convention: perturbation intensities, charted as curves
+
+
+@dataclass
+class TaskInfo:
+    """What the report knows about a subtask (from the registry when it is registered)."""
+
+    id: str
+    title: str
+    pillar: str
+    section: str
+    status_label: str
+    metric: str
+    direction: str
+    in_protocol: bool
+    judge_attribute: str | None
+    option_names: tuple[str, ...] = ()
+    scale: tuple[float, float] | None = None  # declared value range, if the task declares one
+
+
+@dataclass
+class RunData:
+    """One run as read from its store."""
+
+    index: int
+    run_dir: Path
+    label: str
+    spec: str
+    judge: str | None
+    config: dict[str, Any]
+    meta: dict[str, Any]
+    results: dict[str, list[MetricValue]]
+    samples: list[dict[str, Any]]  # store.export_rows()
+    status: dict[str, Counter] = field(default_factory=dict)  # task -> sample status -> n
+    judge_models: dict[str, list[str]] = field(default_factory=dict)
+    judge_status: dict[str, Counter] = field(default_factory=dict)
+    paper_model: str | None = None  # set when the run replays one of the paper's models
+
+
+@dataclass
+class Placement:
+    """A run's rank among the paper's recorded models on one subtask (or why it is not placed)."""
+
+    rank: int | None
+    among: int
+    models: list[str]
+    reason: str | None = None
+
+
+@dataclass
+class Cell:
+    """One run's numbers on one subtask."""
+
+    primary: MetricValue | None
+    others: list[MetricValue]
+    counts: dict[str, int]
+    rank: int | None = None
+    placement: Placement | None = None
+    paper_rank: PaperRank | None = None
+    reference_rank: int | None = None  # a replayed paper model's rank among the recorded models
+
+
+@dataclass
+class SubtaskRow:
+    """A subtask across the runs, with the paper's published ranks as context."""
+
+    task: TaskInfo
+    cells: list[Cell | None]
+    paper: dict[str, PaperRank] | None
+    reference_models: list[str]
+
+
+@dataclass
+class PillarScore:
+    """A run's radar value on one pillar: the mean of its subtasks' primary values on a 0-1 scale
+    (1 = best), with the subtasks that entered and those left out (range unknown)."""
+
+    value: float | None
+    used: list[str]
+    left_out: list[str]
+
+
+@dataclass
+class BreakdownPoint:
+    """One group of a breakdown (e.g. level=0.2 or method=role_play), per run."""
+
+    group: str
+    x: float | None
+    values: list[MetricValue | None]
+
+
+@dataclass
+class Breakdown:
+    """A metric restricted to the groups of one dimension (the `metric[dimension=value]` names)."""
+
+    task: str
+    metric: str
+    dimension: str
+    numeric: bool  # every group is a number: x is that number
+    curve: bool  # drawn as a curve: numeric groups, or the `level` dimension (ordered intensities)
+    direction: str
+    points: list[BreakdownPoint]
+
+
+@dataclass
+class JudgeRow:
+    """Who judged a subtask in a run, how the verdicts parsed, and the judge's measured agreement."""
+
+    task: str
+    run: int
+    models: list[str]
+    status: dict[str, int]
+    attribute: str | None
+    agreement: str | None
+    verdict: str | None
+
+
+@dataclass
+class Report:
+    """Everything a report renders."""
+
+    runs: list[RunData]
+    rows: list[SubtaskRow]
+    pillars: list[str]
+    radar: list[list[PillarScore]]  # per run, per pillar
+    pillar_ranks: dict[str, dict[int, int]]  # pillar -> run index -> rank (2+ runs only)
+    breakdowns: list[Breakdown]
+    judges: list[JudgeRow]
+    paper: PaperRanks
+    paper_pillar_ranks: dict[str, dict[str, int]]
+    reproduced: ReproducedScores | None
+    generated: str = field(default_factory=lambda: datetime.now().isoformat(timespec="seconds"))
+    version: str = __version__
+
+
+# ------------------------------------------------------------------------------------- loading
+
+
+def expand_run_dirs(paths: Sequence[Path]) -> list[Path]:
+    """Run directories: each path is one, or a folder whose subfolders are runs (e.g. the `runs/`
+    of `trustmh reproduce`). UserError naming the path otherwise."""
+    out: list[Path] = []
+    for path in paths:
+        if (path / RUN_DB).is_file():
+            out.append(path)
+            continue
+        inner = sorted(p.parent for p in path.glob(f"*/{RUN_DB}")) if path.is_dir() else []
+        if not inner:
+            raise UserError(
+                f"{path}: not a run directory (no {RUN_DB}) nor a folder of runs; see `trustmh runs`"
+            )
+        out.extend(inner)
+    if not out:
+        raise UserError(
+            "no run given; pass one or more run directories, e.g. runs/2026...-baseline"
+        )
+    return out
+
+
+def task_info(
+    task_id: str, registry: Mapping[str, Task], metrics: Sequence[MetricValue]
+) -> TaskInfo:
+    """Registry facts about a subtask; a subtask no longer registered falls back to its id."""
+    primary = next((m for m in metrics if m.primary), None)
+    task = registry.get(task_id)
+    if task is None:
+        return TaskInfo(task_id, task_id, task_id.split(".", 1)[0], "-", "?", primary.name if primary else "?",
+                        primary.direction if primary else "higher", True, None)  # fmt: skip
+    return TaskInfo(
+        id=task.id,
+        title=task.title,
+        pillar=task.pillar,
+        section=task.section,
+        status_label=task.status,
+        metric=task.metric,
+        direction=primary.direction if primary else task.direction,
+        in_protocol=task.in_protocol,
+        judge_attribute=task.judge_attribute,
+        option_names=task.option_names,
+        scale=getattr(task, "scale", None),
+    )
+
+
+def load_run(run_dir: Path, index: int, paper_models: Sequence[str]) -> RunData:
+    """Read one run: its meta, results and every sample with its reply and score."""
+    store = RunStore(run_dir)
+    try:
+        config = store.get_meta("config") or {}
+        meta = {
+            key: store.get_meta(key)
+            for key in ("model_label", "tasks", "status", "started", "finished", "versions")
+        }
+        results = store.results()
+        samples = list(store.export_rows())
+    finally:
+        store.close()
+    spec = str(config.get("model") or "?")
+    run = RunData(index, run_dir, str(meta.get("model_label") or spec), spec, config.get("judge"),
+                  config, meta, results, samples)  # fmt: skip
+    run.paper_model = _paper_model(spec, paper_models)
+    for row in samples:
+        task = row["task"]
+        run.status.setdefault(task, Counter())[row["status"] or "pending"] += 1
+        for key, value in (row["detail"] or {}).items():
+            if key.endswith("_model") and isinstance(value, str):
+                models = run.judge_models.setdefault(task, [])
+                if value not in models:
+                    models.append(value)
+            elif key.endswith("_status") and isinstance(value, str):
+                run.judge_status.setdefault(task, Counter())[f"{key}={value}"] += 1
+    return run
+
+
+def _paper_model(spec: str, paper_models: Sequence[str]) -> str | None:
+    """The paper model a `replay:NAME` run replays (by paper name or recorded id), else None."""
+    if not spec.startswith("replay:"):
+        return None
+    name = spec.split(":", 1)[1].strip().lower()
+    by_name = {m.lower(): m for m in paper_models}
+    if name in by_name:
+        return by_name[name]
+    try:
+        from trustmh.data.sources import resolve_data_context
+        from trustmh.models.replay import resolve_model
+
+        return by_name.get(resolve_model(resolve_data_context(None), name).name.lower())
+    except (UserError, OSError):
+        return None
+
+
+def unique_labels(runs: Sequence[RunData]) -> None:
+    """Make run labels unique by adding the run folder name where two runs share a label."""
+    counts = Counter(r.label for r in runs)
+    for run in runs:
+        if counts[run.label] > 1:
+            run.label = f"{run.label} [{run.run_dir.name}]"
+
+
+# ----------------------------------------------------------------------------------- computing
+
+
+def _finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)
+
+
+def primary_of(metrics: Sequence[MetricValue]) -> MetricValue | None:
+    """The primary metric of a subtask's results, if any."""
+    return next((m for m in metrics if m.primary), None)
+
+
+def counts_of(run: RunData, task_id: str) -> dict[str, int]:
+    """Sample counts of a run's subtask: samples, refused, unparsed, failed (error, missing, pending)."""
+    status = run.status.get(task_id, Counter())
+    return {
+        "samples": sum(status.values()),
+        "refused": status.get("refused", 0),
+        "unparsed": status.get("unparsed", 0),
+        "failed": sum(status.get(s, 0) for s in FAILED),
+        **{f"status_{k}": v for k, v in status.items()},
+    }
+
+
+def not_comparable(run: RunData, task: TaskInfo) -> str | None:
+    """Why a run's score on a subtask cannot be placed among the reproduced recorded models (which
+    answered every item with the default options and generation settings); None when it can."""
+    if run.paper_model:
+        return "this run replays one of the recorded models"
+    cfg = run.config
+    if cfg.get("limit") is not None:
+        return f"run used --limit {cfg['limit']}; the recorded models answered every item"
+    options = cfg.get("options") or {}
+    used = {k: v for k, v in options.items() if k in task.option_names}
+    used.update(options.get(task.id) or {})
+    used.pop("seed", None)
+    if used:
+        return f"run used task options {used}; the reproduced scores use the defaults"
+    overridden = [k for k in GENERATION_OVERRIDES if cfg.get(k) is not None]
+    if overridden:
+        return f"run overrode {', '.join(overridden)}; the recorded models used the protocol's settings"
+    return None
+
+
+def place(run: RunData, task: TaskInfo, recorded: set[str],
+          reproduced: ReproducedScores | None) -> Placement | None:  # fmt: skip
+    """Rank of the run among the recorded models with a reproduced score on this subtask, or why
+    it is not placed; None where no recorded model has the subtask."""
+    metrics = run.results.get(task.id, [])
+    primary = primary_of(metrics)
+    if run.paper_model or task.id not in recorded or primary is None or not _finite(primary.value):
+        return None  # a replayed paper model shows its published rank instead
+    reason = not_comparable(run, task)
+    if reason is None and (reproduced is None or reproduced.error):
+        reason = (
+            reproduced.error if reproduced else "reference scores not computed (--no-reference)"
+        )
+    models = reproduced.models_with(task.id) if reproduced else []
+    if reason or not models:
+        return Placement(None, len(models) + 1, models, reason or "no recorded model has a score")
+    key = "\0run"  # cannot collide with a model name
+    pool = {m: reproduced.results[m] for m in models}  # type: ignore[union-attr]
+    pool[key] = {task.id: metrics}
+    return Placement(rank_models(pool, task.id)[key], len(models) + 1, models)
+
+
+def rank_by_mean(subtask_ranks: Mapping[str, Mapping[Any, int | None]],
+                 pillar_of: Callable[[str], str]) -> dict[str, dict[Any, int]]:  # fmt: skip
+    """Pillar ranks (protocol 1.6, DEFAULT): the rank of the mean of each model's subtask ranks in
+    the pillar, ties broken by the best single subtask rank, then competition ranks (1, 2, 2, 4)."""
+    per_pillar: dict[str, dict[Any, list[int]]] = {}
+    for task_id, ranks in subtask_ranks.items():
+        for model, rank in ranks.items():
+            if rank is not None:
+                per_pillar.setdefault(pillar_of(task_id), {}).setdefault(model, []).append(rank)
+    out: dict[str, dict[Any, int]] = {}
+    for pillar, by_model in per_pillar.items():
+        keys = {m: (round(sum(r) / len(r), 9), min(r)) for m, r in by_model.items()}
+        out[pillar] = {m: 1 + sum(1 for o in keys.values() if o < k) for m, k in keys.items()}
+    return out
+
+
+def unit_value(value: float, direction: str, scale: tuple[float, float]) -> float:
+    """A value mapped onto 0-1 where 1 is best (flipped when lower is better), clipped."""
+    low, high = scale
+    unit = (value - low) / (high - low) if high != low else 0.0
+    unit = min(1.0, max(0.0, unit))
+    return 1.0 - unit if direction == "lower" else unit
+
+
+def radar_scale(task: TaskInfo, values: Sequence[float]) -> tuple[float, float] | None:
+    """The value range used to put a subtask on the radar: the task's declared range, else 0-1
+    when every observed value lies in it (proportions, rates, correlations >= 0), else None."""
+    if task.scale:
+        return task.scale
+    if values and all(0.0 <= v <= 1.0 for v in values):
+        return (0.0, 1.0)
+    return None
+
+
+def radar(runs: Sequence[RunData], rows: Sequence[SubtaskRow], pillars: Sequence[str]) -> list[list[PillarScore]]:  # fmt: skip
+    """Per run and pillar, the mean 0-1 value of the pillar's subtasks (see `radar_scale`)."""
+    scales: dict[str, tuple[float, float] | None] = {}
+    for row in rows:
+        values = [
+            c.primary.value for c in row.cells if c and c.primary and _finite(c.primary.value)
+        ]
+        scales[row.task.id] = radar_scale(row.task, values)  # type: ignore[arg-type]
+    out: list[list[PillarScore]] = []
+    for run in runs:
+        per_pillar = []
+        for pillar in pillars:
+            used, left_out, units = [], [], []
+            for row in rows:
+                cell = row.cells[run.index]
+                if row.task.pillar != pillar or cell is None or cell.primary is None:
+                    continue
+                if not _finite(cell.primary.value):
+                    continue
+                scale = scales[row.task.id]
+                if scale is None:
+                    left_out.append(row.task.id)
+                    continue
+                used.append(row.task.id)
+                units.append(unit_value(cell.primary.value, row.task.direction, scale))  # type: ignore[arg-type]
+            value = sum(units) / len(units) if units else None
+            per_pillar.append(PillarScore(value, used, left_out))
+        out.append(per_pillar)
+    return out
+
+
+def breakdowns(runs: Sequence[RunData], rows: Sequence[SubtaskRow]) -> list[Breakdown]:
+    """Every `metric[dimension=value]` family of every subtask, with the runs side by side."""
+    out: list[Breakdown] = []
+    for row in rows:
+        families: dict[tuple[str, str], dict[str, list[MetricValue | None]]] = {}
+        direction: dict[tuple[str, str], str] = {}
+        for run in runs:
+            for m in run.results.get(row.task.id, []):
+                base, dim, value = split_metric_name(m.name)
+                if dim is None or value is None:
+                    continue
+                groups = families.setdefault((base, dim), {})
+                groups.setdefault(value, [None] * len(runs))[run.index] = m
+                direction[(base, dim)] = m.direction
+        for (base, dim), groups in families.items():
+            xs = {g: _number(g) for g in groups}
+            numeric = len(groups) > 1 and all(x is not None for x in xs.values())
+            order = sorted(groups, key=lambda g: xs[g]) if numeric else list(groups)  # type: ignore[arg-type, return-value]
+            # levels named by their operators (e.g. char@0.1+word@0.1) keep their stored order,
+            # which is the order of intensity, at evenly spaced positions
+            points = [
+                BreakdownPoint(g, xs[g] if numeric else float(i), groups[g])
+                for i, g in enumerate(order)
+            ]
+            curve = numeric or (dim == LEVEL_DIMENSION and len(groups) > 1)
+            out.append(
+                Breakdown(row.task.id, base, dim, numeric, curve, direction[(base, dim)], points)
+            )
+    return out
+
+
+def _number(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def judge_agreement(judge: str | None, attribute: str | None) -> tuple[str | None, str | None]:
+    """(one-line agreement summary, verdict) of a judge on a MentalAlign attribute from
+    `trustmh.judge_check.lookup`; a readable reason when it cannot be looked up."""
+    if not judge or not attribute:
+        return None, None
+    try:
+        from trustmh import judge_check
+
+        lookup = judge_check.lookup  # type: ignore[attr-defined]
+    except (ImportError, AttributeError):
+        return "judge-check is not available in this version of trustmh", None
+    try:
+        found = lookup(judge, attribute)
+    except UserError as exc:
+        return f"no judge-check result: {exc}", None
+    if found is None:
+        return f"not measured: run `trustmh judge-check --judge {judge}`", None
+    summary = found.summary() if hasattr(found, "summary") else str(found)
+    if getattr(found, "matched_by", None):
+        summary += f" ({found.matched_by})"
+    return summary, getattr(found, "verdict", None)
+
+
+def judges(runs: Sequence[RunData], rows: Sequence[SubtaskRow]) -> list[JudgeRow]:
+    """One row per (judged subtask, run): judge names seen in the verdicts, verdict statuses, and
+    the judge's agreement with human ratings where judge-check measured it."""
+    out: list[JudgeRow] = []
+    for row in rows:
+        for run in runs:
+            models = run.judge_models.get(row.task.id, [])
+            if not models:
+                continue
+            agreement, verdict = judge_agreement(run.judge, row.task.judge_attribute)
+            status = dict(run.judge_status.get(row.task.id, {}))
+            out.append(JudgeRow(row.task.id, run.index, models, status, row.task.judge_attribute,
+                                agreement, verdict))  # fmt: skip
+    return out
+
+
+def build_report(run_dirs: Sequence[Path], paper: PaperRanks,
+                 reproduced: Callable[[], ReproducedScores] | None) -> Report:  # fmt: skip
+    """Load the runs and compute every table of the report. `reproduced` is called only when some
+    run may be placed among the recorded models (it may take seconds the first time)."""
+    runs = [load_run(path, i, paper.models) for i, path in enumerate(expand_run_dirs(run_dirs))]
+    unique_labels(runs)
+    registry = all_tasks()
+    order = list(registry)
+    seen = dict.fromkeys(t for run in runs for t in [*run.results, *run.status])
+    task_ids = sorted(seen, key=lambda t: order.index(t) if t in order else len(order))
+    infos = {}
+    for t in task_ids:
+        metrics = next((run.results[t] for run in runs if t in run.results), [])
+        infos[t] = task_info(t, registry, metrics)
+
+    recorded = recorded_subtasks()
+    reference = None
+    if reproduced is not None and any(
+        t in recorded and not_comparable(run, infos[t]) is None for run in runs for t in run.results
+    ):
+        reference = reproduced()
+
+    by_label = {run.label: run.results for run in runs}
+    rows: list[SubtaskRow] = []
+    for t in task_ids:
+        info = infos[t]
+        ranks = rank_models(by_label, t)
+        ranked = sum(r is not None for r in ranks.values()) >= 2
+        cells: list[Cell | None] = []
+        for run in runs:
+            metrics = run.results.get(t)
+            if metrics is None and t not in run.status:
+                cells.append(None)
+                continue
+            metrics = metrics or []
+            others = [m for m in metrics if not m.primary and split_metric_name(m.name)[1] is None]
+            cell = Cell(primary_of(metrics), others, counts_of(run, t))
+            cell.rank = ranks.get(run.label) if ranked else None
+            cell.placement = place(run, info, recorded, reference)
+            if run.paper_model:
+                cell.paper_rank = (paper.by_subtask.get(t) or {}).get(run.paper_model)
+                if reference and run.paper_model in reference.results:
+                    cell.reference_rank = rank_models(reference.results, t).get(run.paper_model)
+            cells.append(cell)
+        models = reference.models_with(t) if reference else []
+        rows.append(SubtaskRow(info, cells, paper.by_subtask.get(t), models))
+
+    pillars = list(dict.fromkeys(t.pillar for t in registry.values() if t.in_protocol))
+    radar_values = radar(runs, rows, pillars)
+    run_ranks = {row.task.id: {i: c.rank for i, c in enumerate(row.cells) if c} for row in rows}
+    pillar_ranks = rank_by_mean(run_ranks, lambda t: infos[t].pillar) if len(runs) > 1 else {}
+    paper_pillars = rank_by_mean(
+        {t: {m: r.used for m, r in row.items()} for t, row in paper.by_subtask.items()},
+        lambda t: registry[t].pillar if t in registry else t.split(".", 1)[0],
+    )
+    return Report(runs, rows, pillars, radar_values, pillar_ranks, breakdowns(runs, rows),
+                  judges(runs, rows), paper, paper_pillars, reference)  # fmt: skip

@@ -1,0 +1,191 @@
+"use strict";
+// Sample drill-down of a trustmh report. Reads the JSON blocks, renders one page of rows at a time.
+// Every text from the data goes into the page through textContent, never as HTML.
+(function () {
+  const PAGE = 50;
+  const FAILED = { error: 1, missing: 1, pending: 1 };
+  const FILTERS = [
+    ["all", "all", () => true],
+    ["wrong", "wrong", (r, c) => r[c.wrong] === 1],
+    ["refused", "refused", (r, c) => r[c.status] === "refused"],
+    ["unparsed", "unparseable", (r, c) => r[c.status] === "unparsed"],
+    ["failed", "failed", (r, c) => FAILED[r[c.status]] === 1],
+  ];
+  const meta = JSON.parse(document.getElementById("trustmh-meta").textContent);
+  const data = JSON.parse(document.getElementById("trustmh-samples").textContent);
+  const col = {};
+  data.columns.forEach((name, i) => { col[name] = i; });
+  const groups = new Map();  // "run|task" -> row indices in sample order
+  data.rows.forEach((row, i) => {
+    const key = row[col.run] + "|" + row[col.task];
+    if (!groups.has(key)) groups.set(key, []);
+    groups.get(key).push(i);
+  });
+  const state = { run: 0, task: -1, filter: "all", query: "", sort: "order", page: 0, open: new Set() };
+  const $ = (id) => document.getElementById(id);
+  const el = (tag, text, cls) => {
+    const node = document.createElement(tag);
+    if (text !== undefined && text !== null) node.textContent = String(text);
+    if (cls) node.className = cls;
+    return node;
+  };
+
+  function firstTaskOf(run) {
+    for (let t = 0; t < meta.tasks.length; t++) if (groups.has(run + "|" + t)) return t;
+    return -1;
+  }
+
+  function buildSelectors() {
+    const runSel = $("dd-run");
+    meta.runs.forEach((label, i) => {
+      const opt = el("option", label);
+      opt.value = String(i);
+      runSel.appendChild(opt);
+    });
+    runSel.addEventListener("change", () => { go({ run: Number(runSel.value), task: -1, page: 0 }); });
+    $("dd-task").addEventListener("change", () => { go({ task: Number($("dd-task").value), page: 0 }); });
+    $("dd-sort").addEventListener("change", () => { go({ sort: $("dd-sort").value, page: 0 }); });
+    let timer = null;
+    $("dd-search").addEventListener("input", () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => { go({ query: $("dd-search").value.trim().toLowerCase(), page: 0 }); }, 200);
+    });
+    $("dd-prev").addEventListener("click", () => { go({ page: state.page - 1 }); });
+    $("dd-next").addEventListener("click", () => { go({ page: state.page + 1 }); });
+  }
+
+  function fillTasks() {
+    const taskSel = $("dd-task");
+    taskSel.textContent = "";
+    meta.tasks.forEach((task, t) => {
+      const rows = groups.get(state.run + "|" + t);
+      if (!rows) return;
+      const opt = el("option", task.id + " (" + rows.length + ")");
+      opt.value = String(t);
+      taskSel.appendChild(opt);
+    });
+    taskSel.value = String(state.task);
+  }
+
+  function matches(row) {
+    if (!state.query) return true;
+    const q = state.query;
+    return data.prompts[row[col.prompt]].toLowerCase().includes(q) ||
+      [col.id, col.variant, col.response, col.parsed, col.judge, col.error]
+        .some((i) => String(row[i]).toLowerCase().includes(q));
+  }
+
+  function selected() {
+    const base = groups.get(state.run + "|" + state.task) || [];
+    const test = FILTERS.find((f) => f[0] === state.filter)[2];
+    let rows = base.filter((i) => test(data.rows[i], col) && matches(data.rows[i]));
+    if (state.sort !== "order") {
+      const sign = state.sort === "score-asc" ? 1 : -1;
+      rows = rows.slice().sort((a, b) => {
+        const x = data.rows[a][col.score], y = data.rows[b][col.score];
+        if (x === null) return 1;
+        if (y === null) return -1;
+        return sign * (x - y);
+      });
+    }
+    return { base, rows };
+  }
+
+  function renderFilters(base) {
+    const box = $("dd-filters");
+    box.textContent = "";
+    FILTERS.forEach(([key, label, test]) => {
+      const n = base.filter((i) => test(data.rows[i], col)).length;
+      const button = el("button", label + " (" + n + ")", state.filter === key ? "on" : "");
+      button.type = "button";
+      button.dataset.filter = key;
+      button.addEventListener("click", () => { go({ filter: key, page: 0 }); });
+      box.appendChild(button);
+    });
+  }
+
+  function detailRow(row) {
+    const tr = el("tr");
+    const td = el("td", null, "detail");
+    td.colSpan = 7;
+    const parts = [["Prompt", data.prompts[row[col.prompt]]], ["Response", row[col.response]],
+      ["Judge verdict", row[col.judge]], ["Detail", row[col.detail]], ["Error", row[col.error]]];
+    parts.forEach(([title, text]) => {
+      if (text === "" || text === null || text === undefined) return;
+      td.appendChild(el("h4", title));
+      td.appendChild(el("pre", text));
+    });
+    tr.appendChild(td);
+    return tr;
+  }
+
+  function render() {
+    fillTasks();
+    const task = meta.tasks[state.task];
+    $("dd-title").textContent = task ? task.id + " — " + task.title + " — " + meta.runs[state.run] : "no samples";
+    const { base, rows } = selected();
+    renderFilters(base);
+    const pages = Math.max(1, Math.ceil(rows.length / PAGE));
+    state.page = Math.min(Math.max(0, state.page), pages - 1);
+    const start = state.page * PAGE;
+    const body = $("dd-rows");
+    body.textContent = "";
+    rows.slice(start, start + PAGE).forEach((i) => {
+      const row = data.rows[i];
+      const tr = el("tr", null, "item");
+      tr.dataset.index = String(i);
+      const score = row[col.score] === null ? "—" : String(row[col.score]);
+      const cells = [row[col.id], row[col.variant], row[col.status], score, row[col.parsed],
+        row[col.target], row[col.response]];
+      cells.forEach((text, c) => {
+        const td = el("td", text, c === 2 ? "st-" + row[col.status] : (c === 3 ? "num" : ""));
+        td.title = String(text).slice(0, 400);
+        if (c === 3 && row[col.wrong] === 1) td.appendChild(el("span", " ✗", "wrongmark"));
+        tr.appendChild(td);
+      });
+      tr.addEventListener("click", () => {
+        if (state.open.has(i)) state.open.delete(i); else state.open.add(i);
+        render();
+      });
+      body.appendChild(tr);
+      if (state.open.has(i)) {
+        tr.className = "item open";
+        body.appendChild(detailRow(row));
+      }
+    });
+    $("dd-count").textContent = rows.length
+      ? "rows " + (start + 1) + "–" + Math.min(start + PAGE, rows.length) + " of " + rows.length
+      : "no sample matches";
+    $("dd-prev").disabled = state.page === 0;
+    $("dd-next").disabled = state.page >= pages - 1;
+  }
+
+  function go(change) {
+    Object.assign(state, change);
+    if (state.task < 0 || !groups.has(state.run + "|" + state.task)) state.task = firstTaskOf(state.run);
+    if (!("open" in change) && ("task" in change || "run" in change || "filter" in change)) state.open = new Set();
+    render();
+  }
+
+  function fromHash() {
+    const hash = location.hash || "";  // URLSearchParams decodes each value itself
+    if (!hash.startsWith("#samples?")) return false;
+    const params = new URLSearchParams(hash.slice("#samples?".length));
+    const run = Number(params.get("run") || 0);
+    const taskId = params.get("task");
+    const task = meta.tasks.findIndex((t) => t.id === taskId);
+    const filter = params.get("filter") || "all";
+    go({ run: Number.isInteger(run) && run >= 0 && run < meta.runs.length ? run : 0, task,
+      filter: FILTERS.some((f) => f[0] === filter) ? filter : "all", page: 0, query: "" });
+    $("dd-search").value = "";
+    $("dd-run").value = String(state.run);
+    $("samples").scrollIntoView();
+    return true;
+  }
+
+  buildSelectors();
+  if (!fromHash()) go({ run: 0, task: -1 });
+  window.addEventListener("hashchange", fromHash);
+  document.body.dataset.ready = "1";
+  if (window.performance && performance.mark) performance.mark("trustmh-ready");
+})();
