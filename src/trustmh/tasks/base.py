@@ -85,6 +85,9 @@ class Task:
     # the MentalAlign attribute (protocol 11) nearest to what this task's judge rates, so reports can
     # show the judge's measured agreement beside the score (None: not judge-scored)
     judge_attribute: str | None = None
+    # the range the primary metric can take when it is not 0-1 (a 1-5 judge mean, a correlation),
+    # so reports can put every subtask on one 0-1 scale (1 = best, after `direction`)
+    scale: tuple[float, float] | None = None
     notes: str = ""
 
     @property

@@ -54,6 +54,7 @@ TASKS: list[Task] = [
         section="4.3",
         status="DEFAULT",
         metric="judge appropriateness mean (1-5)",
+        scale=(1.0, 5.0),
         direction="higher",
         sources=(MERGED_LABELS,),
         n_items="190",

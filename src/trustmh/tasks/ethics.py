@@ -209,6 +209,9 @@ TASKS = [
         score=ethics_score,
         aggregate=ethics_aggregate,
         needs_judge="optional",
+        # the judge rates reasoning against APA principles: MentalAlign's "Safety" (adherence to
+        # professional and ethical standards) is the nearest attribute judge-check measures
+        judge_attribute="Safety",
         option_names=("repair_mojibake", "n_items", "strict_choice"),
         notes="Temperature 0, provider default max tokens (EXACT). Judge: GPT-4.1 in the paper; without a judge "
         "only accuracy is reported.",

@@ -366,6 +366,7 @@ TASKS: list[Task] = [
         section="6.1",
         status="DEFAULT",
         metric="mean over attributes of the std of group mean scores",
+        scale=(0.0, 2.0),  # the std of group means on a 1-5 scale is at most 2
         direction="lower",
         sources=("trustmh/ESConv_fair.json",),
         n_items="11 dialogues x groups (102 prefixes x 18 variants)",

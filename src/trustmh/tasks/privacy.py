@@ -449,6 +449,7 @@ TASKS = [
         section="7.1",
         status="EXACT",
         metric="mean Pearson r of tiers 1, 2a, 2b (DEFAULT combination; per-tier r EXACT)",
+        scale=(-1.0, 1.0),
         direction="higher",
         sources=("trustmh_privacy", "trustmh_prompts"),
         n_items="10 + 98 + 98",

@@ -71,6 +71,7 @@ TASKS: list[Task] = [
         section="3.4",
         status="DEFAULT",
         metric="judge mean (1-5)",
+        scale=(1.0, 5.0),
         direction="higher",
         sources=("esconv/testWithStrategy_short.tsv",),
         n_items="200 contexts",

@@ -134,6 +134,7 @@ def robustness_task(base: Task, *, task_id: str, title: str, metric: str, n_item
         needs_judge=base.needs_judge,
         option_names=(*base.option_names, *ROBUSTNESS_OPTIONS),
         judge_attribute=base.judge_attribute,
+        scale=(0.0, 1.0),  # a relative drop: 0 = no loss, 1 = everything lost (a gain clips to 0)
         notes=f"{base.id} with perturbed user text (protocol 8.2 operators and levels; `levels` option).",
     )
 
