@@ -2,7 +2,8 @@
 
 The test builds a task's first N samples in-process (the same ones `--limit N` sends), gives each
 one a behaviour (cycling through `BEHAVIOURS`), and serves the matching reply from the loopback
-OpenAI-compatible server. After the CLI run, the expected metrics are recomputed from the script.
+OpenAI-compatible server (`run_script`). After the CLI run, the expected metrics are recomputed
+from the script (`check_primary` for what every classification subtask reports).
 """
 
 from __future__ import annotations
@@ -10,10 +11,17 @@ from __future__ import annotations
 import itertools
 import json
 import sqlite3
-from collections.abc import Callable
+import subprocess
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+import pytest
+from conftest import data_dir
+from live import run_live
+from openai_server import FakeOpenAIServer
 
 from trustmh.data.sources import DataContext
 from trustmh.tasks.registry import get_task
@@ -63,6 +71,45 @@ class Script:
     def reply(self, messages: list[dict[str, Any]], model: str) -> str:
         """The server's reply function."""
         return self.by_prompt[messages[-1]["content"]].reply
+
+
+def run_script(
+    tmp_path_factory: pytest.TempPathFactory, makers: dict[str, ReplyMaker], limit: int
+) -> tuple[Path, Script, subprocess.CompletedProcess]:
+    """Script the first `limit` samples of each task, run them through the CLI against the
+    loopback server; (run directory, script, CLI result). Skips without the real data."""
+    root = data_dir()
+    if root is None:
+        pytest.skip("real data not available")
+    script = Script(DataContext((root,)), makers, limit)
+    run_dir = tmp_path_factory.mktemp("classification") / "run"
+    with FakeOpenAIServer(reply_fn=script.reply) as server:
+        result = run_live(server, run_dir, "--tasks", ",".join(makers), "--limit", str(limit),
+                          "--concurrency", "16")  # fmt: skip
+    return run_dir, script, result
+
+
+def check_primary(
+    run_dir: Path, task: str, entries: Sequence[Scripted], credit: Sequence[float]
+) -> dict[str, dict[str, Any]]:
+    """Check what every classification subtask reports against the script: the primary accuracy
+    (value = mean `credit`, n, interval, refused and unparsed counts), each sample's status and the
+    refusal rate; returns the task's stored metrics."""
+    metrics = results(run_dir, task)
+    primary = metrics["accuracy"]
+    assert primary["is_primary"] == 1 and primary["n"] == len(credit) == len(entries)
+    assert primary["value"] == pytest.approx(np.mean(credit))
+    assert primary["ci_low"] <= primary["value"] <= primary["ci_high"]
+    n_refused = sum(e.behaviour == "refusal" for e in entries)
+    n_unparsed = sum(e.behaviour == "malformed" for e in entries)
+    counts = (primary["n_refused"], primary["n_unparsed"], primary["n_error"])
+    assert counts == (n_refused, n_unparsed, 0)
+    expected = {"refusal": "refused", "malformed": "unparsed"}
+    assert statuses(run_dir, task) == {
+        e.sample.id: expected.get(e.behaviour, "ok") for e in entries
+    }
+    assert metrics["refusal_rate"]["value"] == pytest.approx(n_refused / len(entries))
+    return metrics
 
 
 def other(choices: list[str], right: str) -> str:

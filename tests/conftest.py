@@ -26,13 +26,28 @@ def data_dir() -> Path | None:
     return Path(value) if value and Path(value).is_dir() else None
 
 
-@pytest.fixture
-def real_data() -> Path:
-    """The real data directory; the test is skipped when it is absent."""
+@pytest.fixture(scope="module")
+def real_data_module() -> Path:
+    """The real data directory, for module-scoped fixtures too (one live run shared by a module's
+    tests); the tests are skipped when it is absent."""
     path = data_dir()
     if path is None:
         pytest.skip("real data not available: set TRUSTMH_DATA_DIR or provide ../shared/data")
     return path
+
+
+@pytest.fixture
+def real_data(real_data_module: Path) -> Path:
+    """The real data directory; the test is skipped when it is absent."""
+    return real_data_module
+
+
+@pytest.fixture(scope="module")
+def user_cache(tmp_path_factory) -> dict[str, str]:
+    """The environment for a module's CLI runs: one user cache of their own (module-scoped runs
+    start before `isolated_cache`), shared so work cached there (the report's reference
+    placement) is done once per module."""
+    return {"TRUSTMH_CACHE_DIR": str(tmp_path_factory.mktemp("user-cache"))}
 
 
 @pytest.fixture(autouse=True)

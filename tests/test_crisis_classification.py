@@ -6,7 +6,6 @@ classification subtasks run offline with the `baseline` model."""
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -16,15 +15,15 @@ from classification_script import (
     REFUSALS,
     Script,
     as_json_block,
+    check_primary,
     other,
     results,
-    statuses,
+    run_script,
 )
 from conftest import run_cli
-from openai_server import FakeOpenAIServer
+from live import query
 
 from trustmh.data.loaders.c_ssrs import LEVELS
-from trustmh.data.sources import DataContext
 from trustmh.tasks.crisis_classification import CRISIS_LABELS, recent_posts
 
 LIMIT = 30
@@ -61,51 +60,20 @@ def severity_reply(sample, behaviour):
 
 @pytest.fixture(scope="module")
 def scripted_run(tmp_path_factory) -> tuple[Path, Script]:
-    from conftest import data_dir
-
-    root = data_dir()
-    if root is None:
-        pytest.skip("real data not available")
-    script = Script(DataContext((root,)), {CRISIS: crisis_reply, SEVERITY: severity_reply}, LIMIT)
-    server = FakeOpenAIServer(reply_fn=script.reply).start()
-    run_dir = tmp_path_factory.mktemp("crisis") / "run"
-    try:
-        result = run_cli(
-            "run", "--model", f"openai:test-model@{server.base_url}", "--tasks", f"{CRISIS},{SEVERITY}",
-            "--limit", str(LIMIT), "--run-dir", str(run_dir), "--no-progress", "--concurrency", "16",
-            "--cache-dir", str(run_dir.parent / "cache"),
-        )  # fmt: skip
-        assert result.returncode == 0, result.stderr
-    finally:
-        server.stop()
+    makers = {CRISIS: crisis_reply, SEVERITY: severity_reply}
+    run_dir, script, _ = run_script(tmp_path_factory, makers, LIMIT)
     return run_dir, script
 
 
-def check_primary(run_dir: Path, task: str, entries) -> dict:
-    metrics = results(run_dir, task)
-    credit = [float(e.info == e.sample.target) for e in entries]
-    primary = metrics["accuracy"]
-    assert primary["is_primary"] == 1 and primary["n"] == len(entries) == LIMIT
-    assert primary["value"] == pytest.approx(np.mean(credit))
-    assert primary["ci_low"] <= primary["value"] <= primary["ci_high"]
-    n_refused = sum(e.behaviour == "refusal" for e in entries)
-    n_unparsed = sum(e.behaviour == "malformed" for e in entries)
-    assert (primary["n_refused"], primary["n_unparsed"], primary["n_error"]) == (
-        n_refused,
-        n_unparsed,
-        0,
-    )
-    expected = {"refusal": "refused", "malformed": "unparsed"}
-    assert statuses(run_dir, task) == {
-        e.sample.id: expected.get(e.behaviour, "ok") for e in entries
-    }
-    return metrics
+def credit(entries) -> list[float]:
+    """1 for each scripted reply whose label (the entry's info) is the target."""
+    return [float(e.info == e.sample.target) for e in entries]
 
 
 def test_crisis_identification_from_script(scripted_run) -> None:
     run_dir, script = scripted_run
     entries = script.by_task[CRISIS]
-    metrics = check_primary(run_dir, CRISIS, entries)
+    metrics = check_primary(run_dir, CRISIS, entries, credit(entries))
     crises = [e for e in entries if e.sample.target != "no_crisis"]
     recall = np.mean([e.info not in (None, "no_crisis") for e in crises])
     assert metrics["crisis_recall"]["value"] == pytest.approx(recall)
@@ -130,10 +98,9 @@ def test_crisis_prompt_is_the_upstream_one(scripted_run, real_data: Path) -> Non
     first_line = "You are an expert mental health AI. Your task is to analyze a user's conversation"
     assert first_line in source and first_line in prompt
     conversation = json.loads(prompt.rsplit("Conversation:\n", 1)[1])
-    with sqlite3.connect(run_dir / "trustmh.sqlite") as conn:
-        [(meta,)] = conn.execute(
-            "SELECT meta FROM samples WHERE task=? AND sample_id=?", (CRISIS, entry.sample.id)
-        ).fetchall()
+    [(meta,)] = query(
+        run_dir, "SELECT meta FROM samples WHERE task=? AND sample_id=?", CRISIS, entry.sample.id
+    )
     assert (
         json.loads(meta)["dataset_id"] in prompt
         and len(conversation) == json.loads(meta)["n_sentences"]
@@ -143,7 +110,7 @@ def test_crisis_prompt_is_the_upstream_one(scripted_run, real_data: Path) -> Non
 def test_severity_identification_from_script(scripted_run) -> None:
     run_dir, script = scripted_run
     entries = script.by_task[SEVERITY]
-    metrics = check_primary(run_dir, SEVERITY, entries)
+    metrics = check_primary(run_dir, SEVERITY, entries, credit(entries))
     errors = [LEVELS.index(e.info) - LEVELS.index(e.sample.target) for e in entries if e.info]
     assert metrics["mean_abs_level_error"]["value"] == pytest.approx(np.mean(np.abs(errors)))
     exact, under, over = (

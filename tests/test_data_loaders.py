@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import data_dir
 
 from trustmh.data.loaders import LOADERS, LoadReport, count_records, load_all, load_source
 from trustmh.data.loaders.c_ssrs import LEVELS
@@ -61,19 +60,8 @@ INVENTORY_COUNTS = [
 
 
 @pytest.fixture(scope="module")
-def report() -> LoadReport:
-    root = data_dir()
-    if root is None:
-        pytest.skip("real data not available: set TRUSTMH_DATA_DIR or provide ../shared/data")
-    return load_all(DataContext((root,), ("TRUSTMH_DATA_DIR",)))
-
-
-@pytest.fixture(scope="module")
-def real_root() -> Path:
-    root = data_dir()
-    if root is None:
-        pytest.skip("real data not available: set TRUSTMH_DATA_DIR or provide ../shared/data")
-    return root
+def report(real_data_module: Path) -> LoadReport:
+    return load_all(DataContext((real_data_module,), ("TRUSTMH_DATA_DIR",)))
 
 
 def test_every_source_present_loads_or_reports_its_loader_missing(report: LoadReport) -> None:
@@ -89,7 +77,7 @@ def test_record_counts_match_inventory(
     assert count_records(report.records[source][collection]) == expected
 
 
-def test_cssrs_labels_and_post_lists(report: LoadReport, real_root: Path) -> None:
+def test_cssrs_labels_and_post_lists(report: LoadReport, real_data: Path) -> None:
     users = report.records["c_ssrs"]["users"]
     assert Counter(u.label for u in users) == {
         "Supportive": 108,
@@ -100,7 +88,7 @@ def test_cssrs_labels_and_post_lists(report: LoadReport, real_root: Path) -> Non
     }
     assert set(LEVELS) == {u.label for u in users}
     with open(
-        real_root / "c_ssrs" / "500_Reddit_users_posts_labels.csv", encoding="utf-8", newline=""
+        real_data / "c_ssrs" / "500_Reddit_users_posts_labels.csv", encoding="utf-8", newline=""
     ) as f:
         raw = {row["User"]: row["Post"] for row in csv.DictReader(f)}
     for user in users:
@@ -163,12 +151,12 @@ def test_jailbreak_design(report: LoadReport) -> None:
     assert set(Counter(p.objective for p in psyharm).values()) == {5}
 
 
-def test_mentalalign_table(report: LoadReport, real_root: Path) -> None:
+def test_mentalalign_table(report: LoadReport, real_data: Path) -> None:
     ratings = report.records["mentalalign"]["ratings"]
     assert len(np.unique(ratings.conv_id)) == 1000
     assert set(np.unique(ratings.rater)) == set(range(len(RATERS)))
     assert set(np.unique(ratings.attribute)) == set(range(len(ATTRIBUTES)))
-    with open(real_root / "mentalalign" / "ratings.csv", encoding="utf-8", newline="") as f:
+    with open(real_data / "mentalalign" / "ratings.csv", encoding="utf-8", newline="") as f:
         rows = list(csv.reader(f))
     last = rows[-1]
     row = ratings.row(len(ratings) - 1)
@@ -195,9 +183,9 @@ def test_mentalalign_table(report: LoadReport, real_root: Path) -> None:
     ],
 )
 def test_raw_records_carry_every_required_schema_field(
-    real_root: Path, relpath: str, model: type
+    real_data: Path, relpath: str, model: type
 ) -> None:
-    path = real_root / relpath
+    path = real_data / relpath
     text = path.read_text(encoding="utf-8")
     records = (
         [json.loads(line) for line in text.splitlines() if line.strip()]
@@ -209,8 +197,8 @@ def test_raw_records_carry_every_required_schema_field(
         assert required <= set(record)
 
 
-def test_elephant_prefers_full_files(real_root: Path, tmp_path: Path) -> None:
-    shutil.copytree(real_root / "elephant", tmp_path / "elephant")
+def test_elephant_prefers_full_files(real_data: Path, tmp_path: Path) -> None:
+    shutil.copytree(real_data / "elephant", tmp_path / "elephant")
     sample = (tmp_path / "elephant" / "OEQ_sample.csv").read_text(encoding="utf-8")
     (tmp_path / "elephant" / "OEQ.csv").write_text(sample, encoding="utf-8")
     loaded = load_source(DataContext((tmp_path,), ("--data-dir",)), "elephant")
@@ -218,11 +206,11 @@ def test_elephant_prefers_full_files(real_root: Path, tmp_path: Path) -> None:
 
 
 def test_search_order_and_where(
-    real_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    real_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     override = tmp_path / "override"
     (override / "usmle_mental").mkdir(parents=True)
-    monkeypatch.setenv("TRUSTMH_DATA_DIR", str(real_root))
+    monkeypatch.setenv("TRUSTMH_DATA_DIR", str(real_data))
     ctx = resolve_data_context(override)
     assert ctx.labels == ("--data-dir", "TRUSTMH_DATA_DIR", "user cache", "bundled")
     assert ctx.where("usmle_mental").startswith("--data-dir")
@@ -230,15 +218,15 @@ def test_search_order_and_where(
     # a file absent from the first root holding the source falls through to the next root
     assert (
         ctx.file("usmle_mental", "USMLE-mental.jsonl")
-        == real_root / "usmle_mental" / "USMLE-mental.jsonl"
+        == real_data / "usmle_mental" / "USMLE-mental.jsonl"
     )
     assert ctx.where("d4") == "not found"
 
 
-def test_require_sources_names_data_and_remedy(real_root: Path, tmp_path: Path) -> None:
+def test_require_sources_names_data_and_remedy(real_data: Path, tmp_path: Path) -> None:
     from trustmh.tasks.registry import get_task
 
-    full = DataContext((real_root,), ("TRUSTMH_DATA_DIR",))
+    full = DataContext((real_data,), ("TRUSTMH_DATA_DIR",))
     require_sources(full, get_task("reliability.knowledge"))
     with pytest.raises(DataError, match=r"x-lance\.github\.io/D4") as info:
         require_sources(full, ["d4"])

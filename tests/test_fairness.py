@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 import subprocess
 import tomllib
 from importlib import resources
@@ -14,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import data_dir, run_cli
+from conftest import data_dir
+from live import query, run_live
 from openai_server import FakeOpenAIServer
 from scipy import stats
 
@@ -80,24 +80,11 @@ def reply(messages: list[dict], model: str) -> str:
 
 
 def run(tmp: Path, *extra: str, limit: int = LIMIT) -> tuple[Path, subprocess.CompletedProcess]:
-    server = FakeOpenAIServer(reply_fn=reply).start()
     run_dir = tmp / "run"
-    try:
-        url = server.base_url
-        result = run_cli(
-            "run", "--model", f"openai:test-model@{url}", "--judge", f"openai:test-model@{url}",
-            "--tasks", "fairness", "--limit", str(limit), "--run-dir", str(run_dir),
-            "--concurrency", "16", "--no-progress", "--cache-dir", str(tmp / "cache"), *extra,
-        )  # fmt: skip
-        assert result.returncode == 0, result.stderr
-    finally:
-        server.stop()
+    with FakeOpenAIServer(reply_fn=reply) as server:
+        result = run_live(server, run_dir, "--tasks", "fairness", "--limit", str(limit),
+                          "--concurrency", "16", *extra, judge="test-model")  # fmt: skip
     return run_dir, result
-
-
-def query(run_dir: Path, sql: str, *args) -> list[tuple]:
-    with sqlite3.connect(run_dir / "trustmh.sqlite") as conn:
-        return conn.execute(sql, args).fetchall()
 
 
 def results(run_dir: Path) -> dict[str, tuple]:
@@ -232,19 +219,12 @@ def test_aggregate_without_any_verdict_or_any_difference() -> None:
 def test_without_a_judge_the_judge_free_breakdowns_are_still_reported(tmp_path: Path) -> None:
     if data_dir() is None:
         pytest.skip("real data not available")
-    server = FakeOpenAIServer(reply_fn=reply).start()
     run_dir = tmp_path / "run"
-    try:
-        result = run_cli(
-            "run", "--model", f"openai:test-model@{server.base_url}", "--tasks", "fairness",
-            "--limit", "1", "--run-dir", str(run_dir), "--no-progress", "--cache-dir", str(tmp_path / "c"),
-        )  # fmt: skip
-        assert result.returncode == 0, result.stderr
+    with FakeOpenAIServer(reply_fn=reply) as server:
+        result = run_live(server, run_dir, "--tasks", "fairness", "--limit", "1")
         n_samples = len(query(run_dir, "SELECT 1 FROM samples"))
         assert n_samples == len(VARIANTS)
         assert len(server.log()) == n_samples  # the model's replies only: no judge request
-    finally:
-        server.stop()
     got = results(run_dir)
     assert got["fairness"][0] is None
     assert "not scored: no judge" in result.stdout

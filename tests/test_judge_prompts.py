@@ -141,7 +141,7 @@ def test_intervention_items_are_every_counsellor_turn(data) -> None:
 
 def test_escalation_items_and_input(data) -> None:
     merged = json.loads(
-        data.file(mh_crisis.SOURCE, escalation.LABELLED).read_text(encoding="utf-8")
+        data.file(mh_crisis.SOURCE, mh_crisis.MERGED_LABELS).read_text(encoding="utf-8")
     )
     samples = list(escalation.escalation_samples(data, {}))
     labelled = [i for i, row in enumerate(merged) if row["label"] is not None]

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import sqlite3
 import statistics
 import threading
 from collections import defaultdict
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from conftest import run_cli
+from live import query, run_live
 from openai_server import FakeOpenAIServer
 
 from trustmh.metrics import bootstrap_mean_ci
@@ -138,44 +138,20 @@ class Script:
 # -- the runs ----------------------------------------------------------------------------------
 
 
-def run(server: FakeOpenAIServer, run_dir: Path, cache: Path):
-    url = server.base_url
-    return run_cli(
-        "run", "--model", f"openai:{MODEL}@{url}", "--judge", f"openai:{JUDGE}@{url}",
-        "--tasks", ",".join(TASKS.values()), "--limit", str(LIMIT), "--run-dir", str(run_dir),
-        "--cache-dir", str(cache), "--concurrency", "4", "--no-progress",
-    )  # fmt: skip
+def run(server: FakeOpenAIServer, run_dir: Path, env: dict[str, str]) -> None:
+    run_live(server, run_dir, "--tasks", ",".join(TASKS.values()), "--limit", str(LIMIT),
+             "--concurrency", "4", model=MODEL, judge=JUDGE, env=env)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
-def live(tmp_path_factory, real_data_module) -> dict:
-    server = FakeOpenAIServer(reply_fn=Script()).start()
+def live(tmp_path_factory, real_data_module, user_cache) -> dict:
     root = tmp_path_factory.mktemp("judge-tasks")
-    try:
-        first = run(server, root / "run", root / "cache")
-        assert first.returncode == 0, first.stderr
+    with FakeOpenAIServer(reply_fn=Script()) as server:
+        run(server, root / "run", user_cache)
         after_first = server.log()
-        again = run(server, root / "run", root / "cache")  # the same command again
-        assert again.returncode == 0, again.stderr
+        run(server, root / "run", user_cache)  # the same command again
         log = server.log()
-    finally:
-        server.stop()
-    return {"run_dir": root / "run", "first_log": after_first, "log": log, "stdout": first.stdout}
-
-
-@pytest.fixture(scope="module")
-def real_data_module() -> Path:
-    from conftest import data_dir
-
-    path = data_dir()
-    if path is None:
-        pytest.skip("real data not available")
-    return path
-
-
-def query(run_dir: Path, sql: str, *args) -> list[tuple]:
-    with sqlite3.connect(run_dir / "trustmh.sqlite") as conn:
-        return conn.execute(sql, args).fetchall()
+    return {"run_dir": root / "run", "first_log": after_first, "log": log}
 
 
 def rows(run_dir: Path, kind: str) -> list[dict]:

@@ -5,12 +5,11 @@ stored replies and the data."""
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_cli
+from live import query, run_live
 from openai_server import FakeOpenAIServer, default_reply
 
 JUDGE_SCORES = {"sc1": 4, "sc2": 3, "sc3": 5, "sc4": 2, "sc5": 4}
@@ -25,37 +24,14 @@ def reply(messages: list[dict], model: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def live_run(tmp_path_factory, real_data_module) -> Path:
-    server = FakeOpenAIServer(reply_fn=reply).start()
+def live_run(tmp_path_factory, real_data_module, user_cache) -> Path:
     run_dir = tmp_path_factory.mktemp("live") / "run"
-    try:
-        url = server.base_url
-        result = run_cli(
-            "run", "--model", f"openai:test-model@{url}", "--judge", f"openai:test-model@{url}",
-            "--tasks", "privacy,ethics", "--run-dir", str(run_dir), "--concurrency", "32", "--no-progress",
-            "--cache-dir", str(run_dir.parent / "cache"),
-        )  # fmt: skip
-        assert result.returncode == 0, result.stderr
-        judge_calls = [e for e in server.log() if e["outcome"] == "ok"]
-        assert len(judge_calls) >= 125 + 10 + 98 + 98 + 400
-    finally:
-        server.stop()
+    with FakeOpenAIServer(reply_fn=reply) as server:
+        run_live(server, run_dir, "--tasks", "privacy,ethics", "--concurrency", "32",
+                 judge="test-model", env=user_cache)  # fmt: skip
+        calls = [e for e in server.log() if e["outcome"] == "ok"]
+    assert len(calls) >= 125 + 10 + 98 + 98 + 400
     return run_dir
-
-
-@pytest.fixture(scope="module")
-def real_data_module() -> Path:
-    from conftest import data_dir
-
-    path = data_dir()
-    if path is None:
-        pytest.skip("real data not available")
-    return path
-
-
-def query(run_dir: Path, sql: str, *args) -> list[tuple]:
-    with sqlite3.connect(run_dir / "trustmh.sqlite") as conn:
-        return conn.execute(sql, args).fetchall()
 
 
 def result(run_dir: Path, task: str, metric: str) -> tuple[float, int]:

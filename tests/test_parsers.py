@@ -7,7 +7,6 @@ import pytest
 
 from trustmh.models.baseline_rules import category_label, grouped_options
 from trustmh.scoring.classification import macro_f1, mean_of_groups_ci, outcome
-from trustmh.scoring.letters import parse_letter
 from trustmh.scoring.parsers import normalize_label, parse_label, parse_option, parse_two_options
 from trustmh.scoring.refusal import is_refusal, refusal_marker
 from trustmh.tasks.crisis_classification import CRISIS_ALIASES, CRISIS_LABELS, CSSRS_ALIASES
@@ -83,7 +82,7 @@ def test_parse_option_json_beats_prose_and_letters_only_items() -> None:
     assert parse_option('The answer is A.\n```json\n{"answer": "C"}\n```', OPTIONS) == "C"
     assert parse_option("The answer is C", ["A", "B", "C", "D"]) == "C"
     assert parse_option("Pituitary adenoma", ["A", "B"]) is None  # no option texts known
-    assert parse_letter("Answer: (B)", "ABCD") == "B"
+    assert parse_option("Answer: (B)", "ABCD") == "B"  # a string of letters as the option set
 
 
 EMOTIONS = {"A": "Delight", "B": "Anger", "C": "Embarrassment", "D": "Pride"}

@@ -16,12 +16,11 @@ from classification_script import (
     REFUSALS,
     Script,
     as_json_block,
+    check_primary,
     other,
     results,
-    statuses,
+    run_script,
 )
-from conftest import run_cli
-from openai_server import FakeOpenAIServer
 
 from trustmh.data.loaders.mh_crisis import upstream_prompt
 from trustmh.data.sources import DataContext
@@ -85,59 +84,17 @@ def label_reply(sample, behaviour):
 
 @pytest.fixture(scope="module")
 def scripted_run(tmp_path_factory) -> tuple[Path, Script]:
-    from conftest import data_dir
-
-    root = data_dir()
-    if root is None:
-        pytest.skip("real data not available")
-    script = Script(
-        DataContext((root,)),
-        {KNOWLEDGE: knowledge_reply, EMOTION: emotion_reply, DIAGNOSIS: label_reply},
-        LIMIT,
-    )
-    server = FakeOpenAIServer(reply_fn=script.reply).start()
-    run_dir = tmp_path_factory.mktemp("reliability") / "run"
-    try:
-        result = run_cli(
-            "run", "--model", f"openai:test-model@{server.base_url}", "--tasks", f"{KNOWLEDGE},{EMOTION},{DIAGNOSIS}",
-            "--limit", str(LIMIT), "--run-dir", str(run_dir), "--no-progress", "--concurrency", "16",
-            "--cache-dir", str(run_dir.parent / "cache"),
-        )  # fmt: skip
-        assert result.returncode == 0, result.stderr
-        for task in (KNOWLEDGE, EMOTION, DIAGNOSIS):
-            assert task in result.stdout  # the per-subtask table
-    finally:
-        server.stop()
+    makers = {KNOWLEDGE: knowledge_reply, EMOTION: emotion_reply, DIAGNOSIS: label_reply}
+    run_dir, script, result = run_script(tmp_path_factory, makers, LIMIT)
+    for task in makers:
+        assert task in result.stdout  # the per-subtask table
     return run_dir, script
-
-
-def counts(entries) -> dict[str, int]:
-    return {b: sum(e.behaviour == b for e in entries) for b in ("refusal", "malformed")}
-
-
-def check_primary(run_dir: Path, task: str, credit: list[float], n_refused: int, n_unparsed: int):
-    primary = results(run_dir, task)["accuracy"]
-    assert primary["is_primary"] == 1 and primary["n"] == len(credit) == LIMIT
-    assert primary["value"] == pytest.approx(np.mean(credit))
-    assert primary["ci_low"] <= primary["value"] <= primary["ci_high"]
-    assert (primary["n_refused"], primary["n_unparsed"], primary["n_error"]) == (
-        n_refused,
-        n_unparsed,
-        0,
-    )
-    refusal_rate = results(run_dir, task)["refusal_rate"]
-    assert refusal_rate["value"] == pytest.approx(n_refused / LIMIT)
 
 
 def test_knowledge_accuracy_from_script(scripted_run) -> None:
     run_dir, script = scripted_run
     entries = script.by_task[KNOWLEDGE]
-    credit = [float(e.info["correct"]) for e in entries]
-    c = counts(entries)
-    check_primary(run_dir, KNOWLEDGE, credit, c["refusal"], c["malformed"])
-    stored = statuses(run_dir, KNOWLEDGE)
-    expected = {"refusal": "refused", "malformed": "unparsed"}
-    assert {e.sample.id: expected.get(e.behaviour, "ok") for e in entries} == stored
+    check_primary(run_dir, KNOWLEDGE, entries, [float(e.info["correct"]) for e in entries])
     step2 = [float(e.info["correct"]) for e in entries if e.sample.meta["step"] == "step2"]
     assert results(run_dir, KNOWLEDGE)["accuracy[step=step2]"]["value"] == pytest.approx(
         np.mean(step2)
@@ -147,10 +104,7 @@ def test_knowledge_accuracy_from_script(scripted_run) -> None:
 def test_emotion_recognition_joint_parts_and_languages(scripted_run) -> None:
     run_dir, script = scripted_run
     entries = script.by_task[EMOTION]
-    joint = [float(all(e.info)) for e in entries]
-    c = counts(entries)
-    check_primary(run_dir, EMOTION, joint, c["refusal"], c["malformed"])
-    metrics = results(run_dir, EMOTION)
+    metrics = check_primary(run_dir, EMOTION, entries, [float(all(e.info)) for e in entries])
     assert metrics["emotion_accuracy"]["value"] == pytest.approx(
         np.mean([e.info[0] for e in entries])
     )
@@ -171,9 +125,7 @@ def test_diagnosis_standin_from_script(scripted_run) -> None:
     run_dir, script = scripted_run
     entries = script.by_task[DIAGNOSIS]
     credit = [float(e.info["label"] == e.sample.target) for e in entries]
-    c = counts(entries)
-    check_primary(run_dir, DIAGNOSIS, credit, c["refusal"], c["malformed"])
-    primary = results(run_dir, DIAGNOSIS)["accuracy"]
+    primary = check_primary(run_dir, DIAGNOSIS, entries, credit)["accuracy"]
     assert primary["note"].startswith("STAND-IN")
     assert all(e.sample.meta["dataset"] == "standin" for e in entries)
 

@@ -7,12 +7,12 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import sqlite3
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import run_cli
+from live import query, run_live
 from openai_server import FakeOpenAIServer, default_reply
 
 from trustmh.data.sources import DataContext
@@ -70,31 +70,23 @@ def live_run(tmp_path_factory) -> Path:
 
     if data_dir() is None:
         pytest.skip("real data not available")
-    server = FakeOpenAIServer(reply_fn=reply).start()
     run_dir = tmp_path_factory.mktemp("robustness") / "run"
     config = run_dir.parent / "run.toml"  # the base tasks build only the items the run uses
     config.write_text("[options]\n" + "".join(f"{k} = {v}\n" for k, v in OPTIONS.items()))
-    try:
-        url = server.base_url
-        result = run_cli(
-            "run", "--model", f"openai:test-model@{url}", "--judge", f"openai:test-model@{url}",
-            "--tasks", "robustness", "--config", str(config), "--run-dir", str(run_dir),
-            "--concurrency", "16", "--no-progress", "--seed", "4", "--cache-dir", str(run_dir.parent / "cache"),
-        )  # fmt: skip
-        assert result.returncode == 0, result.stderr
-    finally:
-        server.stop()
+    with FakeOpenAIServer(reply_fn=reply) as server:
+        run_live(server, run_dir, "--tasks", "robustness", "--config", str(config),
+                 "--concurrency", "16", "--seed", "4", judge="test-model")  # fmt: skip
     return run_dir
 
 
 def rows(run_dir: Path, task: str) -> list[dict]:
-    with sqlite3.connect(run_dir / "trustmh.sqlite") as db:
-        found = db.execute(
-            "SELECT s.sample_id, s.variant, s.messages, s.target, s.meta, r.text, c.status, c.value, c.detail "
-            "FROM samples s JOIN responses r USING (request_key) JOIN scores c USING (task, sample_id, variant) "
-            "WHERE s.task = ?",
-            (task,),
-        ).fetchall()
+    found = query(
+        run_dir,
+        "SELECT s.sample_id, s.variant, s.messages, s.target, s.meta, r.text, c.status, c.value, c.detail "
+        "FROM samples s JOIN responses r USING (request_key) JOIN scores c USING (task, sample_id, variant) "
+        "WHERE s.task = ?",
+        task,
+    )
     keys = ("id", "variant", "messages", "target", "meta", "reply", "status", "value", "detail")
     out = [dict(zip(keys, r, strict=True)) for r in found]
     for r in out:
@@ -104,11 +96,10 @@ def rows(run_dir: Path, task: str) -> list[dict]:
 
 
 def results(run_dir: Path, task: str) -> dict[str, tuple]:
-    with sqlite3.connect(run_dir / "trustmh.sqlite") as db:
-        found = db.execute(
-            "SELECT metric, value, n, ci_low, ci_high FROM results WHERE task = ?", (task,)
-        )
-        return {name: rest for name, *rest in found}
+    found = query(
+        run_dir, "SELECT metric, value, n, ci_low, ci_high FROM results WHERE task = ?", task
+    )
+    return {name: rest for name, *rest in found}
 
 
 def check_scores_and_drops(run_dir: Path, task: str, item_value) -> dict[str, float]:
@@ -199,20 +190,10 @@ def test_levels_flag_chooses_the_levels(tmp_path: Path, real_data: Path) -> None
     result = run_cli("run", "--model", "baseline", "--tasks", DX, "--config", str(config), "--levels",
                      "char@0.3,typo@0.1", "--run-dir", str(run_dir), "--no-progress")  # fmt: skip
     assert result.returncode == 0, result.stderr
-    with sqlite3.connect(run_dir / "trustmh.sqlite") as db:
-        variants = {v for (v,) in db.execute("SELECT variant FROM samples")}
-        metrics = {m for (m,) in db.execute("SELECT metric FROM results")}
+    variants = {v for (v,) in query(run_dir, "SELECT variant FROM samples")}
+    metrics = {m for (m,) in query(run_dir, "SELECT metric FROM results")}
     assert variants == {"clean", "char@0.3", "typo@0.1"}
     assert breakdown_name("relative_drop", "level", "typo@0.1") in metrics
-    bad = run_cli(
-        "run",
-        "--model",
-        "baseline",
-        "--tasks",
-        DX,
-        "--levels",
-        "char@2",
-        "--run-dir",
-        str(tmp_path / "bad"),
-    )
+    bad = run_cli("run", "--model", "baseline", "--tasks", DX, "--levels", "char@2",
+                  "--run-dir", str(tmp_path / "bad"))  # fmt: skip
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "from 0 to 1" in bad.stderr

@@ -9,14 +9,14 @@ import asyncio
 import csv
 import hashlib
 import json
-import sqlite3
 import statistics
 import threading
 from pathlib import Path
 
 import pytest
 from aiohttp import web
-from conftest import REPO, run_cli
+from conftest import REPO
+from live import query, run_live
 from openai_server import FakeOpenAIServer
 
 from trustmh.errors import FatalBackendError
@@ -86,11 +86,6 @@ def make_reply_fn(rows: list[dict[str, str]]):
     return reply
 
 
-def query(run_dir: Path, sql: str, *args) -> list[tuple]:
-    with sqlite3.connect(run_dir / "trustmh.sqlite") as conn:
-        return conn.execute(sql, args).fetchall()
-
-
 def results(run_dir: Path, task: str) -> dict[str, tuple]:
     rows = query(
         run_dir,
@@ -120,41 +115,22 @@ def rows(data_dir: Path) -> list[dict[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def user_cache(tmp_path_factory) -> dict[str, str]:
-    """One user cache for this module's runs: the end-of-run report's reference placement is
-    computed once instead of once per run (response caches are per run, via --cache-dir)."""
-    return {"TRUSTMH_CACHE_DIR": str(tmp_path_factory.mktemp("user-cache"))}
-
-
-@pytest.fixture(scope="module")
 def runs(tmp_path_factory, rows, user_cache) -> dict:
     """Two runs on one server: keyword detector (no judge), then the judge detector."""
-    server = FakeOpenAIServer(reply_fn=make_reply_fn(rows)).start()
     base = tmp_path_factory.mktemp("safety")
-    try:
-        url = server.base_url
-        common = ("--tasks", "safety", "--limit", str(LIMIT), "--no-progress", "--concurrency", "16")  # fmt: skip
-        keyword = run_cli(
-            "run", "--model", f"openai:test-model@{url}", "--run-dir", str(base / "keyword"),
-            "--cache-dir", str(base / "cache-keyword"), *common, env={**user_cache, **NO_PERSPECTIVE},
-        )  # fmt: skip
-        assert keyword.returncode == 0, keyword.stderr
+    env = {**user_cache, **NO_PERSPECTIVE}
+    common = ("--tasks", "safety", "--limit", str(LIMIT), "--concurrency", "16")
+    with FakeOpenAIServer(reply_fn=make_reply_fn(rows)) as server:
+        keyword = run_live(server, base / "keyword", *common, env=env)
         logged_before = len(server.log())
-        judged = run_cli(
-            "run", "--model", f"openai:test-model@{url}", "--judge", f"openai:bench-model@{url}",
-            "--run-dir", str(base / "judge"), "--cache-dir", str(base / "cache-judge"), *common,
-            env={**user_cache, **NO_PERSPECTIVE},
-        )  # fmt: skip
-        assert judged.returncode == 0, judged.stderr
-        out = {
-            "keyword": base / "keyword",
-            "judge": base / "judge",
-            "keyword_stdout": keyword.stdout,
-            "judge_log": server.log()[logged_before:],
-        }
-    finally:
-        server.stop()
-    return out
+        run_live(server, base / "judge", *common, judge="bench-model", env=env)
+        judge_log = server.log()[logged_before:]
+    return {
+        "keyword": base / "keyword",
+        "judge": base / "judge",
+        "keyword_stdout": keyword.stdout,
+        "judge_log": judge_log,
+    }
 
 
 def expected_rta(rows, labels: dict[int, str], key: str | None = None) -> dict[str, float]:
@@ -275,7 +251,7 @@ def test_bad_options_fail_before_anything_is_sent(data_dir, monkeypatch):
 
     monkeypatch.delenv("PERSPECTIVE_API_KEY", raising=False)
     ctx = DataContext((data_dir,))
-    with pytest.raises(UserError, match="refusal_detector = 'magic'; expected one of auto, judge"):
+    with pytest.raises(UserError, match="refusal_detector = 'magic': use one of auto, judge"):
         next(iter(jailbreak_samples(ctx, {"refusal_detector": "magic"})))
     with pytest.raises(UserError, match="needs the API key in \\$PERSPECTIVE_API_KEY"):
         next(iter(jailbreak_samples(ctx, {"toxicity_scorer": "perspective"})))
@@ -354,21 +330,13 @@ def test_perspective_client_scores_and_classifies_failures():
 def test_antitoxic_with_perspective_end_to_end(tmp_path, rows, user_cache):
     """With a Perspective key the antitoxic scorer is Perspective (judge or not)."""
     limit = 16
-    server = FakeOpenAIServer(reply_fn=make_reply_fn(rows)).start()
     config = tmp_path / "run.toml"
     config.write_text("[options]\nperspective_qps = 200\n")
-    try:
-        with FakePerspective() as fake:
-            result = run_cli(
-                "run", "--model", f"openai:test-model@{server.base_url}", "--tasks", "safety.antitoxic",
-                "--limit", str(limit), "--no-progress", "--config", str(config),
-                "--run-dir", str(tmp_path / "run"), "--cache-dir", str(tmp_path / "cache"),
-                env={**user_cache, "PERSPECTIVE_API_KEY": "test-key", "TRUSTMH_PERSPECTIVE_URL": fake.url},
-            )  # fmt: skip
-            sent = list(fake.requests)
-    finally:
-        server.stop()
-    assert result.returncode == 0, result.stderr
+    with FakeOpenAIServer(reply_fn=make_reply_fn(rows)) as server, FakePerspective() as fake:
+        env = {**user_cache, "PERSPECTIVE_API_KEY": "test-key", "TRUSTMH_PERSPECTIVE_URL": fake.url}
+        run_live(server, tmp_path / "run", "--tasks", "safety.antitoxic", "--limit", str(limit),
+                 "--config", str(config), env=env)  # fmt: skip
+        sent = list(fake.requests)
     replies = [scripted_reply(int(r["ID"])) for r in rows[:limit]]
     # no judge: the keyword detector decides what was refused (it labels these replies correctly)
     rated = [r for r in replies if r and truth_label(r) != "refused"]

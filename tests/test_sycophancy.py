@@ -9,13 +9,13 @@ import ast
 import csv
 import hashlib
 import json
-import sqlite3
 import statistics
 from functools import cache
 from pathlib import Path
 
 import pytest
 from conftest import run_cli
+from live import query, run_live
 from openai_server import FakeOpenAIServer
 
 from trustmh.metrics import breakdown_name
@@ -80,11 +80,6 @@ def read_rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def query(run_dir: Path, sql: str, *args) -> list[tuple]:
-    with sqlite3.connect(run_dir / "trustmh.sqlite") as conn:
-        return conn.execute(sql, args).fetchall()
-
-
 def results(run_dir: Path, task: str) -> dict[str, tuple]:
     rows = query(
         run_dir, "SELECT metric, value, n, n_unparsed, note FROM results WHERE task=?", task
@@ -101,41 +96,15 @@ def elephant(real_data_module) -> Path:
 
 
 @pytest.fixture(scope="module")
-def real_data_module() -> Path:
-    from conftest import data_dir
-
-    path = data_dir()
-    if path is None:
-        pytest.skip("real data not available")
-    return path
-
-
-@pytest.fixture(scope="module")
 def oeq_rows(elephant) -> list[dict[str, str]]:
     return read_rows(elephant / "OEQ_sample.csv")
 
 
 @pytest.fixture(scope="module")
-def user_cache(tmp_path_factory) -> dict[str, str]:
-    """One user cache for this module's runs: the end-of-run report's reference placement is
-    computed once instead of once per run (response caches are per run, via --cache-dir)."""
-    return {"TRUSTMH_CACHE_DIR": str(tmp_path_factory.mktemp("user-cache"))}
-
-
-@pytest.fixture(scope="module")
 def live_run(tmp_path_factory, oeq_rows, user_cache) -> Path:
-    server = FakeOpenAIServer(reply_fn=reply_fn).start()
     run_dir = tmp_path_factory.mktemp("syco") / "run"
-    try:
-        url = server.base_url
-        result = run_cli(
-            "run", "--model", f"openai:test-model@{url}", "--judge", f"openai:bench-model@{url}",
-            "--tasks", "sycophancy", "--run-dir", str(run_dir), "--no-progress",
-            "--cache-dir", str(run_dir.parent / "cache"), env=user_cache,
-        )  # fmt: skip
-        assert result.returncode == 0, result.stderr
-    finally:
-        server.stop()
+    with FakeOpenAIServer(reply_fn=reply_fn) as server:
+        run_live(server, run_dir, "--tasks", "sycophancy", judge="bench-model", env=user_cache)
     return run_dir
 
 
@@ -237,18 +206,9 @@ def test_pas_supplied_by_the_user(tmp_path, user_cache):
         writer = csv.writer(f)
         writer.writerow(["prompt"])
         writer.writerows([s] for s in statements)
-    server = FakeOpenAIServer(reply_fn=reply_fn).start()
-    try:
-        url = server.base_url
-        result = run_cli(
-            "run", "--model", f"openai:test-model@{url}", "--judge", f"openai:bench-model@{url}",
-            "--tasks", "sycophancy.pas", "--run-dir", str(tmp_path / "run"), "--no-progress",
-            "--data-dir", str(tmp_path / "data"), "--cache-dir", str(tmp_path / "cache"),
-            env=user_cache,
-        )  # fmt: skip
-    finally:
-        server.stop()
-    assert result.returncode == 0, result.stderr
+    with FakeOpenAIServer(reply_fn=reply_fn) as server:
+        run_live(server, tmp_path / "run", "--tasks", "sycophancy.pas", "--data-dir",
+                 str(tmp_path / "data"), judge="bench-model", env=user_cache)  # fmt: skip
     endorsed = [judge_flag("pas_endorsement", model_reply(s)) for s in statements]
     value, n, _, note = results(tmp_path / "run", "sycophancy.pas")["endorsement_rate"]
     assert n == 3 and value == pytest.approx(statistics.fmean(endorsed))

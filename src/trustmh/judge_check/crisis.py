@@ -36,8 +36,8 @@ from trustmh.judge_check.results import JudgeAgreement, Thresholds, agreement_ro
 from trustmh.judge_check.stats import DEFAULT_RESAMPLES, pair_tables, resample_weights
 from trustmh.scoring.judge import JudgeVerdict, load_rubric, score_from_verdict
 from trustmh.tasks.base import ScoreContext, Task
-from trustmh.tasks.escalation import LABELLED, escalation_judge_values
 from trustmh.tasks.escalation import RUBRIC as ESCALATION_RUBRIC
+from trustmh.tasks.escalation import escalation_judge_values
 from trustmh.types import GenParams, MetricValue, Response, Sample, SampleScore, ScoredSample
 
 TASK_ID = "judge_check.crisis_appropriateness"
@@ -45,7 +45,7 @@ SOURCE = "crisis"
 RUBRIC_ID = ESCALATION_RUBRIC
 ATTRIBUTE = "appropriateness"
 EXPERTS = ("H1", "H2")
-MERGED_LABELS = LABELLED  # the same file as crisis.escalation_decision
+MERGED_LABELS = mh_crisis.MERGED_LABELS  # the same file as crisis.escalation_decision
 SCORE_SOURCES = tuple(f"mh_crisis/{f}" for f in mh_crisis.SCORE_FILES.values())
 
 
@@ -68,9 +68,7 @@ class CrisisItem:
 
 def load_items(ctx: DataContext) -> list[CrisisItem]:
     """The 206 conversations with both experts' scores, in file order."""
-    merged = read_json_records(
-        ctx.file(mh_crisis.SOURCE, MERGED_LABELS), mh_crisis.LabelledConversation
-    )
+    merged = mh_crisis.human_labelled(ctx)
     scored = {
         name: read_json_records(
             ctx.file(mh_crisis.SOURCE, mh_crisis.SCORE_FILES[name]),

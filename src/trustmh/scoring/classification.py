@@ -8,7 +8,7 @@ non-ok statuses count as wrong and stay in the denominator. Samples whose reques
 Per subtask: `accuracy_metrics` gives the primary accuracy with its seeded bootstrap interval and
 the counts of unparsed, refused and errored samples, the refusal rate, and per-group accuracies
 stored under the breakdown convention (`accuracy[language=zh]`). `macro_f1` and
-`proportion_metric` serve the secondary metrics.
+`summary.mean_metric` serve the secondary metrics.
 """
 
 from __future__ import annotations
@@ -18,10 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from trustmh.metrics import BOOTSTRAP_RESAMPLES, breakdown_name, percentile_interval, proportion_ci
+from trustmh.metrics import BOOTSTRAP_RESAMPLES, breakdown_name, percentile_interval
 from trustmh.scoring.outcomes import NOT_SCORED, count_status
 from trustmh.scoring.refusal import refusal_marker
-from trustmh.types import Direction, MetricValue, ParseStatus, ScoredSample
+from trustmh.scoring.summary import mean_metric
+from trustmh.types import MetricValue, ParseStatus, ScoredSample
 
 # A group key of a sample: one value, several (a question tagged with two topics), or None.
 GroupFn = Callable[[ScoredSample], str | Iterable[str] | None]
@@ -40,29 +41,6 @@ def outcome(answer: Any, reply: str | None) -> tuple[ParseStatus, dict[str, Any]
 def scored_only(scored: Sequence[ScoredSample]) -> list[ScoredSample]:
     """The samples that have a reply to score (not errored, not missing from a replay)."""
     return [s for s in scored if s.score.status not in NOT_SCORED]
-
-
-def proportion_metric(
-    name: str,
-    values: Sequence[float],
-    seed: int,
-    *,
-    direction: Direction = "higher",
-    primary: bool = False,
-    note: str | None = None,
-) -> MetricValue:
-    """A mean of 0/1 (or [0, 1]) values with its bootstrap interval; None when there are none."""
-    low, high = proportion_ci(values, seed)
-    return MetricValue(
-        name=name,
-        value=float(np.mean(values)) if len(values) else None,
-        n=len(values),
-        direction=direction,
-        primary=primary,
-        ci_low=low,
-        ci_high=high,
-        note=note,
-    )
 
 
 def _groups(sample: ScoredSample, fn: GroupFn) -> list[str]:
@@ -87,13 +65,13 @@ def accuracy_metrics(
     read = value or (lambda s: float(s.score.value or 0.0))
     answered = scored_only(scored)
     credits = [read(s) for s in answered]
-    primary = proportion_metric(name, credits, seed, primary=True, note=_note(scored, note))
+    primary = mean_metric(name, credits, seed, primary=True, note=_note(scored, note))
     primary.n_unparsed = count_status(answered, "unparsed")
     primary.n_refused = count_status(answered, "refused")
     primary.n_error = count_status(scored, "error")
     out = [primary]
     out.append(
-        proportion_metric(
+        mean_metric(
             "refusal_rate",
             [float(s.score.status == "refused") for s in answered],
             seed,
@@ -122,9 +100,7 @@ def group_metrics(
     out = []
     for key in sorted(by_group):
         members = by_group[key]
-        m = proportion_metric(
-            breakdown_name(metric, dimension, key), [read(s) for s in members], seed
-        )
+        m = mean_metric(breakdown_name(metric, dimension, key), [read(s) for s in members], seed)
         m.n_unparsed = count_status(members, "unparsed")
         m.n_refused = count_status(members, "refused")
         out.append(m)

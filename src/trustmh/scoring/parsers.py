@@ -45,11 +45,6 @@ _LABEL_SPACES = re.compile(r"[\s_\-]+")
 _LABEL_TRIM = "\"'“”‘’*`.,;:!?()[]{} \t\n"
 
 
-def letter_set(options: Mapping[str, Any] | Iterable[str]) -> tuple[str, ...]:
-    """The valid (upper-case) letters of an item."""
-    return tuple(str(k).strip().upper() for k in options)
-
-
 def json_objects(reply: str) -> list[dict[str, Any]]:
     """JSON objects in a reply: the protocol 1.4 object first, then every flat `{...}` that parses."""
     found: list[dict[str, Any]] = []

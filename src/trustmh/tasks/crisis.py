@@ -1,12 +1,14 @@
-"""Crisis identification and escalation subtasks (protocol section 4), declared."""
+"""Crisis identification and escalation subtasks (protocol section 4): the declarations; the
+functions live in `crisis_classification` and `escalation`."""
 
 from __future__ import annotations
 
+from trustmh.data.loaders import mh_crisis
 from trustmh.tasks import crisis_classification, escalation
 from trustmh.tasks.base import Task
 from trustmh.types import GenParams
 
-MERGED_LABELS = "mh_crisis/human_label/human-labeled-sampled_dataset_n206_s42-merged_labels.json"
+MERGED_LABELS = f"{mh_crisis.SOURCE}/{mh_crisis.MERGED_LABELS}"
 
 TASKS: list[Task] = [
     Task(

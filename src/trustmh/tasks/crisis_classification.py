@@ -27,31 +27,29 @@ import numpy as np
 from trustmh.data.loaders.c_ssrs import LEVELS
 from trustmh.data.loaders.c_ssrs import load as load_cssrs
 from trustmh.data.loaders.mh_crisis import (
-    HUMAN,
     SOURCE,
     CrisisLabel,
-    LabelledConversation,
     LLMLabelledConversation,
     SampledConversation,
+    human_labelled,
     upstream_prompt,
 )
 from trustmh.data.records import read_json_records
 from trustmh.data.sources import DataContext
-from trustmh.errors import UserError
 from trustmh.scoring.classification import (
     accuracy_metrics,
     macro_f1,
     outcome,
-    proportion_metric,
     scored_only,
 )
 from trustmh.scoring.parsers import parse_label
+from trustmh.scoring.summary import mean_metric
 from trustmh.tasks.base import ScoreContext
+from trustmh.tasks.options import choice_option, positive_int_option
 from trustmh.types import MetricValue, Response, Sample, SampleScore, ScoredSample
 
 CRISIS_LABELS: tuple[str, ...] = get_args(CrisisLabel)
 NO_CRISIS = "no_crisis"
-HUMAN_LABELS_FILE = HUMAN + "human-labeled-sampled_dataset_n206_s42-merged_labels.json"
 VALIDATION_FILE = "processed/sampled_dataset_n_200_merged_n50-noSeed_156-s42.json"
 TEST_LABELS_FILE = "llm_label_test_gpt-4o-mini_merged.json"
 SPLITS = ("human", "test")
@@ -85,7 +83,7 @@ def labelled_conversations(ctx: DataContext, split: str) -> tuple[list[dict[str,
     """(records with id, inputs, label, dataset_id and annotator labels, number dropped for a
     missing label) of a split: `human` (206 minus unlabelled) or `test` (2,046 minus unlabelled)."""
     if split == "human":
-        labelled = read_json_records(ctx.file(SOURCE, HUMAN_LABELS_FILE), LabelledConversation)
+        labelled = human_labelled(ctx)
         sampled = read_json_records(ctx.file(SOURCE, VALIDATION_FILE), SampledConversation)
         # the two files list the same 206 conversations in the same order; the merged-label file
         # lacks the source id the upstream prompt shows, so take it from the sampled file
@@ -107,9 +105,7 @@ def labelled_conversations(ctx: DataContext, split: str) -> tuple[list[dict[str,
             for i, r in enumerate(test)
         ]  # fmt: skip
     else:
-        raise UserError(
-            f"options.split = {split!r}: use one of {', '.join(SPLITS)} (crisis.crisis_identification)"
-        )
+        raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
     kept = [r for r in rows if r["label"] is not None]
     return kept, len(rows) - len(kept)
 
@@ -117,7 +113,7 @@ def labelled_conversations(ctx: DataContext, split: str) -> tuple[list[dict[str,
 def crisis_samples(ctx: DataContext, options: dict[str, Any]) -> Iterator[Sample]:
     """One sample per labelled conversation; id = `n206/<index>` (or `test/<index>`), the index
     in the dataset file, so dropped unlabelled items leave gaps."""
-    rows, n_dropped = labelled_conversations(ctx, str(options.get("split", "human")))
+    rows, n_dropped = labelled_conversations(ctx, choice_option(options, "split", SPLITS))
     template = upstream_prompt(ctx)
     for row in rows:
         yield Sample(
@@ -172,13 +168,13 @@ def crisis_aggregate(scored: list[ScoredSample], options: dict[str, Any]) -> lis
         p not in (None, NO_CRISIS) for g, p in zip(gold, predicted, strict=True) if g != NO_CRISIS
     ]
     out.append(
-        proportion_metric(
+        mean_metric(
             "crisis_recall", [float(c) for c in crisis], seed,
             note="share of crisis conversations the model flags as any crisis label",
         )
     )  # fmt: skip
     out.append(
-        proportion_metric(
+        mean_metric(
             "soft_accuracy",
             [soft_credit(g, p) for g, p in zip(gold, predicted, strict=True)],
             seed,
@@ -237,9 +233,7 @@ def recent_posts(posts: Sequence[str], max_words: int) -> tuple[list[str], int]:
 
 def severity_samples(ctx: DataContext, options: dict[str, Any]) -> Iterator[Sample]:
     """One sample per Reddit user; id = the `User` field (`user-0` ...)."""
-    max_words = int(options.get("max_words", MAX_WORDS))
-    if max_words < 1:
-        raise UserError(f"options.max_words = {max_words}: must be a positive number of words")
+    max_words = positive_int_option(options, "max_words", MAX_WORDS)
     for user in load_cssrs(ctx)["users"]:
         posts, n_left_out = recent_posts(user.posts, max_words)
         yield Sample(
@@ -292,6 +286,6 @@ def ordinal_metrics(errors: Sequence[int], seed: int) -> list[MetricValue]:
                     note="over parsed replies; levels Supportive=0 .. Attempt=4"),
         MetricValue("graded_recall", exact / (exact + under) if exact + under else None, exact + under),
         MetricValue("graded_precision", exact / (exact + over) if exact + over else None, exact + over),
-        proportion_metric("under_estimation_rate", [float(e < 0) for e in errors], seed, direction="lower"),
-        proportion_metric("over_estimation_rate", [float(e > 0) for e in errors], seed, direction="lower"),
+        mean_metric("under_estimation_rate", [float(e < 0) for e in errors], seed, direction="lower"),
+        mean_metric("over_estimation_rate", [float(e > 0) for e in errors], seed, direction="lower"),
     ]  # fmt: skip

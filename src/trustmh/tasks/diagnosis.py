@@ -39,16 +39,17 @@ from trustmh.scoring.classification import (
     macro_f1,
     mean_of_groups_ci,
     outcome,
-    proportion_metric,
     scored_only,
 )
 from trustmh.scoring.parsers import json_field, parse_label
+from trustmh.scoring.summary import mean_metric
 from trustmh.tasks.base import ScoreContext
 from trustmh.tasks.crisis_classification import (
     CRISIS_ALIASES,
     CRISIS_LABELS,
     labelled_conversations,
 )
+from trustmh.tasks.options import choice_option, positive_int_option
 from trustmh.types import Message, MetricValue, Response, Sample, SampleScore, ScoredSample
 
 SET_CHOICES = ("auto", "paper", "standin")
@@ -164,12 +165,7 @@ def d4_prompt(turns: Sequence[dict[str, str]]) -> PromptBuilder:
 
 def chosen_sets(ctx: DataContext, options: dict[str, Any]) -> list[str]:
     """Which datasets this run uses: a subset of ["d4", "swmh"], or ["standin"]."""
-    choice = str(options.get("diagnosis_sets", "auto"))
-    if choice not in SET_CHOICES:
-        raise UserError(
-            f"options.diagnosis_sets = {choice!r}: use one of {', '.join(SET_CHOICES)} "
-            "(reliability.psychological_diagnosis)"
-        )
+    choice = choice_option(options, "diagnosis_sets", SET_CHOICES)
     present = [s for s in ("d4", "swmh") if ctx.root_of(s) is not None]
     if choice == "standin":
         return ["standin"]
@@ -185,11 +181,11 @@ def chosen_sets(ctx: DataContext, options: dict[str, Any]) -> list[str]:
 def diagnosis_samples(ctx: DataContext, options: dict[str, Any]) -> Iterator[Sample]:
     """The chosen sets' samples; D4 and SWMH interleaved so `--limit` takes some of each."""
     sets = chosen_sets(ctx, options)
-    cap = options.get("max_items_per_set")
+    cap = positive_int_option(options, "max_items_per_set", None)
     per_set = []
     for name in sets:
         items = {"standin": _standin, "d4": _d4, "swmh": _swmh}[name](ctx)
-        per_set.append(itertools.islice(items, int(cap)) if cap is not None else items)
+        per_set.append(itertools.islice(items, cap) if cap is not None else items)
     for group in itertools.zip_longest(*per_set):
         yield from (s for s in group if s is not None)
 
@@ -304,7 +300,7 @@ def diagnosis_aggregate(scored: list[ScoredSample], options: dict[str, Any]) -> 
         answered = scored_only(by_set["d4"])
         for field in D4_FIELDS:
             values = [float(bool(s.score.detail.get(f"{field}_correct"))) for s in answered]
-            out.append(proportion_metric(f"d4_{field}_accuracy", values, seed))
+            out.append(mean_metric(f"d4_{field}_accuracy", values, seed))
     if "swmh" in by_set:
         out.append(_macro_f1("swmh_macro_f1", scored_only(by_set["swmh"])))
     return out

@@ -24,26 +24,25 @@ from __future__ import annotations
 
 import json
 import re
-import statistics
 import tomllib
 from collections.abc import Iterator, Sequence
 from functools import cache
 from importlib import resources
 from typing import Any
 
-from trustmh.data.loaders.mh_crisis import HUMAN, SOURCE, LabelledConversation
-from trustmh.data.records import read_json_records
+from trustmh.data.loaders.mh_crisis import human_labelled
 from trustmh.data.sources import DataContext
 from trustmh.errors import UserError
-from trustmh.metrics import bootstrap_mean_ci, breakdown_name
+from trustmh.metrics import breakdown_name
 from trustmh.scoring.judge import judge_names, judge_reply, judged, load_rubric, score_from_verdict
-from trustmh.scoring.outcomes import NOT_SCORED, count_status
+from trustmh.scoring.outcomes import NOT_SCORED
 from trustmh.scoring.refusal import refusal_marker
+from trustmh.scoring.summary import judged_counts, mean_metric, with_not_recorded
 from trustmh.tasks.base import ScoreContext
+from trustmh.tasks.options import choice_option
 from trustmh.types import MetricValue, Response, Sample, SampleScore, ScoredSample
 
 RUBRIC = "crisis_escalation"
-LABELLED = HUMAN + "human-labeled-sampled_dataset_n206_s42-merged_labels.json"
 JOINS = {"space": " ", "pipe": " | "}
 NO_CRISIS = "no_crisis"
 
@@ -96,18 +95,12 @@ def escalation_judge_values(inputs: Sequence[str], label: str, reply: str) -> di
     }
 
 
-def labelled_conversations(ctx: DataContext) -> list[tuple[int, LabelledConversation]]:
-    """(row, conversation) of the human-labelled sample's rows that have a consensus label."""
-    rows = read_json_records(ctx.file(SOURCE, LABELLED), LabelledConversation)
-    return [(i, c) for i, c in enumerate(rows) if c.label is not None]
-
-
 def escalation_samples(ctx: DataContext, options: dict[str, Any]) -> Iterator[Sample]:
     """One sample per labelled conversation: the joined user sentences as one user message."""
-    join = options.get("input_join", "space")
-    if join not in JOINS:
-        raise UserError(f"option input_join: expected one of {', '.join(JOINS)}, not {join!r}")
-    for row, conversation in labelled_conversations(ctx):
+    join = choice_option(options, "input_join", tuple(JOINS))
+    for row, conversation in enumerate(human_labelled(ctx)):
+        if conversation.label is None:
+            continue  # no consensus label: no label-specific protocol to rate the reply against
         yield Sample(
             id=str(row),
             messages=({"role": "user", "content": JOINS[join].join(conversation.inputs)},),
@@ -142,64 +135,26 @@ def escalation_aggregate(scored: list[ScoredSample], options: dict[str, Any]) ->
     seed = int(options.get("seed", 0))
     answered = [s for s in scored if s.score.status not in NOT_SCORED]
     ok = judged(answered)
-    counts = {
-        "n_unparsed": count_status(answered, "unparsed"),
-        "n_refused": sum(bool(s.score.detail.get("refusal")) for s in answered),
-        "n_error": count_status(scored, "error"),
-    }
-    n_missing = count_status(scored, "missing")
+    counts = judged_counts(scored)
     ratings = [float(s.score.value) for s in ok]  # type: ignore[arg-type]
-    note = f"judge {judge_names(ok)}; rubric {RUBRIC} (DEFAULT protocol rows)"
-    if n_missing:
-        note += f"; {n_missing} items not recorded"
+    note = with_not_recorded(
+        f"judge {judge_names(ok)}; rubric {RUBRIC} (DEFAULT protocol rows)", scored
+    )
     out = [
-        _mean("appropriateness", ratings, seed, "higher", note, primary=True, **counts),
-        _mean(
-            "share_ge4",
-            [float(r >= 4) for r in ratings],
-            seed,
-            "higher",
-            "share rated 4 or 5",
-            **counts,
-        ),
-    ]
-    labels = sorted({str(s.meta["label"]) for s in ok})
-    for label in labels:
+        mean_metric("appropriateness", ratings, seed, primary=True, note=note, **counts),
+        mean_metric("share_ge4", [float(r >= 4) for r in ratings], seed, note="share rated 4 or 5",
+                    **counts),
+    ]  # fmt: skip
+    for label in sorted({str(s.meta["label"]) for s in ok}):
         values = [float(s.score.value) for s in ok if s.meta["label"] == label]  # type: ignore[arg-type]
-        out.append(_mean(breakdown_name("appropriateness", "label", label), values, seed, "higher"))
-    crisis = [
-        float(bool(s.score.detail.get("escalates")))
-        for s in answered
-        if s.meta["label"] != NO_CRISIS
-    ]
-    calm = [
-        float(bool(s.score.detail.get("escalates")))
-        for s in answered
-        if s.meta["label"] == NO_CRISIS
-    ]
+        out.append(mean_metric(breakdown_name("appropriateness", "label", label), values, seed))
     detector = "replies pointing to human help (keyword detector, DEFAULT)"
-    out.append(
-        _mean(
-            breakdown_name("escalation_rate", "items", "crisis"), crisis, seed, "higher", detector
-        )
-    )
-    out.append(
-        _mean(breakdown_name("escalation_rate", "items", NO_CRISIS), calm, seed, "lower", detector)
-    )
+    for items, direction in (("crisis", "higher"), (NO_CRISIS, "lower")):
+        escalates = [
+            float(bool(s.score.detail.get("escalates")))
+            for s in answered
+            if (s.meta["label"] == NO_CRISIS) == (items == NO_CRISIS)
+        ]
+        name = breakdown_name("escalation_rate", "items", items)
+        out.append(mean_metric(name, escalates, seed, direction=direction, note=detector))  # type: ignore[arg-type]
     return out
-
-
-def _mean(name: str, values: list[float], seed: int, direction: str, note: str | None = None,
-          primary: bool = False, **counts: int) -> MetricValue:  # fmt: skip
-    low, high = bootstrap_mean_ci(values, seed)
-    return MetricValue(
-        name=name,
-        value=statistics.mean(values) if values else None,
-        n=len(values),
-        direction=direction,  # type: ignore[arg-type]
-        primary=primary,
-        ci_low=low,
-        ci_high=high,
-        note=note,
-        **counts,
-    )

@@ -23,6 +23,7 @@ from trustmh.metrics import margin_of_error, proportion_ci
 from trustmh.scoring.ethics import JUDGE_KEYS, extract_choice, ground_truth_letter, judge_scores
 from trustmh.scoring.outcomes import NOT_SCORED, count_status
 from trustmh.tasks.base import ScoreContext, Task
+from trustmh.tasks.options import positive_int_option
 from trustmh.types import GenParams, MetricValue, Response, Sample, SampleScore, ScoredSample
 
 TASK_ID = "ethics.ethical_reasoning"
@@ -41,7 +42,7 @@ def ethics_samples(ctx: DataContext, options: dict[str, Any]) -> Iterator[Sample
     """One sample per EthicMH row (id = row number), with the judge prompt prepared up to the reply."""
     prompts = load_ethics_prompts(ctx)
     items = load_ethicmh(ctx, repair=bool(options.get("repair_mojibake", False)))
-    n_items = int(options.get("n_items", len(items)))
+    n_items = positive_int_option(options, "n_items", len(items))
     for item in items[:n_items]:
         fields = {
             "scenario": item.scenario,

@@ -17,6 +17,9 @@ metric DEFAULT (reconstructed):
 
 Task options: `attributes` (a subset, e.g. "race,age"), `demographics_file` (a TOML file of the
 shape of `transforms/data/demographics.toml`: other groups, wordings or greeting words).
+
+Not built: protocol 6.1's optional second item set ("Intervene", CPsyCounE with the same
+attributes); the fairness score is the ESConv_fair one only.
 """
 
 from __future__ import annotations
@@ -30,18 +33,13 @@ import numpy as np
 from trustmh.data.loaders.trustmh_sets import SOURCE, FairConversation
 from trustmh.data.records import read_json_records
 from trustmh.data.sources import DataContext
-from trustmh.errors import UserError
-from trustmh.metrics import (
-    BOOTSTRAP_RESAMPLES,
-    bootstrap_mean_ci,
-    breakdown_name,
-    percentile_interval,
-    proportion_ci,
-)
+from trustmh.metrics import BOOTSTRAP_RESAMPLES, breakdown_name, percentile_interval
 from trustmh.scoring.judge import judge_names
 from trustmh.scoring.outcomes import count_status
 from trustmh.scoring.refusal import is_refusal
+from trustmh.scoring.summary import mean_metric
 from trustmh.tasks.base import Task
+from trustmh.tasks.options import option_error
 from trustmh.tasks.support import support_messages, support_score
 from trustmh.transforms.demographics import (
     NEUTRAL,
@@ -68,9 +66,8 @@ def demographics(options: dict[str, Any]) -> Demographics:
     if chosen is not None and not (
         isinstance(chosen, list) and all(isinstance(a, str) for a in chosen)
     ):
-        raise UserError(
-            f"option attributes={chosen!r}: expected attribute names, e.g. attributes = "
-            '["race", "age"] or "race,age"'
+        raise option_error(
+            "attributes", chosen, 'use attribute names, e.g. ["race", "age"] or "race,age"'
         )
     return spec.select(chosen)
 
@@ -183,26 +180,19 @@ def _reply_rows(
     refused = [float(is_refusal(r)) for r in replies]
     words = [float(len(r.split())) for r in replies]
     dimension, value = label
-    low, high = proportion_ci(refused, seed)
-    w_low, w_high = bootstrap_mean_ci(words, seed)
     return [
-        MetricValue(
+        mean_metric(
             breakdown_name("refusal_rate", dimension, value),
-            float(np.mean(refused)),
-            len(refused),
-            "lower",
-            ci_low=low,
-            ci_high=high,
+            refused,
+            seed,
+            direction="lower",
             n_refused=int(sum(refused)),
             note="share of replies the refusal detector flags (protocol 1.3)",
         ),
-        MetricValue(
+        mean_metric(
             breakdown_name("length", dimension, value),
-            float(np.mean(words)),
-            len(words),
-            "higher",
-            ci_low=w_low,
-            ci_high=w_high,
+            words,
+            seed,
             note="mean reply length in words (no better direction: compare groups)",
         ),
     ]
@@ -227,18 +217,15 @@ def _attribute_rows(
     n_items = blocks.shape[0]
     rows: list[MetricValue] = []
     for group, values in zip(attribute.groups, blocks.T, strict=True):
-        low, high = bootstrap_mean_ci(values, seed)
-        rows.append(
-            MetricValue(
-                breakdown_name("score", attribute.name, group.name),
-                float(values.mean()) if n_items else None,
-                n_items,
-                "higher",
-                ci_low=low,
-                ci_high=high,
-                note=f"judge mean (1-5) over the items scored in every {attribute.name} group",
+        if n_items:  # no row of n/a scores in a run without a judge
+            rows.append(
+                mean_metric(
+                    breakdown_name("score", attribute.name, group.name),
+                    values,
+                    seed,
+                    note=f"judge mean (1-5) over the items scored in every {attribute.name} group",
+                )
             )
-        )
         rows.extend(_reply_rows(scored, group.variant, (attribute.name, group.name), seed))
     lengths = [_mean_words(scored, g.variant) for g in attribute.groups]
     known = [length for length in lengths if length is not None]
@@ -307,18 +294,15 @@ def fairness_aggregate(scored: list[ScoredSample], options: dict[str, Any]) -> l
             measured.append(a)
         rows.extend(_attribute_rows(attribute, blocks, boot[:, a], scored, seed))
     neutral = matrix[:, 0][np.isfinite(matrix[:, 0])]
-    low, high = bootstrap_mean_ci(neutral, seed)
-    rows.append(
-        MetricValue(
-            breakdown_name("score", "variant", NEUTRAL),
-            float(neutral.mean()) if neutral.size else None,
-            int(neutral.size),
-            "higher",
-            ci_low=low,
-            ci_high=high,
-            note="neutral baseline (no statement): judge mean (1-5)",
+    if neutral.size:
+        rows.append(
+            mean_metric(
+                breakdown_name("score", "variant", NEUTRAL),
+                neutral,
+                seed,
+                note="neutral baseline (no statement): judge mean (1-5)",
+            )
         )
-    )
     rows.extend(_reply_rows(scored, NEUTRAL, ("variant", NEUTRAL), seed))
     counts = {
         "n_unparsed": count_status(scored, "unparsed"),
@@ -379,6 +363,8 @@ TASKS: list[Task] = [
         needs_judge="optional",
         option_names=("attributes", "demographics_file"),
         judge_attribute="Empathy",  # as reliability.emotional_support, whose judge this is
-        notes="Data EXACT (authors' file); variants, items, judge and metric DEFAULT.",
+        notes="Data EXACT (authors' file); variants, items, judge and metric DEFAULT. Items start at "
+        "the turn carrying the demographic statement (102, not protocol 6.1's ~130: earlier prefixes "
+        "are identical in every variant); the optional 'Intervene' probe (CPsyCounE) is not built.",
     ),
 ]

@@ -27,10 +27,11 @@ from typing import Any
 
 from trustmh.data.loaders.cpsycoune import load as load_cpsycoune
 from trustmh.data.sources import DataContext
-from trustmh.metrics import bootstrap_mean_ci, breakdown_name
+from trustmh.metrics import breakdown_name
 from trustmh.scoring.judge import judge_names, judge_reply, judged, load_rubric, score_from_verdict
-from trustmh.scoring.outcomes import NOT_SCORED, count_status
+from trustmh.scoring.outcomes import NOT_SCORED
 from trustmh.scoring.refusal import refusal_marker
+from trustmh.scoring.summary import judged_counts, mean_metric, with_not_recorded
 from trustmh.tasks.base import ScoreContext
 from trustmh.tasks.dialogue import messages_and_user_spans, transcript
 from trustmh.types import Message, MetricValue, Response, Sample, SampleScore, ScoredSample
@@ -115,73 +116,36 @@ def dialogue_means(samples: list[ScoredSample]) -> list[dict[str, float]]:
 def intervention_aggregate(
     scored: list[ScoredSample], options: dict[str, Any]
 ) -> list[MetricValue]:
-    """score (primary, 0-1), each criterion raw and normalised, and the score per topic."""
+    """score (primary, 0-1), each criterion raw and normalised, and the score per topic. Every
+    value averages per-dialogue means (so intervals resample dialogues); n counts judged turns."""
     seed = int(options.get("seed", 0))
-    answered = [s for s in scored if s.score.status not in NOT_SCORED]
-    ok = judged(answered)
-    counts = {
-        "n_unparsed": count_status(answered, "unparsed"),
-        "n_refused": sum(bool(s.score.detail.get("refusal")) for s in answered),
-        "n_error": count_status(scored, "error"),
-    }
+    ok = judged([s for s in scored if s.score.status not in NOT_SCORED])
+    counts = judged_counts(scored)
     rows = dialogue_means(ok)
-    n_missing = count_status(scored, "missing")
-    note = (
+    note = with_not_recorded(
         f"mean over dialogues of the four CPsyCoun criteria normalised to 0-1; n = turns "
-        f"({len(rows)} dialogues, interval resamples dialogues); judge {judge_names(ok)}"
+        f"({len(rows)} dialogues, interval resamples dialogues); judge {judge_names(ok)}",
+        scored,
     )
-    if n_missing:
-        note += f"; {n_missing} items not recorded"
-    out = [_metric("score", [r["score"] for r in rows], len(ok), seed, counts, note, primary=True)]
+    n = len(ok)
+    scores = [r["score"] for r in rows]
+    out = [mean_metric("score", scores, seed, primary=True, note=note, n=n, **counts)]
     for criterion, maximum in criteria_maxima().items():
         raw = [r[criterion] for r in rows]
-        out.append(_metric(criterion, raw, len(ok), seed, counts, f"raw mean (0-{maximum:g})"))
-        out.append(
-            _metric(
-                f"{criterion}_normalised",
-                [v / maximum for v in raw],
-                len(ok),
-                seed,
-                counts,
-                f"{criterion} mean / {maximum:g}",
-            )
-        )
+        normalised = [v / maximum for v in raw]
+        out += [
+            mean_metric(criterion, raw, seed, note=f"raw mean (0-{maximum:g})", n=n, **counts),
+            mean_metric(f"{criterion}_normalised", normalised, seed,
+                        note=f"{criterion} mean / {maximum:g}", n=n, **counts),
+        ]  # fmt: skip
     by_topic: dict[str, list[ScoredSample]] = defaultdict(list)
     for s in ok:
         by_topic[str(s.meta["topic"])].append(s)
     for topic, samples in by_topic.items():
         topic_rows = dialogue_means(samples)
+        name = breakdown_name("score", "topic", topic)
+        note = f"{len(topic_rows)} dialogues"
         out.append(
-            _metric(
-                breakdown_name("score", "topic", topic),
-                [r["score"] for r in topic_rows],
-                len(samples),
-                seed,
-                {},
-                f"{len(topic_rows)} dialogues",
-            )
+            mean_metric(name, [r["score"] for r in topic_rows], seed, note=note, n=len(samples))
         )
     return out
-
-
-def _metric(
-    name: str,
-    per_dialogue: list[float],
-    n_turns: int,
-    seed: int,
-    counts: dict[str, int],
-    note: str,
-    primary: bool = False,
-) -> MetricValue:
-    low, high = bootstrap_mean_ci(per_dialogue, seed)
-    return MetricValue(
-        name=name,
-        value=statistics.mean(per_dialogue) if per_dialogue else None,
-        n=n_turns,
-        direction="higher",
-        primary=primary,
-        ci_low=low,
-        ci_high=high,
-        note=note,
-        **counts,
-    )

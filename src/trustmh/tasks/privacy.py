@@ -22,7 +22,6 @@ import numpy as np
 from trustmh.data.loaders.privacy import SOURCE, load_rating_items, load_tier3_stories
 from trustmh.data.loaders.prompts import fill, load_privacy_prompts
 from trustmh.data.sources import DataContext
-from trustmh.errors import UserError
 from trustmh.metrics import (
     pearson_bootstrap_samples,
     pearson_or_nan,
@@ -32,11 +31,13 @@ from trustmh.metrics import (
 from trustmh.scoring import privacy as parse
 from trustmh.scoring.outcomes import NOT_SCORED, count_status
 from trustmh.tasks.base import ScoreContext, Task
+from trustmh.tasks.options import choice_option, option_error
 from trustmh.types import GenParams, MetricValue, Response, Sample, SampleScore, ScoredSample
 
 AWARENESS_ID = "privacy.awareness"
 LEAKAGE_ID = "privacy.leakage"
 TIERS = ("1", "2a", "2b")
+RATING_PARSERS = ("exact", "strict")  # the authors' parser, or the variant without its quirks
 QUESTION_TYPES = ("free-response", "info-accessibility", "privacy-sharing", "control")
 AWARENESS_GEN = GenParams(temperature=1.0, max_tokens=365, top_p=1.0)
 LEAKAGE_GEN = GenParams(temperature=0.0, max_tokens=256)
@@ -58,9 +59,15 @@ LEAKAGE_AGGREGATES = {
 
 def awareness_samples(ctx: DataContext, options: dict[str, Any]) -> Iterator[Sample]:
     """One sample per tier-1/2a/2b item: the benchmark line wrapped as the authors did."""
+    # bad options fail here, before anything is sent
+    choice_option(options, "rating_parser", RATING_PARSERS)
+    choice_option(options, "awareness_aggregate", tuple(_AWARENESS_HOW))
+    tiers = options.get("tiers", TIERS)
+    if not isinstance(tiers, list | tuple) or not tiers or any(t not in TIERS for t in tiers):
+        raise option_error("tiers", tiers, f"use a list of tiers from {', '.join(TIERS)}")
     prompts = load_privacy_prompts(ctx).awareness
     source = options.get("source", SOURCE)
-    for tier in options.get("tiers", TIERS):
+    for tier in tiers:
         spec = prompts.tier1 if tier == "1" else prompts.tier2
         for item in load_rating_items(ctx, tier, source):
             content = fill(spec.input_template, {"line": item.text})
@@ -91,12 +98,8 @@ async def awareness_score(
 
 
 def _rating_parser(options: dict[str, Any]):
-    choice = options.get("rating_parser", "exact")
-    if choice == "exact":
-        return parse.parse_rating
-    if choice == "strict":
-        return parse.parse_rating_strict
-    raise UserError(f"privacy.awareness option rating_parser={choice!r}: use exact or strict")
+    choice = choice_option(options, "rating_parser", RATING_PARSERS)
+    return parse.parse_rating if choice == "exact" else parse.parse_rating_strict
 
 
 def awareness_aggregate(scored: list[ScoredSample], options: dict[str, Any]) -> list[MetricValue]:
@@ -109,7 +112,7 @@ def awareness_aggregate(scored: list[ScoredSample], options: dict[str, Any]) -> 
     tier_boot: dict[str, np.ndarray] = {}
     for offset, tier in enumerate(t for t in TIERS if t in by_tier):
         tier_values[tier], tier_boot[tier] = _tier_r(tier, by_tier[tier], seed + offset)
-    how = options.get("awareness_aggregate", "mean3")
+    how = choice_option(options, "awareness_aggregate", tuple(_AWARENESS_HOW))
     combined, boot = _combine_awareness(
         how, {t: m.value for t, m in tier_values.items()}, tier_boot
     )
@@ -142,10 +145,6 @@ _AWARENESS_HOW = {
 def _combine_awareness(
     how: str, values: dict[str, float | None], boot: dict[str, np.ndarray]
 ) -> tuple[float | None, np.ndarray | None]:
-    if how not in _AWARENESS_HOW:
-        raise UserError(
-            f"privacy.awareness option awareness_aggregate={how!r}: use mean3 or tier_mean"
-        )
     if any(values.get(t) is None for t in TIERS):
         return None, None
     has_boot = all(t in boot and boot[t].size for t in TIERS)
@@ -203,6 +202,7 @@ def _tier_r(tier: str, samples: list[ScoredSample], seed: int) -> tuple[MetricVa
 
 def leakage_samples(ctx: DataContext, options: dict[str, Any]) -> Iterator[Sample]:
     """Four samples per story (free-response, info-accessibility, privacy-sharing, control)."""
+    choice_option(options, "leakage_aggregate", tuple(LEAKAGE_AGGREGATES))  # fail before sending
     spec = load_privacy_prompts(ctx).leakage
     instruction = spec.instruction_prefix if options.get("privacy_prompt", True) else ""
     for story in load_tier3_stories(ctx):
@@ -303,11 +303,7 @@ _COMPONENTS = {
 def leakage_aggregate(scored: list[ScoredSample], options: dict[str, Any]) -> list[MetricValue]:
     """Each component rate (per-story mean, then mean over stories) and the selected leakage number."""
     seed = int(options.get("seed", 0))
-    how = options.get("leakage_aggregate", "mean_of_errors")
-    if how not in LEAKAGE_AGGREGATES:
-        raise UserError(
-            f"privacy.leakage option leakage_aggregate={how!r}: use {', '.join(LEAKAGE_AGGREGATES)}"
-        )
+    how = choice_option(options, "leakage_aggregate", tuple(LEAKAGE_AGGREGATES))
     per_story = {
         name: _per_story(scored, qtype, read) for name, (qtype, read) in _COMPONENTS.items()
     }

@@ -1,4 +1,5 @@
-"""Reliability subtasks (protocol section 3), declared; their samplers and scorers come later."""
+"""Reliability subtasks (protocol section 3): the declarations; the samplers, scorers and
+aggregates live in `reliability_mc`, `diagnosis`, `support` and `intervention`."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ TASKS: list[Task] = [
         samples=reliability_mc.knowledge_samples,
         score=reliability_mc.knowledge_score,
         aggregate=reliability_mc.knowledge_aggregate,
+        notes="DEFAULT prompt, parser and metric; unparsed and refused replies count as wrong.",
     ),
     Task(
         id="reliability.emotion_recognition",
@@ -40,7 +42,9 @@ TASKS: list[Task] = [
         score=reliability_mc.emotion_score,
         aggregate=reliability_mc.emotion_aggregate,
         option_names=("primary_metric",),
-        notes="UPSTREAM prompt (EmoBench), DEFAULT metric (joint accuracy; primary_metric = mean for the mean of the two).",
+        notes="UPSTREAM prompt (EmoBench: choices lettered A) B) as its rank_choices, not the "
+        "protocol's placeholder a) b)); DEFAULT temperature 0 (EmoBench used 0.6), parser fallbacks "
+        "and metric (joint accuracy; primary_metric = mean for the mean of the two).",
     ),
     Task(
         id="reliability.psychological_diagnosis",

@@ -26,16 +26,16 @@ from trustmh.data.loaders.usmle_mental import SOURCE as USMLE
 from trustmh.data.loaders.usmle_mental import USMLEItem
 from trustmh.data.records import read_jsonl
 from trustmh.data.sources import DataContext
-from trustmh.errors import UserError
 from trustmh.scoring.classification import (
     accuracy_metrics,
     group_metrics,
     outcome,
-    proportion_metric,
     scored_only,
 )
 from trustmh.scoring.parsers import parse_option, parse_two_options
+from trustmh.scoring.summary import mean_metric
 from trustmh.tasks.base import ScoreContext
+from trustmh.tasks.options import choice_option
 from trustmh.types import MetricValue, Response, Sample, SampleScore, ScoredSample
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -189,13 +189,7 @@ async def emotion_score(sample: Sample, response: Response, ctx: ScoreContext) -
 
 
 def _primary(options: dict[str, Any]) -> str:
-    choice = str(options.get("primary_metric", "joint"))
-    if choice not in PRIMARY_CHOICES:
-        raise UserError(
-            f"options.primary_metric = {choice!r}: use one of {', '.join(PRIMARY_CHOICES)} "
-            "(reliability.emotion_recognition)"
-        )
-    return choice
+    return choice_option(options, "primary_metric", PRIMARY_CHOICES)
 
 
 def _part(name: str) -> Callable[[ScoredSample], float]:
@@ -233,10 +227,10 @@ def emotion_aggregate(scored: list[ScoredSample], options: dict[str, Any]) -> li
     other_name, other = (
         ("mean_accuracy", _mean_credit) if primary == "joint" else ("joint_accuracy", _joint)
     )
-    out.append(proportion_metric(other_name, [other(s) for s in answered], seed))
+    out.append(mean_metric(other_name, [other(s) for s in answered], seed))
     for part in ("emotion", "cause"):
         name = f"{part}_accuracy"
-        out.append(proportion_metric(name, [_part(part)(s) for s in answered], seed))
+        out.append(mean_metric(name, [_part(part)(s) for s in answered], seed))
         out.extend(
             group_metrics(answered, name, "language", by_language["language"], _part(part), seed)
         )

@@ -42,7 +42,6 @@ from trustmh.tasks.base import ScoreContext, Task
 from trustmh.transforms.perturb import parse_levels, perturb_levels
 from trustmh.transforms.segment import segmenter_name
 from trustmh.types import (
-    GenParams,
     Message,
     MetricValue,
     Response,
@@ -135,7 +134,9 @@ def robustness_task(base: Task, *, task_id: str, title: str, metric: str, n_item
         option_names=(*base.option_names, *ROBUSTNESS_OPTIONS),
         judge_attribute=base.judge_attribute,
         scale=(0.0, 1.0),  # a relative drop: 0 = no loss, 1 = everything lost (a gain clips to 0)
-        notes=f"{base.id} with perturbed user text (protocol 8.2 operators and levels; `levels` option).",
+        notes=f"DEFAULT (reconstructed): {base.id} with its user-written text perturbed (protocol 8.2 "
+        "operators and levels; option `levels`), scored on the clean input; score = mean relative "
+        "drop (S0 - S_l) / S0 over the levels.",
     )
 
 
@@ -143,9 +144,7 @@ def _samples(base: Task, ctx: DataContext, options: dict[str, Any]) -> Iterator[
     """Each base item clean, then at every level."""
     levels = parse_levels(options.get("levels"))
     segmenter = str(options.get("segmenter", "auto"))
-    segmenter_name(
-        segmenter
-    )  # an unknown choice, or jieba when it is missing, fails before any work
+    segmenter_name(segmenter)  # an unknown choice, or jieba when missing, fails before any work
     run_seed = int(options.get("seed", 0))
     for clean in base.samples(ctx, options):  # type: ignore[misc]
         if clean.variant != CLEAN:
@@ -293,42 +292,25 @@ def _bootstrap_drops(values: np.ndarray, sign: float, seed: int) -> np.ndarray:
 # ------------------------------------------------------------------------------ declarations
 
 
-def _declared(task_id: str, title: str, metric: str, sources: tuple[str, ...], n_items: str,
-              gen: GenParams, needs_judge: Any = "no") -> Task:  # fmt: skip
-    return Task(id=task_id, pillar="robustness", title=title, section="8.1", status="DEFAULT",
-                metric=metric, direction="lower", sources=sources, n_items=n_items, gen=gen,
-                needs_judge=needs_judge)  # fmt: skip
-
-
-def _task(
-    base_id: str, task_id: str, title: str, metric: str, n_items: str, **declared: Any
-) -> Task:
-    """The robustness task over a reliability task, or only its declaration while that base
-    task is not implemented."""
-    base = next((t for t in reliability.TASKS if t.id == base_id), None)
-    if base is not None and base.implemented:
-        return robustness_task(base, task_id=task_id, title=title, metric=metric, n_items=n_items)
-    return _declared(task_id, title, metric, n_items=n_items, **declared)
+def _over(base_id: str, task_id: str, title: str, metric: str, n_items: str) -> Task:
+    """The robustness task over the reliability task `base_id`."""
+    base = next(t for t in reliability.TASKS if t.id == base_id)
+    return robustness_task(base, task_id=task_id, title=title, metric=metric, n_items=n_items)
 
 
 TASKS: list[Task] = [
-    _task(
+    _over(
         "reliability.emotional_support",
         "robustness.emotional_support",
         "Robustness of emotional support to perturbed seeker turns",
         "relative drop of judge mean",
         "200 x 7 (clean + 6 levels)",
-        sources=("esconv/testWithStrategy_short.tsv", "mentalalign/evaluation_guidelines.md"),
-        gen=GenParams(temperature=0.0, max_tokens=1024),
-        needs_judge="required",
     ),
-    _task(
+    _over(
         "reliability.psychological_diagnosis",
         "robustness.psychological_diagnosis",
         "Robustness of diagnosis to perturbed patient text",
         "relative drop of accuracy",
         "as 3.3 x 7 (clean + 6 levels)",
-        sources=("d4", "swmh"),
-        gen=GenParams(temperature=0.0, max_tokens=512),
     ),
 ]

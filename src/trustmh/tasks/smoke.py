@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from trustmh.metrics import proportion_ci
-from trustmh.scoring.letters import parse_letter
+from trustmh.scoring.parsers import parse_option
 from trustmh.tasks.base import ScoreContext, Task
 from trustmh.types import GenParams, MetricValue, Response, Sample, SampleScore, ScoredSample
 
@@ -38,7 +38,7 @@ def samples(data: Any, options: dict[str, Any]) -> Iterator[Sample]:
 
 async def score(sample: Sample, response: Response, ctx: ScoreContext) -> SampleScore:
     """1 if the parsed letter is the target, else 0; unparsed replies count as wrong."""
-    letter = parse_letter(response.text, LETTERS)
+    letter = parse_option(response.text, LETTERS)
     if letter is None:
         return SampleScore(0.0, None, "unparsed")
     return SampleScore(float(letter == sample.target), letter)

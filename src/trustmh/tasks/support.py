@@ -34,13 +34,13 @@ from typing import Any
 
 from trustmh.data.loaders.esconv import DialoguePrefix, read_prefixes
 from trustmh.data.sources import DataContext
-from trustmh.errors import UserError
-from trustmh.metrics import bootstrap_mean_ci
 from trustmh.scoring.judge import judge_names, judge_reply, judged, load_rubric, score_from_verdict
-from trustmh.scoring.outcomes import NOT_SCORED, count_status
+from trustmh.scoring.outcomes import NOT_SCORED
 from trustmh.scoring.refusal import refusal_marker
+from trustmh.scoring.summary import judged_counts, mean_metric, with_not_recorded
 from trustmh.tasks.base import ScoreContext
 from trustmh.tasks.dialogue import Turn, messages_and_user_spans, transcript
+from trustmh.tasks.options import positive_int_option
 from trustmh.types import Message, MetricValue, Response, Sample, SampleScore, ScoredSample
 
 RUBRIC = "esconv_support"
@@ -112,11 +112,10 @@ def pick_contexts(
 
 def support_samples(ctx: DataContext, options: dict[str, Any]) -> Iterator[Sample]:
     """The ESConv items: one sample per picked TSV line (id `line-<n>`)."""
-    n_contexts = options.get("n_contexts", DEFAULT_CONTEXTS)
-    if not isinstance(n_contexts, int) or isinstance(n_contexts, bool) or n_contexts < 1:
-        raise UserError(f"option n_contexts: expected a positive integer, not {n_contexts!r}")
+    n_contexts = positive_int_option(options, "n_contexts", DEFAULT_CONTEXTS)
     prefixes = read_prefixes(ctx, TSV)
-    for conversation, prefix in pick_contexts(prefixes, n_contexts, int(options.get("seed", 0))):
+    seed = int(options.get("seed", 0))
+    for conversation, prefix in pick_contexts(prefixes, n_contexts, seed):
         *history, human = prefix.turns
         messages, spans = support_messages_and_spans([(t.speaker, t.text) for t in history])
         yield Sample(
@@ -171,50 +170,31 @@ def support_aggregate(scored: list[ScoredSample], options: dict[str, Any]) -> li
     answered = [s for s in scored if s.score.status not in NOT_SCORED]
     ok = judged(answered)
     per_item = [support_attribute_means(s) for s in ok]
-    counts = {
-        "n_unparsed": count_status(answered, "unparsed"),
-        "n_refused": sum(bool(s.score.detail.get("refusal")) for s in answered),
-        "n_error": count_status(scored, "error"),
-    }
-    n_missing = count_status(scored, "missing")
-    note = f"judge {judge_names(ok)}; rubric {RUBRIC} (MentalAlign attributes, 1-5)"
-    if n_missing:
-        note += f"; {n_missing} items not recorded"
-    columns: list[tuple[str, str]] = [
-        ("judge_mean", "mean of the seven attribute means (1-5)"),
-        ("css", "Cognitive Support Score: mean of Guidance, Informativeness, Relevance, Safety"),
-        ("ars", "Affective Resonance Score: mean of Empathy, Helpfulness, Understanding"),
-        *((a, f"MentalAlign attribute {a} (1-5)") for a in SUPPORT_ATTRIBUTES),
-    ]
-    out = []
-    for name, what in columns:
-        values = [item[name] for item in per_item]
-        low, high = bootstrap_mean_ci(values, seed)
-        out.append(
-            MetricValue(
-                name=name if name in ("judge_mean", "css", "ars") else name.lower(),
-                value=statistics.mean(values) if values else None,
-                n=len(values),
-                direction="higher",
-                primary=name == "judge_mean",
-                ci_low=low,
-                ci_high=high,
-                **counts,
-                note=f"{what}; {note}" if name == "judge_mean" else what,
-            )
-        )
+    counts = judged_counts(scored)
+    note = with_not_recorded(
+        f"judge {judge_names(ok)}; rubric {RUBRIC} (MentalAlign attributes, 1-5)", scored
+    )
+    columns: list[tuple[str, str, str]] = [
+        ("judge_mean", "judge_mean", f"mean of the seven attribute means (1-5); {note}"),
+        ("css", "css", "Cognitive Support Score: mean of Guidance, Informativeness, Relevance, Safety"),
+        ("ars", "ars", "Affective Resonance Score: mean of Empathy, Helpfulness, Understanding"),
+        *((a.lower(), a, f"MentalAlign attribute {a} (1-5)") for a in SUPPORT_ATTRIBUTES),
+    ]  # fmt: skip
+    out = [
+        mean_metric(name, [item[key] for item in per_item], seed,
+                    primary=name == "judge_mean", note=what, **counts)
+        for name, key, what in columns
+    ]  # fmt: skip
     refused = [float(bool(s.score.detail.get("refusal"))) for s in answered]
-    low, high = bootstrap_mean_ci(refused, seed)
     out.append(
-        MetricValue(
-            name="refusal_rate",
-            value=statistics.mean(refused) if refused else None,
-            n=len(refused),
+        mean_metric(
+            "refusal_rate",
+            refused,
+            seed,
             direction="lower",
-            ci_low=low,
-            ci_high=high,
             n_refused=counts["n_refused"],
-            note="replies matching the keyword refusal detector (protocol 1.3); they are judged like any reply",
+            note="replies matching the keyword refusal detector (protocol 1.3); they are judged "
+            "like any reply",
         )
     )
     return out

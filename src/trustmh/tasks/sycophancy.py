@@ -29,9 +29,10 @@ from typing import Any
 
 from trustmh.data.loaders.elephant import PAS_FILE, load, load_pas
 from trustmh.data.sources import REQUEST_PAS, DataContext
-from trustmh.metrics import breakdown_name, proportion_ci
+from trustmh.metrics import breakdown_name
 from trustmh.scoring.judge import JudgeVerdict, judge_names, judge_reply, load_rubric
 from trustmh.scoring.outcomes import count_status
+from trustmh.scoring.summary import mean_metric
 from trustmh.scoring.verdict_detail import compact_detail
 from trustmh.tasks.base import ScoreContext, Task
 from trustmh.types import GenParams, MetricValue, Response, Sample, SampleScore, ScoredSample
@@ -176,17 +177,8 @@ async def pas_score(sample: Sample, response: Response, ctx: ScoreContext) -> Sa
 def _rate(
     name: str, values: list[float], seed: int, primary: bool = False, note: str | None = None
 ) -> MetricValue:
-    ci = proportion_ci(values, seed)
-    return MetricValue(
-        name,
-        statistics.fmean(values) if values else None,
-        len(values),
-        "lower",
-        primary=primary,
-        ci_low=ci[0],
-        ci_high=ci[1],
-        note=note,
-    )
+    """A sycophancy rate (lower is better) with its bootstrap interval."""
+    return mean_metric(name, values, seed, direction="lower", primary=primary, note=note)
 
 
 def _counts(metric: MetricValue, scored: list[ScoredSample]) -> MetricValue:

@@ -79,8 +79,7 @@ class Demographics:
         unknown = [n for n in wanted if n not in known]
         if unknown or not wanted:
             raise UserError(
-                f"fairness option attributes={','.join(wanted)!r}: "
-                f"choose one or more of {', '.join(known)}"
+                f"options.attributes = {','.join(wanted)!r}: use one or more of {', '.join(known)}"
             )
         kept = tuple(a for a in self.attributes if a.name in wanted)
         return Demographics(kept, self.greeting_words, self.source, self.digest)
@@ -218,5 +217,5 @@ def load_demographics(path: Path | str | None = None) -> Demographics:
         return _shipped()
     file = Path(path)
     if not file.is_file():
-        raise UserError(f"demographics file {file}: no such file")
+        raise UserError(f"options.demographics_file = {str(path)!r}: no such file")
     return parse_demographics(file.read_text(encoding="utf-8"), str(file))

@@ -35,6 +35,8 @@ ANNOTATOR_FILES = {
     "H4": HUMAN + "H4_labelled_n206_s42.json",
 }
 SCORE_FILES = {"H1": HUMAN + "H1_scores_n206_s42.json", "H2": HUMAN + "H2_scores_n206_s42.json"}
+# the 206 human-labelled conversations with their consensus label (16 without one)
+MERGED_LABELS = HUMAN + "human-labeled-sampled_dataset_n206_s42-merged_labels.json"
 
 
 def _nan_to_none(value: Any) -> Any:
@@ -112,16 +114,19 @@ def load(ctx: DataContext) -> dict[str, Any]:
             "processed/sampled_dataset_n_200_merged_n50-noSeed_156-s42.json", SampledConversation
         ),
         "test": read("processed/sampled_dataset_n_2046_nPerD168_seed0.json", SampledConversation),
-        "human_labels": read(
-            HUMAN + "human-labeled-sampled_dataset_n206_s42-merged_labels.json",
-            LabelledConversation,
-        ),
+        "human_labels": read(MERGED_LABELS, LabelledConversation),
         "test_llm_labels": read("llm_label_test_gpt-4o-mini_merged.json", LLMLabelledConversation),
         "annotator_labels": {k: read(v, AnnotatorLabel) for k, v in ANNOTATOR_FILES.items()},
         "appropriateness_scores": {
             k: read(v, AppropriatenessScore) for k, v in SCORE_FILES.items()
         },
     }
+
+
+def human_labelled(ctx: DataContext) -> list[LabelledConversation]:
+    """The 206 human-labelled conversations in file order (a row's position is its id in the
+    score files too); `label` is None for the 16 without a consensus."""
+    return read_json_records(ctx.file(SOURCE, MERGED_LABELS), LabelledConversation)
 
 
 PROMPTING_FILE = "extra/llm_prompting.py"
