@@ -60,3 +60,12 @@ def test_option_readers_return_good_values_and_defaults() -> None:
     assert positive_number_option({}, "qps", 0.5) == 0.5
     with pytest.raises(UserError, match=r"^options\.n = 2\.5: use a whole number"):
         positive_int_option({"n": 2.5}, "n", 1)
+
+
+@pytest.mark.parametrize("options", [{"seed": "x"}, {"smoke": {"seed": 1.5}}, {"seed": True}])
+def test_a_seed_option_must_be_a_whole_number(options) -> None:
+    from trustmh.engine import check_options
+    from trustmh.tasks.registry import get_task
+
+    with pytest.raises(UserError, match="a seed is a whole number"):
+        check_options(options, [get_task("smoke")])

@@ -24,7 +24,7 @@ from trustmh.progress import ProgressDisplay
 from trustmh.runner import Endpoint, RetryPolicy, Runner, RunStats, WorkItem
 from trustmh.store import ResponseCache, RunStore, request_key
 from trustmh.tasks.base import Task
-from trustmh.tasks.registry import select_tasks
+from trustmh.tasks.registry import all_tasks, select_tasks
 from trustmh.types import GenParams, GenRequest, Message, MetricValue, Sample, SampleRef
 
 
@@ -93,7 +93,8 @@ def choose_tasks(selection: list[str]) -> tuple[list[Task], dict[str, str]]:
     """Runnable tasks, and the skipped ones with the reason. Naming an unimplemented subtask
     explicitly is an error; pillars and `all` skip such subtasks with a note."""
     chosen = select_tasks(selection)
-    explicit = {s for s in selection if "." in s or s == "smoke"}
+    registered = all_tasks()
+    explicit = {s for s in selection if s in registered}  # named by id, not through a pillar
     runnable, skipped = [], {}
     for task in chosen:
         if task.implemented:
@@ -119,7 +120,10 @@ def check_options(options: dict[str, Any], tasks: list[Task]) -> None:
     by_id = {t.id: t for t in tasks}
     known = {"seed"}.union(*(t.option_names for t in tasks))
     for key, value in options.items():
+        _check_seed(key, value)
         if isinstance(value, dict):
+            for name, inner in value.items():
+                _check_seed(f"{key}.{name}", inner)
             if key not in by_id:
                 raise UserError(
                     f"options: {key!r} is not a subtask of this run; group options under one of {', '.join(by_id)}"
@@ -136,6 +140,11 @@ def check_options(options: dict[str, Any], tasks: list[Task]) -> None:
             raise UserError(
                 f"options: unknown option {key!r}; the selected subtasks read: {', '.join(sorted(known))}"
             )
+
+
+def _check_seed(key: str, value: Any) -> None:
+    if key.rpartition(".")[2] == "seed" and (isinstance(value, bool) or not isinstance(value, int)):
+        raise UserError(f"options.{key} = {value!r}: a seed is a whole number, e.g. 0")
 
 
 def task_options(cfg: RunConfig, task: Task) -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """Aggregate statistics shared by tasks: accuracy, means with margins, seeded bootstrap intervals.
 
-Protocol section 1.5: every subtask reports n, the score and a 95% interval. Proportions and
-correlations use a seeded percentile bootstrap over items (1,000 resamples); judge-score means use
-1.96·sd/√n for n >= 30 and the rounded t table below that.
+Protocol section 1.5: every subtask reports n, the score and a 95% interval. Proportions,
+correlations and means (judge scores included) use a seeded percentile bootstrap over items (1,000
+resamples); only the ethics judge-score margins follow the authors' 1.96·sd/√n for n >= 30 and the
+rounded t table below that (EXACT).
 """
 
 from __future__ import annotations
