@@ -17,6 +17,7 @@ from platformdirs import user_cache_dir
 
 from trustmh.config import RunConfig
 from trustmh.data.sources import DataContext, require_sources, resolve_data_context
+from trustmh.data.verify import data_fingerprint
 from trustmh.errors import FatalBackendError, UserError
 from trustmh.models.base import ModelBackend
 from trustmh.models.factory import build_backend
@@ -239,6 +240,21 @@ async def run_evaluation(
         store.set_meta("config", cfg.model_dump(mode="json", exclude={"run_dir"}))
         store.set_meta("model_label", model.label)
         store.set_meta("versions", runtime_versions())
+        # protocol Appendix B: the rule set's status label and the data files behind each subtask
+        store.set_meta(
+            "task_info",
+            {
+                **(store.get_meta("task_info") or {}),
+                **{
+                    t.id: {
+                        "status_label": t.status,
+                        "section": t.section,
+                        "data": data_fingerprint(data, t.sources),
+                    }  # fmt: skip
+                    for t in tasks
+                },
+            },
+        )
         store.set_meta(
             "tasks", list(dict.fromkeys([*(store.get_meta("tasks") or []), *summary.tasks]))
         )
