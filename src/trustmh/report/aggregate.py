@@ -217,7 +217,15 @@ def load_run(run_dir: Path, index: int, paper_models: Sequence[str]) -> RunData:
         config = store.get_meta("config") or {}
         meta = {
             key: store.get_meta(key)
-            for key in ("model_label", "tasks", "status", "started", "finished", "versions")
+            for key in (
+                "model_label",
+                "tasks",
+                "status",
+                "started",
+                "finished",
+                "versions",
+                "task_info",
+            )
         }
         results = store.results()
         samples = list(store.export_rows())
