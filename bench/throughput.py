@@ -3,11 +3,14 @@
 Starts the loopback OpenAI-compatible server (tests/openai_server.py) as a subprocess with a fixed
 latency L, then drives N samples at concurrency C through
   (a) the harness (`trustmh.engine.run_evaluation`: runner, store, cache, scoring; smoke task),
-  (b) a bare `openai.AsyncOpenAI` loop with a semaphore,
+  (b) a bare `openai.AsyncOpenAI` loop with a semaphore (its default transport; as references also
+      with the aiohttp transport (b'), and with that transport plus the client's low-level `post`
+      and the reply JSON read directly (b''), which is the harness's own request path),
 and reruns (a) identically (same run directory and cache), then once more with a fresh run
 directory on the warm cache. Each client runs in a fresh child process, so its CPU time
 (getrusage RUSAGE_SELF, measured around the run) and peak RSS (ru_maxrss) are its own; the
-server's CPU is reported apart.
+server's CPU is reported apart, and so is the time from the start of the clock to the server's
+logging of the first request (the client's setup).
 
 Targets (N=2000, C=200, L=1 s): harness wall <= 1.10 x ideal, where ideal = ceil(N/C) x L;
 harness CPU <= 3 ms per sample and <= 1.5 x the bare loop's; harness peak RSS <= 300 MB;
@@ -23,6 +26,7 @@ import json
 import math
 import os
 import random
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -95,13 +99,14 @@ def child_harness(args: argparse.Namespace) -> dict[str, Any]:
         request_timeout=30.0,
     )
     calib = calibration_ms()
-    cpu0, wall0 = _cpu_seconds(), time.perf_counter()
+    started_at, cpu0, wall0 = time.time(), _cpu_seconds(), time.perf_counter()
     summary = asyncio.run(run_evaluation(cfg, progress=False))
     wall, cpu = time.perf_counter() - wall0, _cpu_seconds() - cpu0
     calib = (calib + calibration_ms()) / 2
     accuracy = summary.results["smoke"][0].value if summary.results.get("smoke") else None
     return {
         "wall": wall,
+        "started_at": started_at,
         "calib_ms": calib,
         "cpu": cpu,
         "cpu_total": _cpu_seconds(),
@@ -116,19 +121,22 @@ def child_harness(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def child_bare(args: argparse.Namespace) -> dict[str, Any]:
-    """(b): N chat completions through one AsyncOpenAI client, at most C in flight (its default
-    httpx transport, or the aiohttp one for the `bare-aiohttp` reference row)."""
+    """(b): N chat completions through one AsyncOpenAI client, at most C in flight: its default
+    httpx transport (`bare`), the aiohttp one (`bare-aiohttp`), or the aiohttp one with the
+    client's low-level `post` and the reply JSON read directly (`bare-raw`: the harness's own
+    request path, without the harness)."""
     import asyncio
+    import json
 
     import openai
 
-    # The pool size must be given in the HTTP library the client is built on (httpx or httpx2).
+    # The pool size (and the raw response type) must be given in the HTTP library the client is
+    # built on (httpx or httpx2).
     http_lib = sys.modules[openai.DefaultAsyncHttpxClient.__mro__[1].__module__.split(".")[0]]
     client_class = (
-        openai.DefaultAioHttpClient
-        if args.child == "bare-aiohttp"
-        else openai.DefaultAsyncHttpxClient
+        openai.DefaultAsyncHttpxClient if args.child == "bare" else openai.DefaultAioHttpClient
     )
+    raw = args.child == "bare-raw"
     prompts = [smoke_like_prompt(i) for i in range(args.n)]
 
     async def drive() -> list[str]:
@@ -140,6 +148,15 @@ def child_bare(args: argparse.Namespace) -> dict[str, Any]:
         gate = asyncio.Semaphore(args.c)
 
         async def one(prompt: str) -> str:
+            if raw:
+                async with gate:
+                    reply = await client.post(
+                        "/chat/completions",
+                        body={"model": MODEL_NAME, "messages": [{"role": "user", "content": prompt}],
+                              "temperature": 0.0, "max_tokens": 32},
+                        cast_to=http_lib.Response,
+                    )  # fmt: skip
+                return json.loads(reply.content)["choices"][0]["message"]["content"] or ""
             async with gate:
                 completion = await client.chat.completions.create(
                     model=MODEL_NAME,
@@ -155,12 +172,13 @@ def child_bare(args: argparse.Namespace) -> dict[str, Any]:
             await client.close()
 
     calib = calibration_ms()
-    cpu0, wall0 = _cpu_seconds(), time.perf_counter()
+    started_at, cpu0, wall0 = time.time(), _cpu_seconds(), time.perf_counter()
     replies = asyncio.run(drive())
     wall, cpu = time.perf_counter() - wall0, _cpu_seconds() - cpu0
     calib = (calib + calibration_ms()) / 2
     return {
         "wall": wall,
+        "started_at": started_at,
         "calib_ms": calib,
         "cpu": cpu,
         "cpu_total": _cpu_seconds(),
@@ -182,7 +200,7 @@ def child_cli(args: argparse.Namespace) -> dict[str, Any]:
                "--tasks", "smoke", "--limit", str(args.n), "--concurrency", str(args.c),
                "--run-dir", args.run_dir, "--cache-dir", args.cache_dir]  # fmt: skip
     calib = calibration_ms()
-    wall0 = time.perf_counter()
+    started_at, wall0 = time.time(), time.perf_counter()
     result = subprocess.run(command, capture_output=True, text=True)
     wall = time.perf_counter() - wall0
     calib = (calib + calibration_ms()) / 2
@@ -193,6 +211,7 @@ def child_cli(args: argparse.Namespace) -> dict[str, Any]:
         )
     return {
         "wall": wall,
+        "started_at": started_at,
         "calib_ms": calib,
         "cpu": usage.ru_utime + usage.ru_stime,
         "cpu_total": usage.ru_utime + usage.ru_stime,
@@ -209,6 +228,7 @@ CHILDREN = {
     "harness": child_harness,
     "bare": child_bare,
     "bare-aiohttp": child_bare,
+    "bare-raw": child_bare,
     "cli": child_cli,
 }
 
@@ -250,8 +270,11 @@ def measure(
     row = run_child(kind, server.base_url, args, run_dir, cache_dir)
     server_cpu1 = server_cpu_seconds(server.process.pid)
     log = server.log()
+    arrivals = [entry["time"] for entry in log]
     row.update(
         name=name,
+        # from the start of the clock to the server's logging of the first request: client setup
+        first_request=min(arrivals) - row["started_at"] if arrivals else None,
         server_requests=len(log),
         server_failed=sum(e["outcome"] != "ok" for e in log),
         server_cpu=None
@@ -274,12 +297,13 @@ def best_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def print_table(rows: list[dict[str, Any]], args: argparse.Namespace, ideal: float) -> None:
     """The results as an aligned table."""
-    head = ("path", "wall s", "x ideal", "CPU s", "CPU ms/sample", "peak RSS MB", "HTTP reqs", "cache hits",
-            "process s", "server CPU s", "calib ms")  # fmt: skip
+    head = ("path", "wall s", "x ideal", "1st req s", "CPU s", "CPU ms/sample", "peak RSS MB", "HTTP reqs",
+            "cache hits", "process s", "server CPU s", "calib ms")  # fmt: skip
     lines = [head]
     for r in rows:
         lines.append((
-            r["name"], f"{r['wall']:.2f}", f"{r['wall'] / ideal:.3f}", f"{r['cpu']:.2f}",
+            r["name"], f"{r['wall']:.2f}", f"{r['wall'] / ideal:.3f}",
+            "-" if r["first_request"] is None else f"{r['first_request']:.2f}", f"{r['cpu']:.2f}",
             f"{1000 * r['cpu'] / args.n:.2f}", f"{r['rss_mb']:.0f}", str(r["server_requests"]),
             "-" if r["cache_hits"] is None else str(r["cache_hits"]), f"{r['process_wall']:.2f}",
             "-" if r["server_cpu"] is None else f"{r['server_cpu']:.2f}", f"{r['calib_ms']:.0f}",
@@ -295,6 +319,17 @@ def print_table(rows: list[dict[str, Any]], args: argparse.Namespace, ideal: flo
         )
         if i == 0:
             print("  ".join("-" * w for w in widths))
+
+
+def print_spread(runs: dict[str, list[dict[str, Any]]], ideal: float) -> None:
+    """Wall time and CPU per sample of every repeated path over its runs: min, median, max."""
+    print(f"over {len(next(iter(runs.values())))} runs each (min / median / max):")
+    for found in runs.values():
+        walls = sorted(r["wall"] for r in found)
+        cpus = sorted(1000 * r["cpu"] / r["samples"] for r in found)
+        print(f"  {found[0]['name']:<36}  wall {walls[0]:.2f} / {statistics.median(walls):.2f} / {walls[-1]:.2f} s"
+              f"  (x ideal {walls[0] / ideal:.3f} / {statistics.median(walls) / ideal:.3f} / {walls[-1] / ideal:.3f})"
+              f"  CPU {cpus[0]:.2f} / {statistics.median(cpus):.2f} / {cpus[-1]:.2f} ms/sample")  # fmt: skip
 
 
 def check_targets(
@@ -363,7 +398,9 @@ def main(argv: list[str] | None = None) -> int:
         work = args.keep or Path(tmp)
         with spawn_server(latency=args.latency) as server:
             print(f"server {server.base_url} (pid {server.process.pid})", file=sys.stderr)
-            runs: dict[str, list[dict[str, Any]]] = {"harness": [], "bare": [], "bare-aiohttp": []}
+            runs: dict[str, list[dict[str, Any]]] = {
+                "harness": [], "bare": [], "bare-aiohttp": [], "bare-raw": []
+            }  # fmt: skip
             for k in range(args.repeat):  # interleaved, so a busy spell hits every path alike
                 run_dir, cache_dir = work / f"run-{k}", work / f"cache-{k}"
                 runs["harness"].append(
@@ -376,6 +413,16 @@ def main(argv: list[str] | None = None) -> int:
                     measure(
                         "(b') bare loop, aiohttp transport",
                         "bare-aiohttp",
+                        server,
+                        args,
+                        run_dir,
+                        cache_dir,
+                    )
+                )
+                runs["bare-raw"].append(
+                    measure(
+                        "(b'') bare loop, aiohttp, raw post",
+                        "bare-raw",
                         server,
                         args,
                         run_dir,
@@ -406,11 +453,13 @@ def main(argv: list[str] | None = None) -> int:
     load_after = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     if load_before is not None:
         print(f"load average (1 min) before {load_before:.2f}, after {load_after:.2f} on {os.cpu_count()} CPUs"
-              f"{'; (a), (b), (b-prime): the least-CPU run of ' + str(args.repeat) if args.repeat > 1 else ''}")  # fmt: skip
+              f"{'; (a) and the bare loops: the least-CPU run of ' + str(args.repeat) if args.repeat > 1 else ''}")  # fmt: skip
     print_table(list(rows.values()), args, ideal)
+    if args.repeat > 1:
+        print_spread(runs, ideal)
     if args.json:
         payload = {"n": args.n, "c": args.c, "latency": args.latency, "ideal": ideal,
-                   "load": [load_before, load_after], "rows": rows}  # fmt: skip
+                   "load": [load_before, load_after], "rows": rows, "runs": runs}  # fmt: skip
         args.json.write_text(json.dumps(payload, indent=2))
     missed = check_targets(rows, args, ideal)
     for message in missed:

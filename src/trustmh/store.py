@@ -169,6 +169,10 @@ class RunStore:
         changed = [
             (task, s.id, s.variant) for s, key in rows if known.get((s.id, s.variant), key) != key
         ]
+        # only new or changed rows are written: a resumed or repeated run re-declares every sample
+        rows = [(s, key) for s, key in rows if known.get((s.id, s.variant)) != key]
+        if not rows:
+            return 0
         with self._tx():
             self.conn.executemany(
                 """INSERT INTO samples VALUES (?,?,?,?,?,?,?)

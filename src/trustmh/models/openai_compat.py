@@ -2,10 +2,17 @@
 
 The client's own retries are off (max_retries=0): the runner retries, so that backoff, Retry-After,
 progress and error counts are handled in one place.
+
+Requests go through the client's low-level `post` with a raw HTTP response (`cast_to` the HTTP
+library's Response), and the reply JSON is read here: the client still builds the request (base
+URL, auth and its other headers, timeouts) and turns error statuses into its exception classes,
+but skips its per-request body transform and its reply model construction, about 40% of the
+client's CPU per request at hundreds in flight (bench/throughput.py).
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from typing import Any
 
@@ -54,21 +61,33 @@ class OpenAICompatBackend:
         self.label = spec.canonical
         self.model = spec.model
         self.endpoint = spec.url or OPENAI_URL
-        http_client = _http_client(concurrency, timeout)
-        self._client = openai.AsyncOpenAI(
-            api_key=api_key or "no-key",
-            base_url=self.endpoint,
-            max_retries=0,
-            timeout=timeout,
-            http_client=http_client,
-        )
+        self._api_key = api_key
+        self._timeout = timeout
+        self._concurrency = concurrency
+        # Built at the first request: a run with nothing left to ask (a resumed or cached rerun)
+        # never pays for the HTTP pool and its TLS context (a tenth of a second).
+        self._client: openai.AsyncOpenAI | None = None
+        self._raw_response = _http_library().Response
+
+    def _connect(self) -> openai.AsyncOpenAI:
+        """The client, built on first use."""
+        if self._client is None:
+            self._client = openai.AsyncOpenAI(
+                api_key=self._api_key or "no-key",
+                base_url=self.endpoint,
+                max_retries=0,
+                timeout=self._timeout,
+                http_client=_http_client(self._concurrency, self._timeout),
+            )
+        return self._client
 
     async def generate(self, request: GenRequest) -> Response:
         """One chat completion; errors classified for the runner."""
+        body = {"model": self.model, "messages": list(request.messages), **request.params.as_dict()}
+        client = self._connect()
         try:
-            completion = await self._client.chat.completions.create(
-                model=self.model, messages=list(request.messages), **request.params.as_dict()
-            )
+            reply = await client.post("/chat/completions", body=body, cast_to=self._raw_response)
+            completion = json.loads(reply.content)
         except openai.RateLimitError as exc:
             raise TransientError(
                 "429 rate limited", retry_after_seconds(exc.response.headers)
@@ -97,13 +116,15 @@ class OpenAICompatBackend:
             raise TransientError(
                 f"connection error: {type(exc.__cause__).__name__ if exc.__cause__ else exc}"
             ) from None
-        except (openai.APIResponseValidationError, ValueError, TypeError, AttributeError) as exc:
+        except (openai.APIResponseValidationError, ValueError, TypeError) as exc:
             raise TransientError(f"malformed reply: {type(exc).__name__}") from None
         return _to_response(completion)
 
     async def aclose(self) -> None:
-        """Close the HTTP connection pool."""
-        await self._client.close()
+        """Close the HTTP connection pool (if a request opened one)."""
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
 
 
 def _http_client(concurrency: int, timeout: float) -> Any:
@@ -111,36 +132,46 @@ def _http_client(concurrency: int, timeout: float) -> Any:
     preferred: on the throughput benchmark it spends a fraction of the default transport's CPU per
     request (whose pool scans every connection on each request), which at hundreds of requests in
     flight decides whether the client keeps up."""
-    limits = _limits_class()(max_connections=concurrency, max_keepalive_connections=concurrency)
+    limits = _http_library().Limits(
+        max_connections=concurrency, max_keepalive_connections=concurrency
+    )
     try:
         return openai.DefaultAioHttpClient(limits=limits, timeout=timeout)
     except (AttributeError, RuntimeError):  # an openai without the aiohttp extra
         return openai.DefaultAsyncHttpxClient(limits=limits, timeout=timeout)
 
 
-def _limits_class() -> Any:
-    """`Limits` of the HTTP library the installed openai client is built on (httpx, or httpx2 in
-    openai 3.x): the pool size must be given in that library's own class."""
+def _http_library() -> Any:
+    """The HTTP library the installed openai client is built on (httpx, or httpx2 in openai 3.x):
+    the pool size and the raw response type must be given in that library's own classes."""
     base = openai.DefaultAsyncHttpxClient.__mro__[1]
-    return sys.modules[base.__module__.split(".")[0]].Limits
+    return sys.modules[base.__module__.split(".")[0]]
 
 
 def _to_response(completion: Any) -> Response:
+    """A chat.completion JSON object as a Response; TransientError when it is not one."""
     try:
-        choice = completion.choices[0]
-        text = choice.message.content
-    except (AttributeError, IndexError, TypeError):
+        choice = completion["choices"][0]
+        text = choice["message"].get("content")
+    except (KeyError, IndexError, TypeError, AttributeError):
         raise TransientError("malformed reply: no choices[0].message") from None
     if text is None:
         text = ""  # a refusal field or a tool call: the text reply is empty
-    usage = getattr(completion, "usage", None)
+    elif isinstance(text, list):  # content parts (some compatible servers)
+        text = "".join(part.get("text", "") for part in text if isinstance(part, dict))
+    elif not isinstance(text, str):
+        raise TransientError("malformed reply: message content is not text")
+    usage = completion.get("usage") or {}
+    try:
+        prompt_tokens = int(usage.get("prompt_tokens") or 0)
+        completion_tokens = int(usage.get("completion_tokens") or 0)
+    except (AttributeError, TypeError, ValueError):
+        prompt_tokens = completion_tokens = 0  # usage is informational: a bad one is not fatal
+    finish_reason = choice.get("finish_reason")
     return Response(
         text=text,
-        usage=Usage(
-            prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
-            completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
-        ),
-        finish_reason=getattr(choice, "finish_reason", None),
+        usage=Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens),
+        finish_reason=finish_reason if isinstance(finish_reason, str) else None,
     )
 
 

@@ -1,0 +1,181 @@
+"""The runner's request path, as tuned for hundreds of requests in flight (bench/throughput.py):
+replies read from the raw HTTP response, retries built only after a failure, no cyclic garbage
+on the success path, and collector settings applied for a run and undone after it."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from pathlib import Path
+
+import pytest
+from openai_server import count_tokens, default_reply
+
+from trustmh.models.base import TransientError
+from trustmh.models.openai_compat import OpenAICompatBackend, _to_response
+from trustmh.models.spec import parse_model_spec
+from trustmh.runner import (
+    GC_YOUNG_THRESHOLD,
+    Endpoint,
+    RetryPolicy,
+    Runner,
+    RunStats,
+    WorkItem,
+    collector_tuned_for_requests,
+)
+from trustmh.store import ResponseCache, RunStore, request_key
+from trustmh.tasks.registry import get_task
+from trustmh.types import GenParams, GenRequest, SampleRef, SampleScore
+
+
+def backend_for(server) -> OpenAICompatBackend:
+    spec = parse_model_spec(f"openai:test-model@{server.base_url}")
+    return OpenAICompatBackend(spec, api_key=None, timeout=5.0, concurrency=8)
+
+
+def request(text: str) -> GenRequest:
+    return GenRequest(
+        ({"role": "user", "content": text},), GenParams(max_tokens=64), SampleRef("t", text)
+    )
+
+
+def test_reply_text_and_usage_come_from_the_raw_response(fake_openai) -> None:
+    async def ask() -> tuple:
+        backend = backend_for(fake_openai)
+        try:
+            return await backend.generate(request("How are you today?"))
+        finally:
+            await backend.aclose()
+
+    response = asyncio.run(ask())
+    messages = [{"role": "user", "content": "How are you today?"}]
+    assert response.text == default_reply(messages)
+    assert response.usage.completion_tokens == count_tokens(response.text)
+    assert response.usage.prompt_tokens == count_tokens(messages[0]["content"])
+    assert response.finish_reason == "stop"
+
+
+@pytest.mark.parametrize(
+    ("message", "text"),
+    [
+        ({"content": None, "refusal": "no"}, ""),  # a refusal or a tool call: empty text
+        ({"content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}, "ab"),
+    ],
+)
+def test_reply_content_forms(message: dict, text: str) -> None:
+    reply = {"choices": [{"message": message, "finish_reason": "stop"}], "usage": None}
+    response = _to_response(reply)
+    assert (response.text, response.usage.prompt_tokens) == (text, 0)
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [{}, {"choices": []}, {"choices": None}, {"choices": [{"message": {"content": 3}}]}, [], "x"],
+)
+def test_malformed_replies_are_transient(reply) -> None:
+    with pytest.raises(TransientError, match="malformed reply"):
+        _to_response(reply)
+
+
+def test_first_failure_is_retried_and_counted(fake_openai) -> None:
+    fake_openai.set_faults([{"kind": "500", "first": 2}])
+
+    async def call(max_retries: int) -> tuple:
+        stats = RunStats()
+        backend = backend_for(fake_openai)
+        endpoint = Endpoint(backend, 4, RetryPolicy(max_retries, base_delay=0.01), stats)
+        try:
+            return await endpoint.call(request("Retry me")), stats
+        finally:
+            await backend.aclose()
+
+    (response, attempts), stats = asyncio.run(call(max_retries=3))
+    assert attempts == 3 and stats.retries == 2 and stats.requests == 3
+    assert [e["outcome"] for e in fake_openai.log()] == ["500", "500", "ok"]
+    assert response.text == default_reply([{"role": "user", "content": "Retry me"}])
+
+    fake_openai.set_faults([{"kind": "500", "first": 1}])
+    fake_openai.reset()
+    with pytest.raises(TransientError, match="HTTP 500"):
+        asyncio.run(call(max_retries=0))
+    assert len(fake_openai.log()) == 1
+
+
+def test_success_path_leaves_no_cyclic_garbage(fake_openai, tmp_path: Path) -> None:
+    """Per-request reference cycles (tenacity's retry state was one) make the collector pause
+    the event loop while hundreds of requests are in flight."""
+    task = get_task("smoke")
+    samples = list(task.samples(None, {}))[:40]
+
+    async def run() -> RunStats:
+        backend = backend_for(fake_openai)
+        stats = RunStats()
+        store, cache = RunStore(tmp_path / "run"), ResponseCache(tmp_path / "cache")
+        params = GenParams(temperature=0.0, max_tokens=32)
+        items = []
+        for sample in samples:
+            req = GenRequest(sample.messages, params, SampleRef("smoke", sample.id))
+            items.append(WorkItem(task, sample, req, request_key(backend.spec, req), {}))
+        endpoint = Endpoint(backend, 8, RetryPolicy(), stats)
+        try:
+            await Runner(store, cache, endpoint, None, stats).run(items, 8)
+        finally:
+            store.close()
+            cache.close()
+            await backend.aclose()
+        return stats
+
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        stats = asyncio.run(run())
+        gc.collect()
+        ours = [o for o in gc.garbage if type(o).__module__.startswith(("trustmh", "tenacity"))]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert stats.done == len(samples) and stats.errors == 0
+    assert ours == []
+
+
+def test_collector_settings_are_restored() -> None:
+    before = gc.get_threshold()
+    with collector_tuned_for_requests():
+        assert gc.get_threshold()[0] >= GC_YOUNG_THRESHOLD
+        assert gc.get_freeze_count() > 0
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+    gc.freeze()  # frozen by someone else: left frozen
+    try:
+        frozen = gc.get_freeze_count()
+        with collector_tuned_for_requests():
+            pass
+        assert gc.get_freeze_count() == frozen
+    finally:
+        gc.unfreeze()
+
+
+def test_redeclared_samples_write_only_what_changed(tmp_path: Path) -> None:
+    """A resumed run re-declares every sample: unchanged ones are left as stored, a sample whose
+    request changed is replaced and loses its old score."""
+    samples = list(get_task("smoke").samples(None, {}))[:3]
+    store = RunStore(tmp_path / "run")
+    try:
+        keys = {s.id: f"key-{s.id}" for s in samples}
+        assert store.add_samples("smoke", ((s, keys[s.id]) for s in samples)) == 0
+        for s in samples:
+            store.put_score("smoke", s, keys[s.id], SampleScore(1.0, "A"))
+        assert store.add_samples("smoke", ((s, keys[s.id]) for s in samples)) == 0
+        assert len(store.finished("smoke")) == 3
+
+        changed = samples[1]
+        keys[changed.id] = "key-new"
+        assert store.add_samples("smoke", ((s, keys[s.id]) for s in samples)) == 1
+        assert store.finished("smoke") == {(s.id, s.variant) for s in samples if s is not changed}
+        stored = dict(
+            store.conn.execute("SELECT sample_id, request_key FROM samples WHERE task='smoke'")
+        )
+        assert stored == keys
+    finally:
+        store.close()
