@@ -89,6 +89,8 @@ def test_mentalalign_writes_csv_figures_and_saves_for_lookup(
         ({"ratings": "crisis"}, "--ratings crisis needs exactly one --judge SPEC"),
         ({"judge": ["openai:gpt-4.1"]}, "--ratings crisis --judge SPEC"),
         ({"limit": 5}, "--limit applies to --ratings crisis only"),
+        ({"min_icc": float("nan")}, "--min-icc nan: give a finite number"),
+        ({"max_bias": float("inf")}, "--max-bias inf: give a finite number"),
     ],
 )
 def test_bad_flags_name_the_flag_and_the_fix(flags: dict, message: str, tmp_path: Path) -> None:
@@ -106,6 +108,36 @@ def test_a_bad_flag_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert result.stderr.strip() == (
         "error: --ratings crisis needs exactly one --judge SPEC, e.g. --judge openai:gpt-4.1"
     )
+
+
+def test_unwritable_out_is_one_error_and_the_figures_hint_names_the_extra(
+    real_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    from trustmh.cli_judge_check import judge_check
+    from trustmh.errors import UserError
+    from trustmh.judge_check import output
+
+    monkeypatch.setattr(output, "figures_available", lambda: False)
+    judge_check(judge=["gpt-4o"], resamples=1, out_dir=tmp_path / "out", data_dir=real_data)
+    assert "pip install 'trustmh[report]'" in capsys.readouterr().out  # not eaten as markup
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(UserError, match=r"^--out .*: cannot write there"):
+        judge_check(judge=["gpt-4o"], resamples=1, out_dir=blocker / "x", data_dir=real_data)
+
+
+def test_bias_figure_accepts_an_interval_that_excludes_the_estimate(tmp_path: Path) -> None:
+    from trustmh.judge_check import JudgeAgreement
+    from trustmh.judge_check.output import BIAS_NAME, write_figures
+
+    # a percentile bootstrap interval over few conversations can miss the point estimate
+    row = JudgeAgreement.from_flat({"judge": "openai:j", "attribute": "appropriateness",
+                                    "reference": "H1", "source": "crisis", "n_items": 6,
+                                    "n_conversations": 3, "icc_a1": 0.4, "icc_a1_ci_low": 0.5,
+                                    "icc_a1_ci_high": 0.9, "bias": 0.2, "bias_ci_low": 0.25,
+                                    "bias_ci_high": 0.6})  # fmt: skip
+    paths = write_figures([row], tmp_path)
+    assert (tmp_path / BIAS_NAME) in paths and (tmp_path / BIAS_NAME).stat().st_size > 0
 
 
 # --- crisis (live judge) ------------------------------------------------------------------------

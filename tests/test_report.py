@@ -240,3 +240,50 @@ def test_judges_show_their_measured_agreement(tmp_path: Path) -> None:
     other = rows[judged[1].id]
     if other.attribute.lower() != checked.lower():
         assert other.verdict is None and "not measured" in other.agreement
+
+
+def test_runs_with_one_label_keep_their_own_ranks(tmp_path: Path) -> None:
+    from trustmh.store import RunStore
+
+    # two runs named alike in folders named alike, and a third without a score
+    tasks = [SyntheticTask(ETHICS, 30, p_correct=0.8)]
+    same = [write_synthetic_run(tmp_path / p / "run", tasks, label="same", seed=seed)
+            for p, seed in (("a", 1), ("b", 2))]  # fmt: skip
+    blank = write_synthetic_run(tmp_path / "c", tasks, status_fn=lambda task, i: "error")
+    values = []
+    for run in same:
+        store = RunStore(run)
+        try:
+            values.append(next(m.value for m in store.results()[ETHICS] if m.primary))
+        finally:
+            store.close()
+    assert values[0] != values[1], "the seeds should give the two runs different scores"
+    report = make_report([*same, blank], reference=False)
+    assert len({r.label for r in report.runs}) == 3
+    [row] = report.rows
+    expected = [1 + sum(other > mine for other in values) for mine in values]
+    assert [c.rank for c in row.cells] == [*expected, None]  # type: ignore[union-attr]
+    files = write_report([*same, blank], tmp_path / "r.html", figures=False, reference=False)
+    page = files.html.read_text(encoding="utf-8")
+    assert "of 2</span>" in page and "of 3</span>" not in page  # ranked among the scored runs
+
+
+def test_figures_accept_an_interval_that_excludes_the_value(tmp_path: Path) -> None:
+    from trustmh.metrics import breakdown_name
+    from trustmh.store import RunStore
+    from trustmh.types import MetricValue
+
+    run = tmp_path / "run"
+    store = RunStore(run)
+    try:
+        store.set_meta("config", {"model": "m"})
+        # percentile bootstrap intervals need not contain the point estimate
+        store.put_results(ETHICS, [
+            MetricValue("accuracy", 0.5, 10, "higher", True, 0.55, 0.7),
+            *(MetricValue(breakdown_name("accuracy", dim, group), 0.4, 10, "higher", False, 0.45, 0.6)
+              for dim, group in (("level", "0.1"), ("level", "0.2"), ("method", "a"))),
+        ])  # fmt: skip
+    finally:
+        store.close()
+    files = write_report([run], tmp_path / "r.html", reference=False)
+    assert len(files.figures) == 3  # the radar, the level curve and the method bars

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from pathlib import Path
 from typing import Annotated
 
@@ -102,6 +103,9 @@ def judge_check(
     kind = ratings.strip().lower()
     if kind not in RATING_SETS:
         raise UserError(f"--ratings {ratings}: choose mentalalign or crisis")
+    for flag, value in (("--min-icc", min_icc), ("--max-bias", max_bias)):
+        if not math.isfinite(value):  # a NaN threshold would mark every judge trusted
+            raise UserError(f"{flag} {value}: give a finite number (defaults 0.6 and 0.5)")
     thresholds = Thresholds(min_icc, max_bias)
     if kind == "mentalalign":
         if limit is not None:
@@ -191,14 +195,19 @@ def _report(rows, notes, title, out_dir, figures, kind, out) -> None:
     Console(width=max(out.width, 180)).print(rich_table(rows, title))
     for line in notes:
         out.print(line, highlight=False, markup=False, soft_wrap=True)
-    written = [write_csv(rows, out_dir)]
-    if figures:
-        pngs = write_figures(rows, out_dir)
-        if not pngs:
-            out.print(
-                "figures skipped: matplotlib is not installed (pip install 'trustmh[report]')"
-            )
-        written += pngs
+    try:
+        written = [write_csv(rows, out_dir)]
+        pngs = write_figures(rows, out_dir) if figures else []
+    except OSError as exc:
+        raise UserError(
+            f"--out {out_dir}: cannot write there ({exc.strerror or exc}); choose another folder"
+        ) from None
+    if figures and not pngs:
+        out.print(
+            "figures skipped: matplotlib is not installed (pip install 'trustmh[report]')",
+            markup=False,  # "[report]" is not a style tag
+        )
+    written += pngs
     save_results(rows, kind)
     out.print(f"wrote {', '.join(str(p) for p in written)}", highlight=False, soft_wrap=True)
     out.print(f"saved for reports in {results_dir()}", highlight=False, soft_wrap=True)

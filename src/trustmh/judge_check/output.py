@@ -129,8 +129,11 @@ def write_figures(rows: list[JudgeAgreement], out_dir: Path) -> list[Path]:
                 continue
             ys.append(i - 0.4 + step * (j + 0.5))
             xs.append(est.value)
-            lows.append(est.value - (est.ci_low if est.ci_low is not None else est.value))
-            highs.append((est.ci_high if est.ci_high is not None else est.value) - est.value)
+            # a percentile interval need not contain the estimate; matplotlib rejects negative arms
+            lows.append(max(0.0, est.value - (est.ci_low if est.ci_low is not None else est.value)))
+            highs.append(
+                max(0.0, (est.ci_high if est.ci_high is not None else est.value) - est.value)
+            )
         ax.errorbar(xs, ys, xerr=[lows, highs], fmt="o", markersize=4, capsize=2, label=c)
     limit = rows[0].thresholds.max_abs_bias if rows else 0.5
     ax.axvline(0, color="black", linewidth=0.8)

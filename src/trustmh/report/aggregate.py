@@ -266,11 +266,16 @@ def _paper_model(spec: str, paper_models: Sequence[str]) -> str | None:
 
 
 def unique_labels(runs: Sequence[RunData]) -> None:
-    """Make run labels unique by adding the run folder name where two runs share a label."""
+    """Make run labels unique by adding the run folder name where two runs share a label, then the
+    run's position where that is not enough (the same folder name under two parents)."""
     counts = Counter(r.label for r in runs)
     for run in runs:
         if counts[run.label] > 1:
             run.label = f"{run.label} [{run.run_dir.name}]"
+    counts = Counter(r.label for r in runs)
+    for run in runs:
+        if counts[run.label] > 1:
+            run.label = f"{run.label} #{run.index + 1}"
 
 
 # ----------------------------------------------------------------------------------- computing
@@ -460,9 +465,8 @@ def judge_agreement(judge: str | None, attribute: str | None) -> tuple[str | Non
         return f"no judge-check result: {exc}", None
     if found is None:
         return f"not measured: run `trustmh judge-check --judge {judge}`", None
+    # summary() already names how lookup matched the judge (`matched_by`)
     summary = found.summary() if hasattr(found, "summary") else str(found)
-    if getattr(found, "matched_by", None):
-        summary += f" ({found.matched_by})"
     return summary, getattr(found, "verdict", None)
 
 
@@ -504,11 +508,11 @@ def build_report(run_dirs: Sequence[Path], paper: PaperRanks,
     ):
         reference = reproduced()
 
-    by_label = {run.label: run.results for run in runs}
+    by_index = {str(run.index): run.results for run in runs}  # labels may still collide
     rows: list[SubtaskRow] = []
     for t in task_ids:
         info = infos[t]
-        ranks = rank_models(by_label, t)
+        ranks = rank_models(by_index, t)
         ranked = sum(r is not None for r in ranks.values()) >= 2
         cells: list[Cell | None] = []
         for run in runs:
@@ -519,7 +523,7 @@ def build_report(run_dirs: Sequence[Path], paper: PaperRanks,
             metrics = metrics or []
             others = [m for m in metrics if not m.primary and split_metric_name(m.name)[1] is None]
             cell = Cell(primary_of(metrics), others, counts_of(run, t))
-            cell.rank = ranks.get(run.label) if ranked else None
+            cell.rank = ranks.get(str(run.index)) if ranked else None
             cell.placement = place(run, info, recorded, reference)
             if run.paper_model:
                 cell.paper_rank = (paper.by_subtask.get(t) or {}).get(run.paper_model)

@@ -91,8 +91,8 @@ def breakdown_png(report: Report, breakdown: Breakdown, path: Path) -> Path:
         if not keep:
             continue
         ys = [v.value for _, v in keep]
-        lows = [v.value - v.ci_low if v.ci_low is not None else 0 for _, v in keep]
-        highs = [v.ci_high - v.value if v.ci_high is not None else 0 for _, v in keep]
+        lows = [_error_bar(v.value, v.ci_low) for _, v in keep]
+        highs = [_error_bar(v.ci_high, v.value) for _, v in keep]
         if breakdown.curve:
             xs = [breakdown.points[i].x for i, _ in keep]
             ax.errorbar(xs, ys, yerr=[lows, highs], color=colour(run.index), marker="o",
@@ -125,6 +125,14 @@ def breakdown_png(report: Report, breakdown: Breakdown, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path)
     return path
+
+
+def _error_bar(upper: float | None, lower: float | None) -> float:
+    """Length of one error-bar arm, `upper - lower`; 0 when a bound is missing or non-finite, or
+    when a percentile interval does not contain the value (matplotlib rejects negative lengths)."""
+    if upper is None or lower is None or not math.isfinite(upper - lower):
+        return 0.0
+    return max(0.0, upper - lower)
 
 
 def write_figures(report: Report, folder: Path) -> list[Path]:
