@@ -274,6 +274,8 @@ def test_levels_parse_and_reject_bad_specs() -> None:
         ("char@1.5", "from 0 to 1"),
         ("sentence@1.5", "whole number"),
         ("sentence@51", "whole number"),
+        ("sentence@-1", "whole number"),
+        ("char@-0.5", "from 0 to 1"),
         ("char@0.1+char@0.2", "twice"),
     ]:
         with pytest.raises(UserError, match=why):
@@ -300,3 +302,13 @@ def test_cli_shows_the_perturbation_and_its_log() -> None:
     assert records[0]["seeds"]["char"] == regenerated[0].seeds["char"]
     bad = run_cli("perturb", "--operator", "sentence", "--intensity", "0.5", text)
     assert bad.returncode == 2 and "whole number" in bad.stderr
+
+
+def test_cli_flags_are_checked_and_small_intensities_are_written_out() -> None:
+    text = "I can't sleep and I feel so alone."
+    bad_segmenter = run_cli("perturb", "--segmenter", "bogus", text)  # no Chinese in the text
+    assert bad_segmenter.returncode == 2 and "segmenter 'bogus'" in bad_segmenter.stderr
+    assert len(bad_segmenter.stderr.strip().splitlines()) == 1
+    tiny = run_cli("perturb", "--json", "--intensity", "0.00001", text)  # :g would give 1e-05
+    assert tiny.returncode == 0, tiny.stderr
+    assert json.loads(tiny.stdout)["level"] == perturb(text, "char@0.00001").level

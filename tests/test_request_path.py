@@ -12,7 +12,7 @@ import pytest
 from openai_server import count_tokens, default_reply
 
 from trustmh.models.base import TransientError
-from trustmh.models.openai_compat import OpenAICompatBackend, _to_response
+from trustmh.models.openai_compat import OpenAICompatBackend, _short, _to_response
 from trustmh.models.spec import parse_model_spec
 from trustmh.runner import (
     GC_YOUNG_THRESHOLD,
@@ -60,12 +60,20 @@ def test_reply_text_and_usage_come_from_the_raw_response(fake_openai) -> None:
     [
         ({"content": None, "refusal": "no"}, ""),  # a refusal or a tool call: empty text
         ({"content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}, "ab"),
+        ({"content": [{"type": "text", "text": None}, {"type": "text", "text": "b"}]}, "b"),
     ],
 )
-def test_reply_content_forms(message: dict, text: str) -> None:
-    reply = {"choices": [{"message": message, "finish_reason": "stop"}], "usage": None}
+@pytest.mark.parametrize("usage", [None, {"prompt_tokens": float("inf")}, {"prompt_tokens": "x"}])
+def test_reply_content_forms(message: dict, text: str, usage) -> None:
+    reply = {"choices": [{"message": message, "finish_reason": "stop"}], "usage": usage}
     response = _to_response(reply)
     assert (response.text, response.usage.prompt_tokens) == (text, 0)
+
+
+def test_error_text_from_the_server_never_shows_the_api_key() -> None:
+    key = "sk-test-0123456789"
+    shown = _short(ValueError(f"Error code: 403 - key {key} lacks access\nto m"), key)
+    assert key not in shown and "***" in shown and "\n" not in shown
 
 
 @pytest.mark.parametrize(

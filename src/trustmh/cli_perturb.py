@@ -32,11 +32,16 @@ def level_spec(operator: str, intensity: float | None, sentences: int) -> str:
     if operator not in OPERATOR_CHOICES:
         raise UserError(f"--operator {operator!r}: use one of {', '.join(OPERATOR_CHOICES)}")
     if operator == "sentence":
-        return f"sentence@{1 if intensity is None else intensity:g}"
-    x = 0.1 if intensity is None else intensity
+        return f"sentence@{_plain(1 if intensity is None else intensity)}"
+    x = _plain(0.1 if intensity is None else intensity)
     if operator == "all":
-        return f"char@{x:g}+word@{x:g}+sentence@{sentences}"
-    return f"{operator}@{x:g}"
+        return f"char@{x}+word@{x}+sentence@{sentences}"
+    return f"{operator}@{x}"
+
+
+def _plain(x: float) -> str:
+    """A number without an exponent (`:g` writes 1e-05, which no level string parses)."""
+    return f"{x:.10f}".rstrip("0").rstrip(".") if x == x else str(x)
 
 
 def perturb(
@@ -85,6 +90,9 @@ def perturb(
 ) -> None:
     """Perturb a text as the robustness subtasks do, e.g. `trustmh perturb --operator char --intensity 0.2 TEXT`."""
     from trustmh.transforms.perturb import DEFAULT_LEVELS_SPEC, parse_levels, perturb_levels
+    from trustmh.transforms.segment import segmenter_name
+
+    segmenter_name(segmenter)  # a bad --segmenter fails even when the text has no Chinese
 
     if not text or text == ["-"]:
         if sys.stdin is None or sys.stdin.isatty():

@@ -98,18 +98,18 @@ class OpenAICompatBackend:
             ) from None
         except openai.PermissionDeniedError as exc:
             raise FatalBackendError(
-                f"{self.spec}: permission denied ({exc.status_code}): {_short(exc)}"
+                f"{self.spec}: permission denied ({exc.status_code}): {_short(exc, self._api_key)}"
             ) from None
         except openai.NotFoundError as exc:
             raise FatalBackendError(
-                f"{self.spec}: not found ({exc.status_code}): is the model name right and the URL the API root (…/v1)? {_short(exc)}"
+                f"{self.spec}: not found ({exc.status_code}): is the model name right and the URL the API root (…/v1)? {_short(exc, self._api_key)}"
             ) from None
         except openai.APIStatusError as exc:
             if exc.status_code >= 500 or exc.status_code in (408, 409):
                 raise TransientError(
                     f"HTTP {exc.status_code}", retry_after_seconds(exc.response.headers)
                 ) from None
-            raise SampleError(f"HTTP {exc.status_code}: {_short(exc)}") from None
+            raise SampleError(f"HTTP {exc.status_code}: {_short(exc, self._api_key)}") from None
         except openai.APITimeoutError:
             raise TransientError("request timed out") from None
         except openai.APIConnectionError as exc:
@@ -158,14 +158,18 @@ def _to_response(completion: Any) -> Response:
     if text is None:
         text = ""  # a refusal field or a tool call: the text reply is empty
     elif isinstance(text, list):  # content parts (some compatible servers)
-        text = "".join(part.get("text", "") for part in text if isinstance(part, dict))
+        text = "".join(
+            part["text"]
+            for part in text
+            if isinstance(part, dict) and isinstance(part.get("text"), str)
+        )
     elif not isinstance(text, str):
         raise TransientError("malformed reply: message content is not text")
     usage = completion.get("usage") or {}
     try:
         prompt_tokens = int(usage.get("prompt_tokens") or 0)
         completion_tokens = int(usage.get("completion_tokens") or 0)
-    except (AttributeError, TypeError, ValueError):
+    except (AttributeError, TypeError, ValueError, OverflowError):  # OverflowError: Infinity
         prompt_tokens = completion_tokens = 0  # usage is informational: a bad one is not fatal
     finish_reason = choice.get("finish_reason")
     return Response(
@@ -175,5 +179,10 @@ def _to_response(completion: Any) -> Response:
     )
 
 
-def _short(exc: Exception) -> str:
-    return str(exc).replace("\n", " ")[:200]
+def _short(exc: Exception, api_key: str | None) -> str:
+    """The error's message on one line, cut short, with the API key masked (a server may echo
+    it, and this text is printed and stored with the sample)."""
+    text = str(exc)
+    if api_key:
+        text = text.replace(api_key, "***")
+    return text.replace("\n", " ")[:200]

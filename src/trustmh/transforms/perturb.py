@@ -59,7 +59,7 @@ SYMBOLS = "@$#.,"
 LOOKALIKES = {"a": "α", "o": "0", "e": "3", "i": "1", "s": "$", "l": "1"}
 _KEY_ROWS = ("qwertyuiop", "asdfghjkl", "zxcvbnm")
 _MOVE_OFFSETS = (-3, -2, -1, 1, 2, 3)
-_LEVEL_RE = re.compile(r"^(?P<op>[a-z]+)@(?P<x>[0-9]*\.?[0-9]+)$")
+_LEVEL_RE = re.compile(r"^(?P<op>[a-z]+)@(?P<x>[-+]?[0-9]*\.?[0-9]+)$")
 
 
 def _keyboard_neighbours() -> dict[str, str]:
@@ -108,14 +108,16 @@ def parse_level(spec: str) -> Level:
             raise UserError(
                 f"level {spec!r}: {step.strip()!r} is not OPERATOR@INTENSITY, e.g. char@0.1+word@0.1+sentence@1"
             )
-        op, x = match["op"], float(match["x"])
+        op, x = match["op"], float(match["x"]) + 0.0  # + 0.0: -0 is 0
         if op not in OPERATORS:
             raise UserError(f"level {spec!r}: unknown operator {op!r}; use {', '.join(OPERATORS)}")
         if op in found:
             raise UserError(f"level {spec!r}: operator {op} appears twice")
         if op in FRACTION_OPERATORS and not 0 <= x <= 1:
             raise UserError(f"level {spec!r}: {op} intensity is a share of units, from 0 to 1")
-        if op == "sentence" and (not x.is_integer() or x > len(irrelevant_sentences("en"))):
+        if op == "sentence" and (
+            not x.is_integer() or not 0 <= x <= len(irrelevant_sentences("en"))
+        ):
             raise UserError(
                 f"level {spec!r}: sentence intensity is a whole number of sentences, "
                 f"0 to {len(irrelevant_sentences('en'))}"
