@@ -294,6 +294,8 @@ async def run_evaluation(
             metrics = task.aggregate(scored, task_options(cfg, task))  # type: ignore[misc]
             store.put_results(task.id, metrics)
             summary.results[task.id] = metrics
+        # in the order the user selected them ("not scored: no judge" rows were set up first)
+        summary.results = {t: summary.results[t] for t in selected_ids if t in summary.results}
         summary.status = "complete" if remaining == 0 else "incomplete"
         store.set_meta("status", summary.status)
         store.set_meta("finished", datetime.now().isoformat(timespec="seconds"))
