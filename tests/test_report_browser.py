@@ -5,6 +5,7 @@ script. Expected counts are read from the runs' SQLite stores."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sqlite3
 import tempfile
@@ -14,6 +15,7 @@ import pytest
 from browser import chromium
 from conftest import run_cli
 from openai_server import FakeOpenAIServer, default_reply
+from playwright.sync_api import expect
 from report_synthetic import SyntheticTask, write_synthetic_run
 
 from trustmh.metrics import breakdown_name
@@ -130,7 +132,8 @@ def test_report_renders_and_drills_down_in_chromium(browser, real_report: dict) 
     # click from the live run's ethics row into its samples, then filter the wrong ones
     block = page.locator(f"#subtask-table tbody.subtask[data-task='{ETHICS}']")
     block.locator("a", has_text="samples").nth(1).click()
-    page.wait_for_function("document.getElementById('dd-title').textContent.includes('ethics')")
+    # a locator wait, not wait_for_function: the page's CSP forbids the eval that would need
+    expect(page.locator("#dd-title")).to_contain_text("ethics")
     n_samples = query(live, "SELECT COUNT(*) FROM scores WHERE task=?", ETHICS)[0][0]
     assert page.locator("#dd-rows tr.item").count() == min(n_samples, 50)
     assert page.locator("#dd-run").input_value() == "1"
@@ -232,7 +235,7 @@ def test_hostile_model_output_runs_no_script(browser, hostile_report: Path) -> N
     assert HOSTILE[3] in page.locator("header").inner_text()  # the run label, as text
     # a subtask id full of quotes and markup still links to its own samples
     page.locator("#subtask-table tbody.subtask").nth(1).locator("a", has_text="samples").click()
-    page.wait_for_function("document.getElementById('dd-title').textContent.startsWith('x.')")
+    expect(page.locator("#dd-title")).to_have_text(re.compile(r"^x\."))
     assert page.locator("#dd-title").inner_text().startswith("x.<b>'\"task")
     assert page.locator("#dd-rows tr.item").count() == 3
     assert page.evaluate("window.__pwned") is None
