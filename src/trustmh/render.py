@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from rich.console import Console
@@ -16,6 +17,14 @@ from trustmh.types import MetricValue
 def fmt(value: float | None, digits: int = 4) -> str:
     """A number for tables ("n/a" when missing)."""
     return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def folded_table(title: str, columns: Sequence[str]) -> Table:
+    """A table with these columns, long cells folded onto several lines rather than cut."""
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    return table
 
 
 def metric_row(task: str, m: MetricValue) -> list[str]:
@@ -52,9 +61,10 @@ def breakdown_rows(task: str, metrics: list[MetricValue]) -> list[list[str]]:
 
 def print_summary(summary: RunSummary, console: Console) -> None:
     """The results table of a run (overall metrics, then breakdowns by group) and its counters."""
-    table = Table(title=f"{summary.model_label} — {summary.run_dir}", show_lines=False)
-    for col in ("subtask", "metric", "value", "95% CI", "n", "refused/unparsed/errors", "note"):
-        table.add_column(col, overflow="fold")
+    table = folded_table(
+        f"{summary.model_label} — {summary.run_dir}",
+        ("subtask", "metric", "value", "95% CI", "n", "refused/unparsed/errors", "note"),
+    )
     breakdowns: list[list[str]] = []
     for task, metrics in summary.results.items():
         for m in metrics:
@@ -63,9 +73,10 @@ def print_summary(summary: RunSummary, console: Console) -> None:
         breakdowns.extend(breakdown_rows(task, metrics))
     console.print(table)
     if breakdowns:
-        detail = Table(title="breakdowns (all values and intervals: report.html / report.csv)")
-        for col in ("subtask", "metric by group", "values"):
-            detail.add_column(col, overflow="fold")
+        detail = folded_table(
+            "breakdowns (all values and intervals: report.html / report.csv)",
+            ("subtask", "metric by group", "values"),
+        )
         for row in breakdowns:
             detail.add_row(*row)
         console.print(detail)
@@ -118,9 +129,10 @@ def print_runs(root: Path, console: Console) -> None:
     if not dbs:
         console.print(f"no runs under {root}")
         return
-    table = Table(title=f"runs under {root}")
-    for col in ("run", "model", "subtasks", "scored/samples", "errors", "status", "started"):
-        table.add_column(col, overflow="fold")
+    table = folded_table(
+        f"runs under {root}",
+        ("run", "model", "subtasks", "scored/samples", "errors", "status", "started"),
+    )
     for db in dbs:
         store = RunStore(db.parent)
         try:
@@ -150,15 +162,13 @@ def print_models(console: Console, data_dir: Path | None) -> None:
     from trustmh.data.sources import resolve_data_context
     from trustmh.models.replay import recorded_models
 
-    forms = Table(title="model specs")
-    for col in ("spec", "backend", "key"):
-        forms.add_column(col, overflow="fold")
+    forms = folded_table("model specs", ("spec", "backend", "key"))
     for row in SPEC_FORMS:
         forms.add_row(*row)
     console.print(forms)
-    recorded = Table(title="recorded models (replay:NAME)")
-    for col in ("NAME", "recorded as", "group", "subtasks"):
-        recorded.add_column(col, overflow="fold")
+    recorded = folded_table(
+        "recorded models (replay:NAME)", ("NAME", "recorded as", "group", "subtasks")
+    )
     for m in recorded_models(resolve_data_context(data_dir)):
         recorded.add_row(m.name, m.recorded_id, m.group, ", ".join(m.subtasks))
     console.print(recorded)
