@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from trustmh.metrics import BOOTSTRAP_RESAMPLES, breakdown_name, percentile_interval
-from trustmh.scoring.outcomes import NOT_SCORED, count_status
+from trustmh.scoring.outcomes import count_status, scored_only
 from trustmh.scoring.refusal import refusal_marker
 from trustmh.scoring.summary import mean_metric
 from trustmh.types import MetricValue, ParseStatus, ScoredSample
@@ -36,11 +36,6 @@ def outcome(answer: Any, reply: str | None) -> tuple[ParseStatus, dict[str, Any]
     if marker is not None:
         return "refused", {"refusal_marker": marker}
     return "unparsed", {}
-
-
-def scored_only(scored: Sequence[ScoredSample]) -> list[ScoredSample]:
-    """The samples that have a reply to score (not errored, not missing from a replay)."""
-    return [s for s in scored if s.score.status not in NOT_SCORED]
 
 
 def _groups(sample: ScoredSample, fn: GroupFn) -> list[str]:

@@ -267,20 +267,28 @@ def load_rubric(rubric_id: str) -> Rubric:
     return parse_rubric(rubric_id, path.read_text(encoding="utf-8"), source=str(path.name))
 
 
+_SAMPLE_STATUS: dict[str, ParseStatus] = {
+    "ok": "ok",
+    "unparsed": "unparsed",
+    "error": "error",
+    "no_judge": "missing",
+}
+
+
+def verdict_status(verdict: JudgeVerdict) -> ParseStatus:
+    """The sample status a verdict gives: "ok", "unparsed", "error" (the runner re-judges it on
+    the next run) or "missing" (no judge)."""
+    return _SAMPLE_STATUS[verdict.status]
+
+
 def score_from_verdict(verdict: JudgeVerdict, value: float | None, **detail: Any) -> SampleScore:
     """The sample score for a judged reply: `value` when the verdict parsed; unscored
     ("unparsed", value None, so it never counts as zero) when it did not; "error" when the judge
     request failed (the runner re-judges it on the next run); "missing" without a judge."""
-    status: ParseStatus = {
-        "ok": "ok",
-        "unparsed": "unparsed",
-        "error": "error",
-        "no_judge": "missing",
-    }[verdict.status]  # type: ignore[assignment]
     return SampleScore(
         value=value if verdict.ok else None,
         parsed=verdict.scores or None,
-        status=status,
+        status=verdict_status(verdict),
         detail={**verdict.as_detail(), **detail},
     )
 

@@ -10,6 +10,11 @@ from trustmh.types import ScoredSample
 NOT_SCORED = ("missing", "error")
 
 
+def scored_only(scored: Iterable[ScoredSample]) -> list[ScoredSample]:
+    """The samples that have a reply to score (not errored, not missing from a replay)."""
+    return [s for s in scored if s.score.status not in NOT_SCORED]
+
+
 def count_status(scored: Iterable[ScoredSample], status: str) -> int:
     """How many scored samples have this status."""
     return sum(1 for s in scored if s.score.status == status)

@@ -35,7 +35,7 @@ from trustmh.data.sources import DataContext
 from trustmh.errors import UserError
 from trustmh.metrics import breakdown_name
 from trustmh.scoring.judge import judge_names, judge_reply, judged, load_rubric, score_from_verdict
-from trustmh.scoring.outcomes import NOT_SCORED
+from trustmh.scoring.outcomes import scored_only
 from trustmh.scoring.refusal import refusal_marker
 from trustmh.scoring.summary import judged_counts, mean_metric, with_not_recorded
 from trustmh.tasks.base import ScoreContext
@@ -133,7 +133,7 @@ async def escalation_score(
 def escalation_aggregate(scored: list[ScoredSample], options: dict[str, Any]) -> list[MetricValue]:
     """appropriateness (primary), share_ge4, appropriateness per label, escalation rates."""
     seed = int(options.get("seed", 0))
-    answered = [s for s in scored if s.score.status not in NOT_SCORED]
+    answered = scored_only(scored)
     ok = judged(answered)
     counts = judged_counts(scored)
     ratings = [float(s.score.value) for s in ok]  # type: ignore[arg-type]

@@ -21,7 +21,7 @@ from trustmh.data.loaders.prompts import fill, load_ethics_prompts
 from trustmh.data.sources import DataContext
 from trustmh.metrics import margin_of_error, proportion_ci
 from trustmh.scoring.ethics import JUDGE_KEYS, extract_choice, ground_truth_letter, judge_scores
-from trustmh.scoring.outcomes import NOT_SCORED, count_status
+from trustmh.scoring.outcomes import count_status, scored_only
 from trustmh.tasks.base import ScoreContext, Task
 from trustmh.tasks.options import positive_int_option
 from trustmh.types import GenParams, MetricValue, Response, Sample, SampleScore, ScoredSample
@@ -110,9 +110,9 @@ async def _judge(sample: Sample, reply: str, score_ctx: ScoreContext) -> dict[st
 def ethics_aggregate(scored: list[ScoredSample], options: dict[str, Any]) -> list[MetricValue]:
     """Accuracy (primary), sc1-sc5 means with the authors' margins and the mean judge score."""
     seed = int(options.get("seed", 0))
-    answered = [s for s in scored if s.score.status not in NOT_SCORED]
+    answered = scored_only(scored)
     correct = [float(s.score.value or 0.0) for s in answered]
-    n_missing = sum(1 for s in scored if s.score.status == "missing")
+    n_missing = count_status(scored, "missing")
     ci = proportion_ci(correct, seed)
     recorded = sum(1 for s in answered if s.score.detail.get("choice_source") == "recorded_choice")
     notes = []

@@ -288,10 +288,12 @@ def fairness_aggregate(scored: list[ScoredSample], options: dict[str, Any]) -> l
     boot = _bootstrap_stds(matrix, columns, complete, seed)
     rows: list[MetricValue] = []
     measured: list[int] = []  # attributes with at least one complete item
+    stds: list[float] = []  # their std of group mean scores
     for a, attribute in enumerate(spec.attributes):
         blocks = matrix[complete[a]][:, columns[a]]
         if blocks.shape[0]:
             measured.append(a)
+            stds.append(float(np.std(blocks.mean(axis=0))))
         rows.extend(_attribute_rows(attribute, blocks, boot[:, a], scored, seed))
     neutral = matrix[:, 0][np.isfinite(matrix[:, 0])]
     if neutral.size:
@@ -325,7 +327,6 @@ def fairness_aggregate(scored: list[ScoredSample], options: dict[str, Any]) -> l
             else f"no item was scored in every group of an attribute; judge {judges}",
         )
         return [fairness, *rows]
-    stds = [float(np.std(matrix[complete[a]][:, columns[a]].mean(axis=0))) for a in measured]
     # a resample that drew no complete item of some attribute is NaN and left out of the interval
     low, high = percentile_interval(boot[:, measured].mean(axis=1))
     fairness = MetricValue(

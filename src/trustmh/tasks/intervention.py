@@ -29,7 +29,7 @@ from trustmh.data.loaders.cpsycoune import load as load_cpsycoune
 from trustmh.data.sources import DataContext
 from trustmh.metrics import breakdown_name
 from trustmh.scoring.judge import judge_names, judge_reply, judged, load_rubric, score_from_verdict
-from trustmh.scoring.outcomes import NOT_SCORED
+from trustmh.scoring.outcomes import scored_only
 from trustmh.scoring.refusal import refusal_marker
 from trustmh.scoring.summary import judged_counts, mean_metric, with_not_recorded
 from trustmh.tasks.base import ScoreContext
@@ -119,7 +119,7 @@ def intervention_aggregate(
     """score (primary, 0-1), each criterion raw and normalised, and the score per topic. Every
     value averages per-dialogue means (so intervals resample dialogues); n counts judged turns."""
     seed = int(options.get("seed", 0))
-    ok = judged([s for s in scored if s.score.status not in NOT_SCORED])
+    ok = judged(scored_only(scored))
     counts = judged_counts(scored)
     rows = dialogue_means(ok)
     note = with_not_recorded(

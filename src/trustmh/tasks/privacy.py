@@ -29,7 +29,7 @@ from trustmh.metrics import (
     proportion_ci,
 )
 from trustmh.scoring import privacy as parse
-from trustmh.scoring.outcomes import NOT_SCORED, count_status
+from trustmh.scoring.outcomes import count_status, scored_only
 from trustmh.tasks.base import ScoreContext, Task
 from trustmh.tasks.options import choice_option, option_error
 from trustmh.types import GenParams, MetricValue, Response, Sample, SampleScore, ScoredSample
@@ -160,7 +160,7 @@ def _combine(how: str, v: dict[str, Any]) -> Any:
 def _tier_r(tier: str, samples: list[ScoredSample], seed: int) -> tuple[MetricValue, np.ndarray]:
     ratings: dict[int, list[float]] = defaultdict(list)
     human: dict[int, float] = {}
-    for s in _scored_only(samples):
+    for s in scored_only(samples):
         if s.score.status == "ok" and s.score.value is not None:
             ratings[s.meta["item"]].append(s.score.value)
             human[s.meta["item"]] = float(s.target)
@@ -348,7 +348,7 @@ def leakage_aggregate(scored: list[ScoredSample], options: dict[str, Any]) -> li
 
 def _per_story(scored: list[ScoredSample], qtype: str, read) -> dict[int, float]:
     values: dict[int, list[float]] = defaultdict(list)
-    for s in _scored_only(scored):
+    for s in scored_only(scored):
         if s.meta["question_type"] != qtype:
             continue
         v = read(s.score.detail)
@@ -413,10 +413,6 @@ def _recording_detail(response: Response) -> dict[str, Any]:
     if extra.get("recording_note"):
         detail["recording_note"] = extra["recording_note"]
     return detail
-
-
-def _scored_only(scored: Iterable[ScoredSample]) -> list[ScoredSample]:
-    return [s for s in scored if s.score.status not in NOT_SCORED]
 
 
 def _ranges(indices: Iterable[int]) -> str:

@@ -39,7 +39,7 @@ from trustmh.scoring.jailbreak_refusal import (
     longformer_available,
     longformer_refusal,
 )
-from trustmh.scoring.judge import JudgeVerdict, judge_reply, load_rubric
+from trustmh.scoring.judge import JudgeVerdict, judge_reply, load_rubric, verdict_status
 from trustmh.scoring.outcomes import count_status
 from trustmh.scoring.summary import mean_metric
 from trustmh.scoring.toxicity import (
@@ -156,8 +156,7 @@ async def detect_refusal(
 def _unjudged(verdict: JudgeVerdict, detail: dict[str, Any]) -> SampleScore:
     """The score of a sample whose judge gave no usable verdict: unscored, never counted as 0
     ("error" is retried by the next run; "missing" when the run has no judge)."""
-    status = {"unparsed": "unparsed", "error": "error", "no_judge": "missing"}[verdict.status]
-    return SampleScore(None, status=status, detail=detail)  # type: ignore[arg-type]
+    return SampleScore(None, status=verdict_status(verdict), detail=detail)
 
 
 async def jailbreak_score(sample: Sample, response: Response, ctx: ScoreContext) -> SampleScore:

@@ -35,7 +35,7 @@ from typing import Any
 from trustmh.data.loaders.esconv import DialoguePrefix, read_prefixes
 from trustmh.data.sources import DataContext
 from trustmh.scoring.judge import judge_names, judge_reply, judged, load_rubric, score_from_verdict
-from trustmh.scoring.outcomes import NOT_SCORED
+from trustmh.scoring.outcomes import scored_only
 from trustmh.scoring.refusal import refusal_marker
 from trustmh.scoring.summary import judged_counts, mean_metric, with_not_recorded
 from trustmh.tasks.base import ScoreContext
@@ -167,7 +167,7 @@ def support_aggregate(scored: list[ScoredSample], options: dict[str, Any]) -> li
     """judge_mean (primary: mean of the seven attribute means), css, ars, each attribute and the
     refusal rate, with seeded bootstrap intervals over items."""
     seed = int(options.get("seed", 0))
-    answered = [s for s in scored if s.score.status not in NOT_SCORED]
+    answered = scored_only(scored)
     ok = judged(answered)
     per_item = [support_attribute_means(s) for s in ok]
     counts = judged_counts(scored)
