@@ -32,8 +32,8 @@ from trustmh.data.loaders import mh_crisis
 from trustmh.data.records import read_json_records
 from trustmh.data.sources import DataContext
 from trustmh.errors import UserError
-from trustmh.judge_check.results import JudgeAgreement, Thresholds, agreement_row
-from trustmh.judge_check.stats import DEFAULT_RESAMPLES, pair_tables, resample_weights
+from trustmh.judge_check.results import JudgeAgreement, Thresholds, compare_scores
+from trustmh.judge_check.stats import DEFAULT_RESAMPLES, resample_weights
 from trustmh.scoring.judge import JudgeVerdict, load_rubric, score_from_verdict
 from trustmh.tasks.base import ScoreContext, Task
 from trustmh.tasks.escalation import RUBRIC as ESCALATION_RUBRIC
@@ -226,37 +226,35 @@ def crisis_rows(
         e: np.array([_as_float(item.scores[e]) for item in items], dtype=np.float64)
         for e in EXPERTS
     }
-    rows = []
-    for expert, ref in expert_scores.items():
-        has_ref, has_judge = np.isfinite(ref), np.isfinite(judge_scores)
-        both = has_ref & has_judge
-        rows.append(
-            agreement_row(
-                judge=judge,
-                attribute=ATTRIBUTE,
-                reference=expert,
-                source=SOURCE,
-                pairs=pair_tables(ref[both], judge_scores[both], cluster[both], len(items)),
-                weights=weights,
-                thresholds=thresholds,
-                n_skipped_reference=int((~has_ref).sum()),
-                n_skipped_judge=int((has_ref & ~has_judge).sum()),
-                created=created,
-            )
+    rows = [
+        compare_scores(
+            ref,
+            judge_scores,
+            cluster,
+            len(items),
+            judge=judge,
+            attribute=ATTRIBUTE,
+            reference=expert,
+            source=SOURCE,
+            weights=weights,
+            thresholds=thresholds,
+            created=created,
         )
+        for expert, ref in expert_scores.items()
+    ]
     first, second = (expert_scores[e] for e in EXPERTS)
-    both = np.isfinite(first) & np.isfinite(second)
     rows.append(
-        agreement_row(
+        compare_scores(
+            first,
+            second,
+            cluster,
+            len(items),
             judge=EXPERTS[1],
             attribute=ATTRIBUTE,
             reference=EXPERTS[0],
             source=SOURCE,
-            pairs=pair_tables(first[both], second[both], cluster[both], len(items)),
             weights=weights,
             thresholds=thresholds,
-            n_skipped_reference=int((~np.isfinite(first)).sum()),
-            n_skipped_judge=int((np.isfinite(first) & ~np.isfinite(second)).sum()),
             kind="ceiling",
             created=created,
         )

@@ -18,8 +18,8 @@ import numpy as np
 from trustmh.data.loaders import mentalalign as ma
 from trustmh.data.sources import DataContext
 from trustmh.errors import UserError
-from trustmh.judge_check.results import JudgeAgreement, Thresholds, agreement_row
-from trustmh.judge_check.stats import DEFAULT_RESAMPLES, pair_tables, resample_weights
+from trustmh.judge_check.results import JudgeAgreement, Thresholds, compare_scores
+from trustmh.judge_check.stats import DEFAULT_RESAMPLES, resample_weights
 
 SOURCE = "mentalalign"
 JUDGE_PREFIX = "mentalalign:"
@@ -111,22 +111,18 @@ def analyse(
     for name in resolve_judges(judges):
         rater = ma.RATERS.index(name)
         for attribute in ATTRIBUTES:
-            ref = attribute_scores(cube, human, attribute)
-            jud = attribute_scores(cube, rater, attribute)
-            has_ref, has_judge = np.isfinite(ref), np.isfinite(jud)
-            both = has_ref & has_judge
-            pairs = pair_tables(ref[both], jud[both], cluster[both], n_conv)
             rows.append(
-                agreement_row(
+                compare_scores(
+                    attribute_scores(cube, human, attribute),
+                    attribute_scores(cube, rater, attribute),
+                    cluster,
+                    n_conv,
                     judge=judge_key(name),
                     attribute=attribute,
                     reference=HUMAN,
                     source=SOURCE,
-                    pairs=pairs,
                     weights=weights,
                     thresholds=thresholds,
-                    n_skipped_reference=int((~has_ref).sum()),
-                    n_skipped_judge=int((has_ref & ~has_judge).sum()),
                     created=created,
                 )
             )

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from trustmh.judge_check.stats import STATISTICS, Estimate, PairTables, estimate_all
+from trustmh.judge_check.stats import STATISTICS, Estimate, PairTables, estimate_all, pair_tables
 
 RowKind = Literal["judge", "ceiling"]
 TRUSTED = "trusted"
@@ -201,6 +201,25 @@ def agreement_row(
         resamples=0 if weights is None else int(weights.shape[0]),
         created=created,
         thresholds=thresholds,
+    )
+
+
+def compare_scores(
+    reference_scores: np.ndarray,
+    judge_scores: np.ndarray,
+    cluster: np.ndarray,
+    n_clusters: int,
+    **row: Any,
+) -> JudgeAgreement:
+    """`agreement_row` on two raters' scores (NaN = unscored): items the reference left unscored
+    count as `n_skipped_reference`, scored items the judge did not rate as `n_skipped_judge`."""
+    has_ref, has_judge = np.isfinite(reference_scores), np.isfinite(judge_scores)
+    both = has_ref & has_judge
+    return agreement_row(
+        pairs=pair_tables(reference_scores[both], judge_scores[both], cluster[both], n_clusters),
+        n_skipped_reference=int((~has_ref).sum()),
+        n_skipped_judge=int((has_ref & ~has_judge).sum()),
+        **row,
     )
 
 

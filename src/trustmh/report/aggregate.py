@@ -19,7 +19,7 @@ from trustmh import __version__
 from trustmh.errors import UserError
 from trustmh.metrics import split_metric_name
 from trustmh.report.reference import PaperRank, PaperRanks, ReproducedScores, recorded_subtasks
-from trustmh.reproduce_table import rank_models
+from trustmh.reproduce_table import pillar_of, primary_metric, rank_models
 from trustmh.store import RUN_DB, RunStore
 from trustmh.tasks.base import Task
 from trustmh.tasks.registry import all_tasks
@@ -190,10 +190,10 @@ def task_info(
     task_id: str, registry: Mapping[str, Task], metrics: Sequence[MetricValue]
 ) -> TaskInfo:
     """Registry facts about a subtask; a subtask no longer registered falls back to its id."""
-    primary = next((m for m in metrics if m.primary), None)
+    primary = primary_metric(metrics)
     task = registry.get(task_id)
     if task is None:
-        return TaskInfo(task_id, task_id, task_id.split(".", 1)[0], "-", "?", primary.name if primary else "?",
+        return TaskInfo(task_id, task_id, pillar_of(task_id), "-", "?", primary.name if primary else "?",
                         primary.direction if primary else "higher", True, None)  # fmt: skip
     return TaskInfo(
         id=task.id,
@@ -285,11 +285,6 @@ def _finite(value: float | None) -> bool:
     return value is not None and math.isfinite(value)
 
 
-def primary_of(metrics: Sequence[MetricValue]) -> MetricValue | None:
-    """The primary metric of a subtask's results, if any."""
-    return next((m for m in metrics if m.primary), None)
-
-
 def counts_of(run: RunData, task_id: str) -> dict[str, int]:
     """Sample counts of a run's subtask: samples, refused, unparsed, failed (error, missing, pending)."""
     status = run.status.get(task_id, Counter())
@@ -327,7 +322,7 @@ def place(run: RunData, task: TaskInfo, recorded: set[str],
     """Rank of the run among the recorded models with a reproduced score on this subtask, or why
     it is not placed; None where no recorded model has the subtask."""
     metrics = run.results.get(task.id, [])
-    primary = primary_of(metrics)
+    primary = primary_metric(metrics)
     if run.paper_model or task.id not in recorded or primary is None or not _finite(primary.value):
         return None  # a replayed paper model shows its published rank instead
     reason = not_comparable(run, task)
@@ -345,14 +340,15 @@ def place(run: RunData, task: TaskInfo, recorded: set[str],
 
 
 def rank_by_mean(subtask_ranks: Mapping[str, Mapping[Any, int | None]],
-                 pillar_of: Callable[[str], str]) -> dict[str, dict[Any, int]]:  # fmt: skip
+                 pillar_by_task: Callable[[str], str]) -> dict[str, dict[Any, int]]:  # fmt: skip
     """Pillar ranks (protocol 1.6, DEFAULT): the rank of the mean of each model's subtask ranks in
     the pillar, ties broken by the best single subtask rank, then competition ranks (1, 2, 2, 4)."""
     per_pillar: dict[str, dict[Any, list[int]]] = {}
     for task_id, ranks in subtask_ranks.items():
         for model, rank in ranks.items():
             if rank is not None:
-                per_pillar.setdefault(pillar_of(task_id), {}).setdefault(model, []).append(rank)
+                in_pillar = per_pillar.setdefault(pillar_by_task(task_id), {})
+                in_pillar.setdefault(model, []).append(rank)
     out: dict[str, dict[Any, int]] = {}
     for pillar, by_model in per_pillar.items():
         keys = {m: (round(sum(r) / len(r), 9), min(r)) for m, r in by_model.items()}
@@ -522,7 +518,7 @@ def build_report(run_dirs: Sequence[Path], paper: PaperRanks,
                 continue
             metrics = metrics or []
             others = [m for m in metrics if not m.primary and split_metric_name(m.name)[1] is None]
-            cell = Cell(primary_of(metrics), others, counts_of(run, t))
+            cell = Cell(primary_metric(metrics), others, counts_of(run, t))
             cell.rank = ranks.get(str(run.index)) if ranked else None
             cell.placement = place(run, info, recorded, reference)
             if run.paper_model:
@@ -539,7 +535,7 @@ def build_report(run_dirs: Sequence[Path], paper: PaperRanks,
     pillar_ranks = rank_by_mean(run_ranks, lambda t: infos[t].pillar) if len(runs) > 1 else {}
     paper_pillars = rank_by_mean(
         {t: {m: r.used for m, r in row.items()} for t, row in paper.by_subtask.items()},
-        lambda t: registry[t].pillar if t in registry else t.split(".", 1)[0],
+        lambda t: registry[t].pillar if t in registry else pillar_of(t),
     )
     return Report(runs, rows, pillars, radar_values, pillar_ranks, breakdowns(runs, rows),
                   judges(runs, rows), paper, paper_pillars, reference)  # fmt: skip
