@@ -119,3 +119,43 @@ def test_tasks_table_says_whether_data_is_present(
     assert status["reliability.knowledge"] == "yes"
     # D4 and SWMH are released on request; the task runs on its documented stand-in meanwhile
     assert status["reliability.psychological_diagnosis"] == "yes"
+
+
+def test_each_builtin_module_declares_only_its_own_pillar() -> None:
+    # the convention that lets a selection import only the modules it needs
+    from trustmh.tasks.registry import BUILTIN_MODULES, _module_tasks
+
+    for pillar, module in BUILTIN_MODULES.items():
+        declared = _module_tasks(module)
+        assert declared, module
+        for task in declared:
+            assert task.pillar == pillar, (module, task.id)
+            assert task.id == pillar or task.id.startswith(f"{pillar}."), (module, task.id)
+
+
+def test_selection_through_one_module_equals_selection_through_all(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from trustmh.tasks import registry
+
+    names = [*all_tasks(), *registry.pillars(), "all", "Reliability", "smoke,privacy.leakage"]
+    fast = {name: [t.id for t in select_tasks(name)] for name in names}
+    # the same selections with the per-pillar shortcut off: every module is read
+    monkeypatch.setattr(registry, "_modules_for", lambda item: None)
+    assert fast == {name: [t.id for t in select_tasks(name)] for name in names}
+
+
+def test_selecting_smoke_imports_no_pillar_module() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from trustmh.tasks.registry import select_tasks, get_task;"
+        "select_tasks('smoke'); get_task('smoke');"
+        "print(sorted(m for m in sys.modules if m.startswith(('trustmh.tasks.', 'trustmh.judge_check'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert (
+        out.stdout.strip()
+        == "['trustmh.tasks.base', 'trustmh.tasks.registry', 'trustmh.tasks.smoke']"
+    )

@@ -25,7 +25,7 @@ from trustmh.progress import ProgressDisplay
 from trustmh.runner import Endpoint, RetryPolicy, Runner, RunStats, WorkItem
 from trustmh.store import ResponseCache, RunStore, request_key
 from trustmh.tasks.base import Task
-from trustmh.tasks.registry import all_tasks, select_tasks
+from trustmh.tasks.registry import select_tasks
 from trustmh.types import GenParams, GenRequest, Message, MetricValue, Sample, SampleRef
 
 
@@ -94,8 +94,7 @@ def choose_tasks(selection: list[str]) -> tuple[list[Task], dict[str, str]]:
     """Runnable tasks, and the skipped ones with the reason. Naming an unimplemented subtask
     explicitly is an error; pillars and `all` skip such subtasks with a note."""
     chosen = select_tasks(selection)
-    registered = all_tasks()
-    explicit = {s for s in selection if s in registered}  # named by id, not through a pillar
+    explicit = set(selection) & {t.id for t in chosen}  # named by id, not through a pillar
     runnable, skipped = [], {}
     for task in chosen:
         if task.implemented:

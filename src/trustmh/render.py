@@ -112,11 +112,11 @@ def print_judge_agreement(summary: RunSummary, console: Console) -> None:
     if not summary.judge:
         return
     from trustmh.judge_check import describe
-    from trustmh.tasks.registry import all_tasks
+    from trustmh.tasks.registry import get_task
 
     for task_id in summary.results:
-        task = all_tasks().get(task_id)
-        if task is not None and task.needs_judge != "no":
+        task = get_task(task_id)
+        if task.needs_judge != "no":
             line = describe(summary.judge, task.judge_attribute)
             console.print(f"{task_id}: {line}", highlight=False, markup=False, soft_wrap=True)
 

@@ -3,6 +3,11 @@
 Built-in pillar modules each expose `TASKS: list[Task]`; third-party packages add tasks through the
 `trustmh.tasks` entry-point group (each entry point names a module with a `TASKS` list), so a new
 dataset or subtask never needs a change to the core.
+
+Modules are imported only when a selection needs them: a built-in module declares the subtasks of
+one pillar, named by the key it is listed under, and a subtask id starts with its pillar (`pillar`
+or `pillar.name`). So `--tasks smoke` reads the smoke module (and any plug-in, which may add to
+any pillar), not all ten; anything else falls back to reading every module.
 """
 
 from __future__ import annotations
@@ -14,52 +19,89 @@ from importlib.metadata import entry_points
 from trustmh.errors import UserError
 from trustmh.tasks.base import Task
 
-BUILTIN_MODULES = (
-    "trustmh.tasks.smoke",
-    "trustmh.tasks.reliability",
-    "trustmh.tasks.crisis",
-    "trustmh.tasks.safety",
-    "trustmh.tasks.fairness",
-    "trustmh.tasks.privacy",
-    "trustmh.tasks.robustness",
-    "trustmh.tasks.sycophancy",
-    "trustmh.tasks.ethics",
-    "trustmh.judge_check.crisis",  # judge-check's live task (in_protocol=False: not in `all`)
-)
+# pillar -> the built-in module declaring its subtasks (and only those)
+BUILTIN_MODULES = {
+    "smoke": "trustmh.tasks.smoke",
+    "reliability": "trustmh.tasks.reliability",
+    "crisis": "trustmh.tasks.crisis",
+    "safety": "trustmh.tasks.safety",
+    "fairness": "trustmh.tasks.fairness",
+    "privacy": "trustmh.tasks.privacy",
+    "robustness": "trustmh.tasks.robustness",
+    "sycophancy": "trustmh.tasks.sycophancy",
+    "ethics": "trustmh.tasks.ethics",
+    "judge_check": "trustmh.judge_check.crisis",  # judge-check's live task (not in `all`)
+}
 ENTRY_POINT_GROUP = "trustmh.tasks"
 
 
+@cache
+def _plugin_modules() -> tuple[str, ...]:
+    return tuple(ep.value for ep in entry_points(group=ENTRY_POINT_GROUP))
+
+
 def _modules() -> list[str]:
-    extra = [ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)]
-    return [*BUILTIN_MODULES, *extra]
+    return [*BUILTIN_MODULES.values(), *_plugin_modules()]
 
 
 @cache
-def all_tasks() -> dict[str, Task]:
-    """Every registered task by id, in declaration order."""
+def _module_tasks(name: str) -> tuple[Task, ...]:
+    """The tasks one module declares (none for a built-in pillar module not written yet)."""
+    try:
+        module = importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name == name and name in BUILTIN_MODULES.values():
+            return ()
+        raise
+    return tuple(getattr(module, "TASKS", ()))
+
+
+def _tasks_of(modules: list[str]) -> dict[str, Task]:
+    """The tasks of these modules by id, in declaration order; a repeated id is an error."""
     tasks: dict[str, Task] = {}
-    for name in _modules():
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name and name in BUILTIN_MODULES:
-                continue  # a pillar module not written yet
-            raise
-        for task in getattr(module, "TASKS", ()):
+    for name in modules:
+        for task in _module_tasks(name):
             if task.id in tasks:
                 raise RuntimeError(f"task id {task.id!r} is declared twice (second in {name})")
             tasks[task.id] = task
     return tasks
 
 
+@cache
+def all_tasks() -> dict[str, Task]:
+    """Every registered task by id, in declaration order."""
+    return _tasks_of(_modules())
+
+
+def _modules_for(item: str) -> list[str] | None:
+    """The modules that can declare the subtask or pillar `item`: its pillar's built-in module and
+    the plug-ins; None when its pillar has no built-in module (then every module is read)."""
+    builtin = BUILTIN_MODULES.get(item.lower().split(".", 1)[0])
+    return None if builtin is None else [builtin, *_plugin_modules()]
+
+
+def _resolve(item: str, tasks: dict[str, Task]) -> list[Task] | None:
+    """The tasks `item` names among `tasks` (a subtask id, a pillar or `all`); None if none."""
+    key = item.lower()
+    if key == "all":
+        return [t for t in tasks.values() if t.in_protocol]
+    if item in tasks:
+        return [tasks[item]]
+    in_pillar = [t for t in tasks.values() if t.pillar.lower() == key]
+    return in_pillar or None
+
+
 def get_task(task_id: str) -> Task:
     """The task with this id, or a UserError listing what exists."""
-    tasks = all_tasks()
-    if task_id not in tasks:
+    modules = _modules_for(task_id)
+    task = _tasks_of(modules).get(task_id) if modules else None
+    if task is None:
+        task = all_tasks().get(task_id)
+    if task is None:
         raise UserError(
             f"unknown task {task_id!r}; run `trustmh tasks` to list subtask ids and pillars"
         )
-    return tasks[task_id]
+    return task
 
 
 def pillars() -> list[str]:
@@ -78,21 +120,15 @@ def select_tasks(selection: str | list[str]) -> list[Task]:
         raise UserError(
             "--tasks is empty; give subtask ids, pillar names or `all` (see `trustmh tasks`)"
         )
-    tasks = all_tasks()
-    by_pillar: dict[str, list[Task]] = {}
-    for task in tasks.values():
-        by_pillar.setdefault(task.pillar.lower(), []).append(task)
     chosen: dict[str, Task] = {}
     for item in items:
-        key = item.lower()
-        if key == "all":
-            chosen.update((t.id, t) for t in tasks.values() if t.in_protocol)
-        elif item in tasks:
-            chosen[item] = tasks[item]
-        elif key in by_pillar:
-            chosen.update((t.id, t) for t in by_pillar[key])
-        else:
+        modules = None if item.lower() == "all" else _modules_for(item)
+        found = _resolve(item, _tasks_of(modules)) if modules else None
+        if found is None:
+            found = _resolve(item, all_tasks())
+        if found is None:
             raise UserError(
                 f"--tasks: unknown subtask or pillar {item!r}; run `trustmh tasks` to list them"
             )
+        chosen.update((t.id, t) for t in found)
     return list(chosen.values())
