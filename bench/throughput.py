@@ -25,7 +25,6 @@ import argparse
 import json
 import math
 import os
-import random
 import statistics
 import subprocess
 import sys
@@ -69,15 +68,11 @@ def calibration_ms() -> float:
     return 1000 * (time.process_time() - started)
 
 
-def smoke_like_prompt(index: int) -> str:
-    """A multiple-choice prompt of the same shape and size as the smoke task's items."""
-    rng = random.Random(f"smoke/{index}")
-    numbers = rng.sample(range(1, 1000), 4)
-    word = rng.choice(
-        ("calm", "river", "lamp", "garden", "window", "cloud", "bread", "stone", "music", "paper")
-    )
-    options = "\n".join(f"{letter}. {word} {n}" for letter, n in zip("ABCD", numbers, strict=True))
-    return f'Item {index}: which option carries the largest number?\n{options}\nReply with JSON {{"answer": "<letter>"}}.'
+def smoke_prompt(index: int) -> str:
+    """The smoke task's own prompt for item `index` (the bare loops send the same requests)."""
+    from trustmh.tasks.smoke import _item
+
+    return _item(index).messages[0]["content"]
 
 
 def child_harness(args: argparse.Namespace) -> dict[str, Any]:
@@ -137,7 +132,7 @@ def child_bare(args: argparse.Namespace) -> dict[str, Any]:
         openai.DefaultAsyncHttpxClient if args.child == "bare" else openai.DefaultAioHttpClient
     )
     raw = args.child == "bare-raw"
-    prompts = [smoke_like_prompt(i) for i in range(args.n)]
+    prompts = [smoke_prompt(i) for i in range(args.n)]
 
     async def drive() -> list[str]:
         limits = http_lib.Limits(max_connections=args.c, max_keepalive_connections=args.c)

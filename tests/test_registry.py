@@ -159,3 +159,15 @@ def test_selecting_smoke_imports_no_pillar_module() -> None:
         out.stdout.strip()
         == "['trustmh.tasks.base', 'trustmh.tasks.registry', 'trustmh.tasks.smoke']"
     )
+
+
+def test_every_smoke_item_has_four_distinct_options_and_its_target() -> None:
+    from trustmh.tasks.smoke import LETTERS, N_ITEMS, _draw, _item
+
+    for index in range(N_ITEMS):
+        numbers, _ = _draw(index)
+        assert len(set(numbers)) == 4 and all(1 <= n <= 999 for n in numbers), index
+    sample = _item(17)
+    numbers, word = _draw(17)
+    assert sample.target == LETTERS[numbers.index(max(numbers))]
+    assert f"{sample.target}. {word} {max(numbers)}" in sample.messages[0]["content"]
