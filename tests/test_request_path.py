@@ -12,7 +12,13 @@ import pytest
 from openai_server import count_tokens, default_reply
 
 from trustmh.models.base import TransientError
-from trustmh.models.openai_compat import OpenAICompatBackend, _short, _to_response
+from trustmh.models.openai_compat import (
+    OpenAICompatBackend,
+    _http_client,
+    _short,
+    _to_response,
+    chat_poster,
+)
 from trustmh.models.spec import parse_model_spec
 from trustmh.runner import (
     GC_YOUNG_THRESHOLD,
@@ -53,6 +59,39 @@ def test_reply_text_and_usage_come_from_the_raw_response(fake_openai) -> None:
     assert response.usage.completion_tokens == count_tokens(response.text)
     assert response.usage.prompt_tokens == count_tokens(messages[0]["content"])
     assert response.finish_reason == "stop"
+
+
+def test_the_template_request_is_the_request_post_sends(fake_openai) -> None:
+    # chat_poster copies the client's request options from a template instead of letting `post`
+    # build them: what reaches the server must be the same request, byte for byte
+    import openai
+
+    seen: list = []
+
+    async def capture(http_request) -> None:
+        seen.append(http_request)
+
+    async def send_both() -> list:
+        http_client = _http_client(4, 5.0)
+        http_client.event_hooks["request"].append(capture)
+        client = openai.AsyncOpenAI(api_key="sk-same", base_url=fake_openai.base_url,
+                                    max_retries=0, http_client=http_client)  # fmt: skip
+        body = {"model": "test-model", "messages": [{"role": "user", "content": "Hi there"}]}
+        try:
+            return [
+                (await post(dict(body))).json()
+                for post in (chat_poster(client), chat_poster(client, template=False))
+            ]
+        finally:
+            await client.close()
+
+    replies = asyncio.run(send_both())
+    assert replies[0] == replies[1] and replies[0]["choices"][0]["message"]["content"]
+    via_template, via_post = seen
+    assert str(via_template.url) == str(via_post.url) == f"{fake_openai.base_url}/chat/completions"
+    assert via_template.method == via_post.method == "POST"
+    assert via_template.content == via_post.content
+    assert dict(via_template.headers) == dict(via_post.headers)
 
 
 @pytest.mark.parametrize(
