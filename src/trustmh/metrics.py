@@ -42,6 +42,11 @@ def proportion_ci(successes: Sequence[float], seed: int) -> tuple[float | None, 
     if n < 2:
         return None, None
     rng = np.random.default_rng(seed)
+    ones = np.count_nonzero(arr == 1.0)
+    if ones + np.count_nonzero(arr == 0.0) == n:
+        # 0/1 values: a resample's count of ones is Binomial(n, ones/n), so the resampled means
+        # are drawn directly, without the 1,000 x n index matrix (160 MB at n = 20,000)
+        return percentile_interval(rng.binomial(n, ones / n, size=BOOTSTRAP_RESAMPLES) / n)
     return percentile_interval(arr[rng.integers(0, n, size=(BOOTSTRAP_RESAMPLES, n))].mean(axis=1))
 
 
