@@ -203,6 +203,44 @@ def test_collector_settings_are_restored() -> None:
         gc.unfreeze()
 
 
+def test_commits_leave_checkpoints_to_the_worker_thread(tmp_path: Path) -> None:
+    import threading
+
+    from trustmh.store import WAL_AUTOCHECKPOINT_PAGES, checkpoint_wal, checkpoints_deferred
+
+    samples = list(get_task("smoke").samples(None, {}))[:400]
+    store = RunStore(tmp_path / "run")
+    try:
+        store.add_samples("smoke", ((s, f"key-{s.id}") for s in samples))
+        checkpoint_wal(store.path)
+        wal = store.path.with_name(store.path.name + "-wal")
+        page = store.conn.execute("PRAGMA page_size").fetchone()[0]
+        db_size = store.path.stat().st_size
+        with checkpoints_deferred(store.conn):
+            assert store.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+            for s in samples:  # one commit each: far past the 1,000-page default threshold
+                store.put_score(
+                    "smoke", s, f"key-{s.id}", SampleScore(1.0, "A", detail={"x": "y" * 2000})
+                )
+            # the database file only grows when WAL pages are copied into it
+            assert wal.stat().st_size > WAL_AUTOCHECKPOINT_PAGES * page
+            assert store.path.stat().st_size == db_size  # nothing copied on commit
+            worker = threading.Thread(target=checkpoint_wal, args=(store.path,))
+            worker.start()
+            worker.join()
+            assert store.path.stat().st_size > db_size + 400 * 2000  # copied by the other thread
+        assert (
+            store.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+            == WAL_AUTOCHECKPOINT_PAGES
+        )
+        assert len(store.finished("smoke")) == 400
+    finally:
+        store.close()
+    missing = tmp_path / "nothing-here.sqlite"
+    checkpoint_wal(missing)
+    assert not missing.exists()  # a missing database is not created
+
+
 def test_redeclared_samples_write_only_what_changed(tmp_path: Path) -> None:
     """A resumed run re-declares every sample: unchanged ones are left as stored, a sample whose
     request changed is replaced and loses its old score."""

@@ -13,7 +13,7 @@ import gc
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +28,13 @@ from tenacity import (
 
 from trustmh.errors import FatalBackendError
 from trustmh.models.base import ModelBackend, NotRecorded, SampleError, TransientError
-from trustmh.store import ResponseCache, RunStore, request_key
+from trustmh.store import (
+    ResponseCache,
+    RunStore,
+    checkpoint_wal,
+    checkpoints_deferred,
+    request_key,
+)
 from trustmh.tasks.base import ScoreContext, Task
 from trustmh.types import GenParams, GenRequest, Message, Response, Sample, SampleRef, SampleScore
 
@@ -62,6 +68,9 @@ class RetryPolicy:
     max_delay: float = 60.0
     max_retry_after: float = 300.0
 
+
+# How often the runner commits the response cache's batch and checkpoints the databases' WAL.
+HOUSEKEEPING_SECONDS = ResponseCache.FLUSH_SECONDS
 
 # Young-generation collections while requests are in flight: one per this many new container
 # objects (Python's default is 700).
@@ -235,9 +244,13 @@ class Runner:
             for item in iterator:  # one shared iterator: each item goes to exactly one worker
                 await self.process(item)
 
-        flusher = asyncio.create_task(self._flush_cache_periodically()) if self.cache else None
+        housekeeper = asyncio.create_task(self._housekeeping())
         try:
-            with collector_tuned_for_requests():
+            with ExitStack() as deferred:
+                for conn in (self.store.conn, self.cache.conn if self.cache else None):
+                    if conn is not None:
+                        deferred.enter_context(checkpoints_deferred(conn))
+                deferred.enter_context(collector_tuned_for_requests())
                 async with asyncio.TaskGroup() as group:
                     for _ in range(min(concurrency, len(items))):
                         group.create_task(worker())
@@ -249,14 +262,20 @@ class Runner:
         except BaseExceptionGroup as group:  # surface the first failure itself, not the group
             raise group.exceptions[0] from None
         finally:
-            if flusher:
-                flusher.cancel()
-                self.cache.flush()  # type: ignore[union-attr]
+            housekeeper.cancel()
+            if self.cache:
+                self.cache.flush()
 
-    async def _flush_cache_periodically(self) -> None:
+    async def _housekeeping(self) -> None:
+        """Every HOUSEKEEPING_SECONDS: commit the cache's pending writes, then checkpoint both
+        databases' WAL in a worker thread (see `checkpoints_deferred`)."""
+        paths = [self.store.path, *([self.cache.path] if self.cache else [])]
         while True:
-            await asyncio.sleep(self.cache.FLUSH_SECONDS)  # type: ignore[union-attr]
-            self.cache.flush()  # type: ignore[union-attr]
+            await asyncio.sleep(HOUSEKEEPING_SECONDS)
+            if self.cache:
+                self.cache.flush()
+            for path in paths:
+                await asyncio.to_thread(checkpoint_wal, path)
 
     async def process(self, item: WorkItem) -> None:
         """Reply, store, score and store the score of one sample."""

@@ -93,6 +93,39 @@ def _connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
+WAL_AUTOCHECKPOINT_PAGES = 1000  # SQLite's default
+
+
+@contextmanager
+def checkpoints_deferred(conn: sqlite3.Connection) -> Iterator[None]:
+    """Within the block, commits on `conn` never copy the WAL into the database themselves; call
+    `checkpoint_wal` (from a worker thread) meanwhile. A commit that crosses SQLite's default
+    threshold otherwise does that copy on the spot: 10-15 ms every couple of hundred replies,
+    during which the event loop that committed answers nobody."""
+    conn.execute("PRAGMA wal_autocheckpoint=0")
+    try:
+        yield
+    finally:
+        conn.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
+
+
+def checkpoint_wal(path: Path) -> None:
+    """Copy what is committed in a database's WAL into the database file, through a connection of
+    its own so that it can run in a worker thread while the owner keeps committing (sqlite3
+    releases the GIL meanwhile). PASSIVE: it neither waits for nor blocks a writer, and a locked
+    or missing database is left for the next call."""
+    try:  # mode=rw: a database that is not there is not created
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True, timeout=0)
+    except sqlite3.Error:
+        return
+    try:
+        conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+    except sqlite3.Error:
+        pass
+    finally:
+        conn.close()
+
+
 def _dumps(value: Any) -> str | None:
     return None if value is None else json.dumps(value, ensure_ascii=False, default=str)
 
