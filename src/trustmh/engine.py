@@ -5,11 +5,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +32,7 @@ from trustmh.runner import (
     WorkItem,
     collector_tuned_for_requests,
 )
-from trustmh.store import ResponseCache, RunStore, request_key
+from trustmh.store import ResponseCache, RunStore, SampleDeclaration, request_key
 from trustmh.tasks.base import Task
 from trustmh.tasks.registry import select_tasks
 from trustmh.types import GenParams, GenRequest, Message, MetricValue, Sample, SampleRef
@@ -278,7 +280,8 @@ async def _run_evaluation(cfg: RunConfig, progress: bool, console: Any) -> RunSu
         )
         for task_id, metrics in summary.results.items():
             store.put_results(task_id, metrics)
-        items, selection = _prepare(cfg, tasks, data, model, store, summary)
+        selection: dict[str, set[tuple[str, str]]] = {}
+        pending = _pending_work(cfg, tasks, data, model, store, summary, stats, selection)
         policy = RetryPolicy(
             cfg.max_retries, cfg.retry_base_delay, max_retry_after=cfg.max_retry_after
         )
@@ -288,14 +291,13 @@ async def _run_evaluation(cfg: RunConfig, progress: bool, console: Any) -> RunSu
             if judge
             else None
         )
-        stats.total = len(items)
-        display = ProgressDisplay(console, enabled=progress and bool(items), label=model.label)
+        display = ProgressDisplay(console, enabled=progress, label=model.label)
         runner = Runner(
             store, cache, model_ep, judge_ep, stats, cfg.seed, on_progress=display.update
         )
         with display:
             try:
-                await runner.run(items, cfg.concurrency)
+                await runner.run(pending, cfg.concurrency)
             except FatalBackendError:
                 store.set_meta("status", "failed")
                 raise
@@ -333,49 +335,58 @@ async def _close_backends(*backends: ModelBackend | None) -> None:
             await backend.aclose()
 
 
-def _limited(samples: Iterable[Sample], limit: int | None) -> list[Sample]:
+def iter_limited(samples: Iterable[Sample], limit: int | None) -> Iterator[Sample]:
     """The samples of the first `limit` items: every variant of an item (a perturbation level, a
     demographic group) is kept with it, so --limit never leaves an item half-measured. Tasks yield
     an item's variants together (see `Task`), so reading stops at the first item past the limit
     and a smoke run never builds the whole dataset's variants."""
     if limit is None:
-        return list(samples)
-    kept: list[Sample] = []
+        yield from samples
+        return
     items: set[str] = set()
     for sample in samples:
         if sample.id not in items:
             if len(items) >= limit:
                 break
             items.add(sample.id)
-        kept.append(sample)
-    return kept
+        yield sample
 
 
-def _prepare(cfg: RunConfig, tasks: list[Task], data: DataContext, model: ModelBackend, store: RunStore,
-             summary: RunSummary) -> tuple[list[WorkItem], dict[str, set[tuple[str, str]]]]:  # fmt: skip
-    """Build every task's samples and record them; return the ones not finished yet, and per
-    task the (sample_id, variant) pairs this invocation covers."""
-    items: list[WorkItem] = []
-    selection: dict[str, set[tuple[str, str]]] = {}
+def _limited(samples: Iterable[Sample], limit: int | None) -> list[Sample]:
+    """`iter_limited` as a list."""
+    return list(iter_limited(samples, limit))
+
+
+# Samples built and recorded between two turns of the event loop while the run is under way.
+PREPARE_CHUNK = 64
+
+
+async def _pending_work(cfg: RunConfig, tasks: list[Task], data: DataContext, model: ModelBackend,
+                        store: RunStore, summary: RunSummary, stats: RunStats,
+                        selection: dict[str, set[tuple[str, str]]]) -> AsyncIterator[WorkItem]:  # fmt: skip
+    """Every task's samples not finished yet, built and recorded a chunk at a time while the
+    runner already asks the first ones (building all subtasks' 24,000 samples takes seconds).
+    Fills in, as it goes, the run's sample counts, the progress total and per task the
+    (sample_id, variant) pairs this invocation covers."""
     for task in tasks:
         options = task_options(cfg, task)
         params = gen_params(cfg, task)
-        samples = _limited(task.samples(data, options), cfg.limit)  # type: ignore[misc]
-        keyed = []
-        for sample in samples:
-            messages = with_system_prompt(sample.messages, cfg.system_prompt)
-            request = GenRequest(
-                messages, params, SampleRef(task.id, sample.id, sample.variant, "model")
-            )
-            keyed.append(
-                (sample, request, request_key(model.spec, request, include_ref=not model.cacheable))
-            )
-        summary.n_replaced += store.add_samples(task.id, ((s, k) for s, _, k in keyed))
-        selection[task.id] = {(s.id, s.variant) for s, _, _ in keyed}
-        finished = store.finished(task.id)
-        summary.n_samples += len(keyed)
-        for sample, request, key in keyed:
-            if (sample.id, sample.variant) not in finished:
-                items.append(WorkItem(task, sample, request, key, options))
-    summary.n_pending = len(items)
-    return items, selection
+        declared = SampleDeclaration(store, task.id)
+        covered = selection.setdefault(task.id, set())
+        samples = iter_limited(task.samples(data, options), cfg.limit)  # type: ignore[misc]
+        while chunk := list(islice(samples, PREPARE_CHUNK)):
+            requests = [
+                GenRequest(with_system_prompt(s.messages, cfg.system_prompt), params,
+                           SampleRef(task.id, s.id, s.variant, "model"))
+                for s in chunk
+            ]  # fmt: skip
+            keys = [request_key(model.spec, r, include_ref=not model.cacheable) for r in requests]
+            pending = declared.pending(chunk, keys)
+            covered.update((s.id, s.variant) for s in chunk)
+            summary.n_samples += len(chunk)
+            summary.n_pending += len(pending)
+            stats.total += len(pending)
+            for i in pending:
+                yield WorkItem(task, chunk[i], requests[i], keys[i], options)
+            await asyncio.sleep(0)  # let replies in between chunks
+        summary.n_replaced += declared.replaced

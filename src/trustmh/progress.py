@@ -22,6 +22,7 @@ class ProgressDisplay:
 
     def __init__(self, console: Console | None, enabled: bool, label: str):
         self.enabled = enabled
+        self._shown = False
         self._last = 0.0
         self._started = time.monotonic()
         self._progress = Progress(
@@ -43,14 +44,12 @@ class ProgressDisplay:
         )
 
     def __enter__(self) -> ProgressDisplay:
-        if self.enabled:
-            self._progress.start()
         return self
 
     def __exit__(
         self, exc_type: type | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self.enabled:
+        if self._shown:
             self._progress.stop()
 
     def update(self, stats: RunStats, force: bool = False) -> None:
@@ -61,6 +60,11 @@ class ProgressDisplay:
         if not force and stats.done < stats.total and now - self._last < REFRESH_SECONDS:
             return
         self._last = now
+        if not self._shown:  # shown once there is work: a run with nothing to ask shows no bar
+            if not stats.total:
+                return
+            self._progress.start()
+            self._shown = True
         elapsed = max(now - self._started, 1e-6)
         self._progress.update(
             self._task,

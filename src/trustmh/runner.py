@@ -12,7 +12,8 @@ import asyncio
 import gc
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections import deque
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -187,6 +188,58 @@ class Endpoint:
             await self._tpm.acquire(min(estimate, self._tpm_max))
 
 
+class WorkFeed:
+    """The work items for the workers, taken from a plain or an async iterable; `fill` may keep
+    adding items while the workers take them."""
+
+    def __init__(self, items: Iterable[WorkItem] | AsyncIterable[WorkItem]):
+        self._source = items if isinstance(items, AsyncIterable) else _as_async(items)
+        self._iterator: AsyncIterator[WorkItem] | None = None
+        self._items: deque[WorkItem] = deque()
+        self._more = asyncio.Event()
+        self.done = False  # the source is exhausted (or failed)
+        self.error: Exception | None = None  # why the source failed
+
+    @property
+    def available(self) -> int:
+        """Items taken from the source and not handed out yet."""
+        return len(self._items)
+
+    async def fill(self, until: int | None = None) -> None:
+        """Take items from the source until `until` are available (None: until it ends). An
+        error of the source is raised when nothing was handed out yet; later, it is kept in
+        `error`, and the items not handed out are dropped."""
+        if self._iterator is None:
+            self._iterator = aiter(self._source)
+        try:
+            while not self.done and (until is None or len(self._items) < until):
+                try:
+                    self._items.append(await anext(self._iterator))
+                except StopAsyncIteration:
+                    self.done = True
+                self._more.set()
+        except Exception as exc:
+            if until is not None:
+                raise
+            self.error, self.done = exc, True
+            self._items.clear()
+            self._more.set()
+
+    async def next(self) -> WorkItem | None:
+        """The next item, waiting for the source if needed; None once it is exhausted."""
+        while not self._items:
+            if self.done:
+                return None
+            self._more.clear()
+            await self._more.wait()
+        return self._items.popleft()
+
+
+async def _as_async(items: Iterable[WorkItem]) -> AsyncIterator[WorkItem]:
+    for item in items:
+        yield item
+
+
 class BoundJudge:
     """The judge as a scorer sees it: bound to one sample so its requests are stored with it."""
 
@@ -236,12 +289,22 @@ class Runner:
         self.on_progress = on_progress
         self._inflight: dict[str, asyncio.Future] = {}
 
-    async def run(self, items: Sequence[WorkItem], concurrency: int) -> None:
-        """Process every item with `concurrency` workers; a fatal backend error cancels the rest."""
-        iterator = iter(items)
+    async def run(
+        self, items: Iterable[WorkItem] | AsyncIterable[WorkItem], concurrency: int
+    ) -> None:
+        """Process every item with `concurrency` workers; a fatal backend error cancels the rest.
+
+        `items` may be an async iterable that is still building later items while the workers
+        ask the first ones. If it fails, no further item is started, the ones in flight finish
+        and are stored, and then its error is raised."""
+        feed = WorkFeed(items)
+        # one item per worker before any starts, so that each starts with work in hand
+        await feed.fill(concurrency)
+        if self.on_progress:
+            self.on_progress(self.stats)
 
         async def worker() -> None:
-            for item in iterator:  # one shared iterator: each item goes to exactly one worker
+            while (item := await feed.next()) is not None:
                 await self.process(item)
 
         housekeeper = asyncio.create_task(self._housekeeping())
@@ -252,19 +315,23 @@ class Runner:
                         deferred.enter_context(checkpoints_deferred(conn))
                 deferred.enter_context(collector_tuned_for_requests())
                 async with asyncio.TaskGroup() as group:
-                    for _ in range(min(concurrency, len(items))):
+                    for _ in range(min(concurrency, feed.available) if feed.done else concurrency):
                         group.create_task(worker())
                         # Let each worker reach the network before the next starts: started all at
                         # once, every request of the first wave is built before any is written, so
                         # they leave (and come back) as one burst, and every later wave queues
                         # behind the event loop as a burst too (bench/throughput.py: 0.5 s at 200).
                         await asyncio.sleep(0)
+                    # the rest is built while the first wave is out (every worker has an item)
+                    group.create_task(feed.fill())
         except BaseExceptionGroup as group:  # surface the first failure itself, not the group
             raise group.exceptions[0] from None
         finally:
             housekeeper.cancel()
             if self.cache:
                 self.cache.flush()
+        if feed.error is not None:
+            raise feed.error
 
     async def _housekeeping(self) -> None:
         """Every HOUSEKEEPING_SECONDS: commit the cache's pending writes, then checkpoint both

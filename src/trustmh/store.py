@@ -15,7 +15,7 @@ import hashlib
 import json
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -188,47 +188,12 @@ class RunStore:
 
     # samples ----------------------------------------------------------------------------------
     def add_samples(self, task: str, rows: Iterable[tuple[Sample, str]]) -> int:
-        """Record samples with their request keys. A sample whose request changed since it was
-        stored (another prompt, option or data version) is replaced and its old score dropped, so
-        it is asked again instead of mixing an old prompt with a new reply. Returns how many were
-        replaced."""
+        """Record samples with their request keys (see `SampleDeclaration`); returns how many
+        stored samples were replaced because their request changed."""
+        declaration = SampleDeclaration(self, task)
         rows = list(rows)
-        known = {
-            (sid, var): key
-            for sid, var, key in self.conn.execute(
-                "SELECT sample_id, variant, request_key FROM samples WHERE task=?", (task,)
-            )
-        }
-        changed = [
-            (task, s.id, s.variant) for s, key in rows if known.get((s.id, s.variant), key) != key
-        ]
-        # only new or changed rows are written: a resumed or repeated run re-declares every sample
-        rows = [(s, key) for s, key in rows if known.get((s.id, s.variant)) != key]
-        if not rows:
-            return 0
-        with self._tx():
-            self.conn.executemany(
-                """INSERT INTO samples VALUES (?,?,?,?,?,?,?)
-                   ON CONFLICT (task, sample_id, variant) DO UPDATE SET messages=excluded.messages,
-                   target=excluded.target, meta=excluded.meta, request_key=excluded.request_key
-                   WHERE samples.request_key != excluded.request_key""",
-                (
-                    (
-                        task,
-                        s.id,
-                        s.variant,
-                        _dumps(s.messages),
-                        _dumps(s.target),
-                        _dumps(s.meta),
-                        key,
-                    )
-                    for s, key in rows
-                ),
-            )
-            self.conn.executemany(
-                "DELETE FROM scores WHERE task=? AND sample_id=? AND variant=?", changed
-            )
-        return len(changed)
+        declaration.pending([s for s, _ in rows], [key for _, key in rows])
+        return declaration.replaced
 
     def finished(self, task: str) -> set[tuple[str, str]]:
         """(sample_id, variant) of samples whose score is final (anything but an error)."""
@@ -373,6 +338,55 @@ class RunStore:
             self.conn.rollback()
             raise
         self.conn.commit()
+
+
+class SampleDeclaration:
+    """A task's samples declared to the run store, in as many chunks as the caller likes (a run
+    sends the first samples while it is still building the rest).
+
+    Only new or changed samples are written: a resumed or repeated run re-declares every sample.
+    A sample whose request changed since it was stored (another prompt, option or data version)
+    is replaced and its old score dropped, so it is asked again instead of mixing an old prompt
+    with a new reply. What is stored is read once, when the declaration starts."""
+
+    def __init__(self, store: RunStore, task: str):
+        self._store = store
+        self._task = task
+        self._known = {
+            (sid, var): key
+            for sid, var, key in store.conn.execute(
+                "SELECT sample_id, variant, request_key FROM samples WHERE task=?", (task,)
+            )
+        }
+        self._finished = store.finished(task)
+        self.replaced = 0  # stored samples whose request changed
+
+    def pending(self, samples: Sequence[Sample], keys: Sequence[str]) -> list[int]:
+        """Record these samples with their request keys (one transaction) and return the
+        positions of those without a final score."""
+        known, task = self._known, self._task
+        changed = [(task, s.id, s.variant) for s, key in zip(samples, keys, strict=True)
+                   if known.get((s.id, s.variant), key) != key]  # fmt: skip
+        new = [(s, key) for s, key in zip(samples, keys, strict=True)
+               if known.get((s.id, s.variant)) != key]  # fmt: skip
+        if new:
+            conn = self._store.conn
+            with self._store._tx():
+                conn.executemany(
+                    """INSERT INTO samples VALUES (?,?,?,?,?,?,?)
+                       ON CONFLICT (task, sample_id, variant) DO UPDATE SET messages=excluded.messages,
+                       target=excluded.target, meta=excluded.meta, request_key=excluded.request_key
+                       WHERE samples.request_key != excluded.request_key""",
+                    ((task, s.id, s.variant, _dumps(s.messages), _dumps(s.target), _dumps(s.meta), key)
+                     for s, key in new),
+                )  # fmt: skip
+                conn.executemany(
+                    "DELETE FROM scores WHERE task=? AND sample_id=? AND variant=?", changed
+                )
+            known.update(((s.id, s.variant), key) for s, key in new)
+            self._finished.difference_update((sid, var) for _, sid, var in changed)
+            self.replaced += len(changed)
+        return [i for i, s in enumerate(samples) if (s.id, s.variant) not in self._finished]
 
 
 class ResponseCache:
