@@ -5,7 +5,8 @@ latency L, then drives N samples at concurrency C through
   (a) the harness (`trustmh.engine.run_evaluation`: runner, store, cache, scoring; smoke task),
   (b) a bare `openai.AsyncOpenAI` loop with a semaphore (its default transport; as references also
       with the aiohttp transport (b'), and with that transport plus the client's low-level `post`
-      and the reply JSON read directly (b''), which is the harness's own request path),
+      and the reply JSON read directly (b''), the leanest loop of the official client; the harness
+      goes one step further, see `trustmh.models.openai_compat.chat_poster`),
 and reruns (a) identically (same run directory and cache), then once more with a fresh run
 directory on the warm cache. Each client runs in a fresh child process, so its CPU time
 (getrusage RUSAGE_SELF, measured around the run) and peak RSS (ru_maxrss) are its own; the
@@ -118,7 +119,7 @@ def child_harness(args: argparse.Namespace) -> dict[str, Any]:
 def child_bare(args: argparse.Namespace) -> dict[str, Any]:
     """(b): N chat completions through one AsyncOpenAI client, at most C in flight: its default
     httpx transport (`bare`), the aiohttp one (`bare-aiohttp`), or the aiohttp one with the
-    client's low-level `post` and the reply JSON read directly (`bare-raw`: the harness's own
+    client's low-level `post` and the reply JSON read directly (`bare-raw`: close to the harness's
     request path, without the harness)."""
     import asyncio
     import json

@@ -206,9 +206,10 @@ class WorkFeed:
         return len(self._items)
 
     async def fill(self, until: int | None = None) -> None:
-        """Take items from the source until `until` are available (None: until it ends). An
-        error of the source is raised when nothing was handed out yet; later, it is kept in
-        `error`, and the items not handed out are dropped."""
+        """Take items from the source until `until` are available, or (None) until it ends.
+        With `until` (before the workers start) an error of the source is raised; without it
+        (while they run) it is kept in `error` and the items not handed out yet are dropped, so
+        the workers finish what they hold and stop."""
         if self._iterator is None:
             self._iterator = aiter(self._source)
         try:
