@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from trustmh.engine import _limited
+from trustmh.engine import iter_limited
 from trustmh.types import Sample
 
 
@@ -21,11 +21,11 @@ def test_limit_keeps_whole_items_and_stops_reading_after_them():
             read.append(s)
             yield s
 
-    kept = _limited(produce(), 2)
+    kept = list(iter_limited(produce(), 2))
     assert {(s.id, s.variant) for s in kept} == {(i, v) for i in "ab" for v in ("clean", "x", "y")}
     assert len(read) == 7  # the first sample of item c ends the reading
-    assert _limited(iter(by_item), None) == by_item
-    assert len(_limited(iter(by_item), 10)) == 9
+    assert list(iter_limited(iter(by_item), None)) == by_item
+    assert len(list(iter_limited(iter(by_item), 10))) == 9
 
 
 def test_every_builtin_task_yields_an_items_variants_together(full_ctx):

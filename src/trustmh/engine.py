@@ -352,11 +352,6 @@ def iter_limited(samples: Iterable[Sample], limit: int | None) -> Iterator[Sampl
         yield sample
 
 
-def _limited(samples: Iterable[Sample], limit: int | None) -> list[Sample]:
-    """`iter_limited` as a list."""
-    return list(iter_limited(samples, limit))
-
-
 # Samples built and recorded between two turns of the event loop while the run is under way.
 PREPARE_CHUNK = 64
 
