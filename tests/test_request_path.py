@@ -31,7 +31,7 @@ from trustmh.runner import (
 )
 from trustmh.store import ResponseCache, RunStore, request_key
 from trustmh.tasks.registry import get_task
-from trustmh.types import GenParams, GenRequest, SampleRef, SampleScore
+from trustmh.types import GenParams, GenRequest, Response, SampleRef, SampleScore, Usage
 
 
 def backend_for(server) -> OpenAICompatBackend:
@@ -239,6 +239,118 @@ def test_commits_leave_checkpoints_to_the_worker_thread(tmp_path: Path) -> None:
     missing = tmp_path / "nothing-here.sqlite"
     checkpoint_wal(missing)
     assert not missing.exists()  # a missing database is not created
+
+
+class InstantBackend:
+    """Replies at once with a long text (a few pages of WAL per sample)."""
+
+    spec = label = "instant"
+    cacheable = True
+
+    async def generate(self, request: GenRequest) -> Response:
+        await asyncio.sleep(0)  # a turn of the event loop, as a network reply takes
+        return Response("B" * 3000, Usage(25, 1), "stop")
+
+    async def aclose(self) -> None:
+        pass
+
+
+def test_the_wal_file_starts_over_during_a_run(tmp_path: Path, monkeypatch) -> None:
+    # with commits no longer checkpointing, the housekeeping must still let the WAL file start
+    # over: checkpointed only from another thread while the loop keeps committing, it never did,
+    # and held every page written during the run
+    import trustmh.runner as runner_module
+
+    monkeypatch.setattr(runner_module, "HOUSEKEEPING_SECONDS", 0.02)
+    task = get_task("smoke")
+    samples = list(task.samples(None, {}))[:3000]
+    store, cache = RunStore(tmp_path / "run"), ResponseCache(tmp_path / "cache")
+    wal = store.path.with_name(store.path.name + "-wal")
+    sizes: list[int] = []
+
+    async def watch() -> None:
+        while True:
+            sizes.append(wal.stat().st_size if wal.exists() else 0)
+            await asyncio.sleep(0.005)
+
+    async def run() -> None:
+        items = []
+        for s in samples:
+            r = GenRequest(s.messages, GenParams(), SampleRef("smoke", s.id, s.variant, "model"))
+            items.append(WorkItem(task, s, r, request_key("instant", r), {}))
+        store.add_samples("smoke", ((w.sample, w.key) for w in items))
+        stats = RunStats()
+        endpoint = Endpoint(InstantBackend(), 50, RetryPolicy(), stats)
+        watcher = asyncio.create_task(watch())
+        try:
+            await Runner(store, cache, endpoint, None, stats).run(items, 50)
+        finally:
+            watcher.cancel()
+        assert stats.done == 3000 and stats.cache_errors == 0
+
+    try:
+        asyncio.run(run())
+        assert len(store.finished("smoke")) == 3000
+    finally:
+        store.close()
+        cache.close()
+    # Every page the run wrote stayed in the file before (85 MB here: about 7 pages a reply);
+    # with the WAL starting over it peaked at 12 MB.
+    assert 0 < max(sizes) < 30_000_000, max(sizes)
+
+
+def test_a_failing_cache_flush_is_counted_and_housekeeping_goes_on(
+    tmp_path: Path, monkeypatch
+) -> None:
+    import sqlite3
+
+    import trustmh.runner as runner_module
+
+    monkeypatch.setattr(runner_module, "HOUSEKEEPING_SECONDS", 0.01)
+    task = get_task("smoke")
+    samples = list(task.samples(None, {}))[:1500]
+    store, cache = RunStore(tmp_path / "run"), ResponseCache(tmp_path / "cache")
+    failures = iter([sqlite3.OperationalError("database is locked")] * 2)
+    real_flush = cache.flush
+
+    def flaky_flush() -> None:
+        failure = next(failures, None)
+        if failure is not None:
+            raise failure
+        real_flush()
+
+    monkeypatch.setattr(cache, "flush", flaky_flush)
+    checkpoints: list[Path] = []
+    real_checkpoint = runner_module.checkpoint_wal
+    monkeypatch.setattr(
+        runner_module,
+        "checkpoint_wal",
+        lambda path: (checkpoints.append(path), real_checkpoint(path)),
+    )
+
+    async def run() -> RunStats:
+        items = []
+        for s in samples:
+            r = GenRequest(s.messages, GenParams(), SampleRef("smoke", s.id, s.variant, "model"))
+            items.append(WorkItem(task, s, r, request_key("instant", r), {}))
+        store.add_samples("smoke", ((w.sample, w.key) for w in items))
+        stats = RunStats()
+        endpoint = Endpoint(InstantBackend(), 50, RetryPolicy(), stats)
+        await Runner(store, cache, endpoint, None, stats).run(items, 50)
+        return stats
+
+    try:
+        stats = asyncio.run(run())
+        assert stats.done == 1500 and stats.errors == 0
+        assert stats.cache_errors == 2 and "database is locked" in stats.first_error
+        # the rounds after the failures still checkpointed both databases, and every reply
+        # reached the cache (the last flush on the way out)
+        assert store.path in checkpoints and cache.path in checkpoints
+        keys = [key for (key,) in store.conn.execute("SELECT request_key FROM samples")]
+        assert len(keys) == 1500 and all(cache.get(key) is not None for key in keys)
+    finally:
+        store.close()
+        cache.close()
 
 
 def test_redeclared_samples_write_only_what_changed(tmp_path: Path) -> None:

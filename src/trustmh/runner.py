@@ -336,14 +336,30 @@ class Runner:
 
     async def _housekeeping(self) -> None:
         """Every HOUSEKEEPING_SECONDS: commit the cache's pending writes, then checkpoint both
-        databases' WAL in a worker thread (see `checkpoints_deferred`)."""
-        paths = [self.store.path, *([self.cache.path] if self.cache else [])]
+        databases' WAL (see `checkpoints_deferred`). A failure is counted and the next round
+        tries again: the run itself never depends on it."""
+        databases: list[RunStore | ResponseCache] = [self.store]
+        if self.cache:
+            databases.append(self.cache)
         while True:
             await asyncio.sleep(HOUSEKEEPING_SECONDS)
-            if self.cache:
-                self.cache.flush()
-            for path in paths:
-                await asyncio.to_thread(checkpoint_wal, path)
+            try:
+                for database in databases:
+                    if isinstance(database, ResponseCache):
+                        database.flush()
+                    # The bulk of the copying in a worker thread; then, on the loop, the few
+                    # pages committed meanwhile, so that the next commit starts the WAL file
+                    # over. It only does when everything in it is copied, and at hundreds of
+                    # commits a second the thread alone never gets there: the file grew for the
+                    # whole run. (Not inside a transaction, which SQLite refuses.)
+                    await asyncio.to_thread(checkpoint_wal, database.path)
+                    if isinstance(database, ResponseCache):
+                        database.flush()
+                    if not database.conn.in_transaction:
+                        database.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            except sqlite3.Error as exc:
+                self.stats.cache_errors += 1
+                self.stats.first_error = self.stats.first_error or f"store housekeeping: {exc}"
 
     async def process(self, item: WorkItem) -> None:
         """Reply, store, score and store the score of one sample."""
