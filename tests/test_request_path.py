@@ -94,6 +94,34 @@ def test_the_template_request_is_the_request_post_sends(fake_openai) -> None:
     assert dict(via_template.headers) == dict(via_post.headers)
 
 
+def test_a_client_without_the_template_path_falls_back_to_post(
+    fake_openai, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import openai
+    import openai._models
+
+    client = openai.AsyncOpenAI(api_key="k", base_url=fake_openai.base_url, max_retries=0)
+    monkeypatch.delattr(openai._models, "FinalRequestOptions")  # a client version without it
+    posts: list[str] = []
+    real_post = client.post
+
+    async def counted_post(path, **kwargs):
+        posts.append(path)
+        return await real_post(path, **kwargs)
+
+    monkeypatch.setattr(client, "post", counted_post)
+
+    async def send() -> dict:
+        try:
+            body = {"model": "test-model", "messages": [{"role": "user", "content": "Hi"}]}
+            return (await chat_poster(client)(body)).json()
+        finally:
+            await client.close()
+
+    assert asyncio.run(send())["choices"][0]["message"]["content"]
+    assert posts == [f"{fake_openai.base_url}/chat/completions"]
+
+
 @pytest.mark.parametrize(
     ("message", "text"),
     [

@@ -13,6 +13,7 @@ the request options are built.
 
 from __future__ import annotations
 
+import inspect
 import json
 import sys
 from collections.abc import Awaitable, Callable
@@ -148,6 +149,7 @@ def chat_poster(
             options = FinalRequestOptions.construct(method="post", url=url, json_data={})
             options.model_copy(update={"json_data": {}})
             request = client.request
+            inspect.signature(request).bind(raw_response, options)  # called as post calls it
         except Exception:  # noqa: BLE001 - any mismatch with this client version: use post
             pass
         else:
