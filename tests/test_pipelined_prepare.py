@@ -94,3 +94,44 @@ def test_a_source_failing_midway_keeps_what_was_asked_and_raises(
     summary = asyncio.run(engine.run_evaluation(config(fake_openai, tmp_path, 10), progress=False))
     assert summary.status == "complete" and summary.n_requests == N_SAMPLES - sent
     assert len({e["prompt_hash"] for e in fake_openai.log()}) == len(fake_openai.log()) == N_SAMPLES
+
+
+def test_the_progress_total_grows_while_items_are_built(tmp_path: Path) -> None:
+    from test_request_path import InstantBackend
+
+    class SlowBackend(InstantBackend):
+        async def generate(self, request):
+            await asyncio.sleep(0.05)  # the first wave is out while the rest is built
+            return await super().generate(request)
+
+    from trustmh.runner import Endpoint, RetryPolicy, Runner, RunStats, WorkItem
+    from trustmh.store import request_key
+    from trustmh.types import GenParams, GenRequest, SampleRef
+
+    smoke = registry.get_task("smoke")
+    samples = list(smoke.samples(None, {}))[:300]
+    stats = RunStats()
+    seen: list[tuple[int, int]] = []
+
+    async def source():
+        for s in samples:
+            r = GenRequest(s.messages, GenParams(), SampleRef("smoke", s.id, s.variant, "model"))
+            stats.total += 1
+            yield WorkItem(smoke, s, r, request_key("instant", r), {})
+
+    async def run() -> None:
+        store = RunStore(tmp_path / "run")
+        try:
+            store.add_samples("smoke", ((s, "k") for s in samples))
+            endpoint = Endpoint(SlowBackend(), 10, RetryPolicy(), stats)
+            runner = Runner(store, None, endpoint, None, stats,
+                            on_progress=lambda st: seen.append((st.done, st.total)))  # fmt: skip
+            await runner.run(source(), 10)
+        finally:
+            store.close()
+
+    asyncio.run(run())
+    assert seen[-1] == (300, 300)
+    totals = [total for _, total in seen]
+    assert totals == sorted(totals) and totals[0] < 300  # shown from the first item on, growing
+    assert any(done == 0 and total > 10 for done, total in seen)  # before any reply was stored

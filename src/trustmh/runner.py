@@ -192,8 +192,13 @@ class WorkFeed:
     """The work items for the workers, taken from a plain or an async iterable; `fill` may keep
     adding items while the workers take them."""
 
-    def __init__(self, items: Iterable[WorkItem] | AsyncIterable[WorkItem]):
+    def __init__(
+        self,
+        items: Iterable[WorkItem] | AsyncIterable[WorkItem],
+        on_item: Callable[[], None] | None = None,
+    ):
         self._source = items if isinstance(items, AsyncIterable) else _as_async(items)
+        self._on_item = on_item  # called after each item taken (the progress total grows)
         self._iterator: AsyncIterator[WorkItem] | None = None
         self._items: deque[WorkItem] = deque()
         self._more = asyncio.Event()
@@ -219,6 +224,8 @@ class WorkFeed:
                 except StopAsyncIteration:
                     self.done = True
                 self._more.set()
+                if self._on_item:
+                    self._on_item()
         except Exception as exc:
             if until is not None:
                 raise
@@ -298,11 +305,10 @@ class Runner:
         `items` may be an async iterable that is still building later items while the workers
         ask the first ones. If it fails, no further item is started, the ones in flight finish
         and are stored, and then its error is raised."""
-        feed = WorkFeed(items)
+        progress = self.on_progress
+        feed = WorkFeed(items, on_item=(lambda: progress(self.stats)) if progress else None)
         # one item per worker before any starts, so that each starts with work in hand
         await feed.fill(concurrency)
-        if self.on_progress:
-            self.on_progress(self.stats)
 
         async def worker() -> None:
             while (item := await feed.next()) is not None:
