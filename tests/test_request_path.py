@@ -94,6 +94,30 @@ def test_the_template_request_is_the_request_post_sends(fake_openai) -> None:
     assert dict(via_template.headers) == dict(via_post.headers)
 
 
+def test_platform_detection_runs_once_before_the_first_wave(
+    fake_openai, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import openai._base_client
+
+    calls: list[int] = []
+    real = openai._base_client.get_platform
+    monkeypatch.setattr(openai._base_client, "get_platform", lambda: (calls.append(1), real())[1])
+    spec = parse_model_spec(f"openai:test-model@{fake_openai.base_url}")
+    backend = OpenAICompatBackend(spec, api_key=None, timeout=5.0, concurrency=50)
+
+    async def wave() -> list:
+        try:
+            return await asyncio.gather(
+                *(backend.generate(request(f"hello {i}")) for i in range(50))
+            )
+        finally:
+            await backend.aclose()
+
+    assert len(asyncio.run(wave())) == 50
+    assert len(calls) == 1  # the client would otherwise detect it once per request in flight
+    assert {e["outcome"] for e in fake_openai.log()} == {"ok"}
+
+
 def test_a_client_without_the_template_path_falls_back_to_post(
     fake_openai, monkeypatch: pytest.MonkeyPatch
 ) -> None:
