@@ -307,6 +307,17 @@ class InstantBackend:
         pass
 
 
+def instant_items(store: RunStore, samples: list) -> list[WorkItem]:
+    """Smoke work items for InstantBackend, declared to the store."""
+    task = get_task("smoke")
+    items = []
+    for s in samples:
+        r = GenRequest(s.messages, GenParams(), SampleRef("smoke", s.id, s.variant, "model"))
+        items.append(WorkItem(task, s, r, request_key("instant", r), {}))
+    store.add_samples("smoke", ((w.sample, w.key) for w in items))
+    return items
+
+
 def test_the_wal_file_starts_over_during_a_run(tmp_path: Path, monkeypatch) -> None:
     # with commits no longer checkpointing, the housekeeping must still let the WAL file start
     # over: checkpointed only from another thread while the loop keeps committing, it never did,
@@ -326,11 +337,7 @@ def test_the_wal_file_starts_over_during_a_run(tmp_path: Path, monkeypatch) -> N
             await asyncio.sleep(0.005)
 
     async def run() -> None:
-        items = []
-        for s in samples:
-            r = GenRequest(s.messages, GenParams(), SampleRef("smoke", s.id, s.variant, "model"))
-            items.append(WorkItem(task, s, r, request_key("instant", r), {}))
-        store.add_samples("smoke", ((w.sample, w.key) for w in items))
+        items = instant_items(store, samples)
         stats = RunStats()
         endpoint = Endpoint(InstantBackend(), 50, RetryPolicy(), stats)
         watcher = asyncio.create_task(watch())
@@ -381,11 +388,7 @@ def test_a_failing_cache_flush_is_counted_and_housekeeping_goes_on(
     )
 
     async def run() -> RunStats:
-        items = []
-        for s in samples:
-            r = GenRequest(s.messages, GenParams(), SampleRef("smoke", s.id, s.variant, "model"))
-            items.append(WorkItem(task, s, r, request_key("instant", r), {}))
-        store.add_samples("smoke", ((w.sample, w.key) for w in items))
+        items = instant_items(store, samples)
         stats = RunStats()
         endpoint = Endpoint(InstantBackend(), 50, RetryPolicy(), stats)
         await Runner(store, cache, endpoint, None, stats).run(items, 50)
