@@ -312,3 +312,6 @@ def test_cli_flags_are_checked_and_small_intensities_are_written_out() -> None:
     tiny = run_cli("perturb", "--json", "--intensity", "0.00001", text)  # :g would give 1e-05
     assert tiny.returncode == 0, tiny.stderr
     assert json.loads(tiny.stdout)["level"] == perturb(text, "char@0.00001").level
+    both = run_cli("perturb", "--level", "char@0.1", "--levels", "default", text)
+    assert both.returncode == 2 and "not both" in both.stderr  # one of them was ignored before
+    assert len(both.stderr.strip().splitlines()) == 1

@@ -100,6 +100,8 @@ def perturb(
                 "perturb: give the text as an argument, or pipe it in on standard input"
             )
         text = [sys.stdin.read().rstrip("\n")]
+    if levels is not None and level is not None:
+        raise UserError("perturb: give --level (one level) or --levels (several), not both")
     if levels is not None:
         chosen = parse_levels(DEFAULT_LEVELS_SPEC if levels == "default" else levels)
     else:
