@@ -344,23 +344,25 @@ class Runner:
         """Every HOUSEKEEPING_SECONDS: commit the cache's pending writes, then checkpoint both
         databases' WAL (see `checkpoints_deferred`). A failure is counted and the next round
         tries again: the run itself never depends on it."""
-        databases: list[RunStore | ResponseCache] = [self.store]
-        if self.cache:
-            databases.append(self.cache)
+        databases: list[RunStore | ResponseCache] = [
+            self.store,
+            *([self.cache] if self.cache else []),
+        ]
         while True:
             await asyncio.sleep(HOUSEKEEPING_SECONDS)
             try:
+                if self.cache:
+                    self.cache.flush()  # its batch goes into this round's copy
+                # The bulk of the copying in a worker thread; then, on the loop, the few pages
+                # committed meanwhile, so that the next commit starts the WAL file over. It only
+                # does when everything in it is copied, and at hundreds of commits a second the
+                # thread alone never gets there: the file grew for the whole run.
                 for database in databases:
-                    if isinstance(database, ResponseCache):
-                        database.flush()
-                    # The bulk of the copying in a worker thread; then, on the loop, the few
-                    # pages committed meanwhile, so that the next commit starts the WAL file
-                    # over. It only does when everything in it is copied, and at hundreds of
-                    # commits a second the thread alone never gets there: the file grew for the
-                    # whole run. (Not inside a transaction, which SQLite refuses.)
                     await asyncio.to_thread(checkpoint_wal, database.path)
-                    if isinstance(database, ResponseCache):
-                        database.flush()
+                if self.cache:
+                    self.cache.flush()  # closes the batch the workers opened meanwhile
+                for database in databases:
+                    # SQLite refuses a checkpoint inside a transaction: an open one waits a round
                     if not database.conn.in_transaction:
                         database.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
             except sqlite3.Error as exc:
