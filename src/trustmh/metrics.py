@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import numpy as np
+# numpy is imported by the functions that use it: a run of a task that needs it only here (the
+# smoke task) sends its first request without waiting for numpy's import (a seventh of a second).
+if TYPE_CHECKING:
+    import numpy as np
 
 BOOTSTRAP_RESAMPLES = 1000
 
@@ -27,6 +31,8 @@ def margin_of_error(values: Sequence[float]) -> float | None:
     """Half-width of the 95% interval of a mean, as the authors compute it: 1.96·sd/√n for
     n >= 30, the t table value·sd/√n below; None with fewer than two values (the authors print
     0.0 there, which would read as certainty)."""
+    import numpy as np
+
     n = len(values)
     if n < 2:
         return None
@@ -37,6 +43,8 @@ def margin_of_error(values: Sequence[float]) -> float | None:
 
 def proportion_ci(successes: Sequence[float], seed: int) -> tuple[float | None, float | None]:
     """Bootstrap interval of a mean of 0/1 (or [0, 1]) values; vectorised, cheap for large n."""
+    import numpy as np
+
     arr = np.asarray(successes, dtype=float)
     n = arr.size
     if n < 2:
@@ -50,6 +58,13 @@ def proportion_ci(successes: Sequence[float], seed: int) -> tuple[float | None, 
     return percentile_interval(arr[rng.integers(0, n, size=(BOOTSTRAP_RESAMPLES, n))].mean(axis=1))
 
 
+def warm_up() -> None:
+    """Load the interval code by running it once on a tiny input: numpy and the parts it loads
+    on first use (its random and masked-array modules), a fifth of a second in all. A run calls
+    this while its replies are out, so that its aggregation after the last reply does not wait."""
+    proportion_ci([0.0, 1.0], seed=0)
+
+
 def bootstrap_mean_ci(values: Sequence[float], seed: int) -> tuple[float | None, float | None]:
     """Seeded percentile-bootstrap 95% interval of a mean over items (judge scores, rates...)."""
     return proportion_ci(values, seed)
@@ -58,6 +73,8 @@ def bootstrap_mean_ci(values: Sequence[float], seed: int) -> tuple[float | None,
 def pearson_or_nan(x: Sequence[float], y: Sequence[float]) -> float:
     """Pearson r of two equal-length sequences; NaN when empty, unequal or either side is constant
     (the authors' `_pearsonr`: `np.corrcoef` guarded by a zero-std check)."""
+    import numpy as np
+
     xa = np.asarray(x, dtype=float)
     ya = np.asarray(y, dtype=float)
     if xa.size == 0 or xa.size != ya.size or np.std(xa) == 0 or np.std(ya) == 0:
@@ -70,6 +87,8 @@ def pearson_bootstrap_samples(
 ) -> np.ndarray:
     """Pearson r of `resamples` seeded bootstrap resamples of the item pairs (vectorised); NaN where
     a resample is constant on either side. Empty when there are fewer than 3 pairs."""
+    import numpy as np
+
     xa = np.asarray(x, dtype=float)
     ya = np.asarray(y, dtype=float)
     n = xa.size
@@ -90,6 +109,8 @@ def pearson_bootstrap_samples(
 
 def percentile_interval(values: np.ndarray) -> tuple[float | None, float | None]:
     """The 2.5th and 97.5th percentiles of the finite values, or (None, None)."""
+    import numpy as np
+
     finite = np.asarray(values, dtype=float)
     finite = finite[np.isfinite(finite)]
     if finite.size == 0:
