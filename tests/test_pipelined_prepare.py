@@ -62,6 +62,14 @@ def test_first_requests_leave_before_the_last_sample_is_built(
     assert summary.status == "complete" and summary.n_samples == summary.n_pending == N_SAMPLES
     assert summary.stats.total == len(log) == N_SAMPLES
     assert min(entry["time"] for entry in log) < built[-1]  # asked while still building
+    # the versions behind the numbers are recorded once every sample is queued
+    import numpy
+
+    store = RunStore(tmp_path / "run")
+    try:
+        assert store.get_meta("versions")["numpy"] == numpy.__version__
+    finally:
+        store.close()
     # the same run again: everything is stored, nothing is sent, nothing is pending
     again = asyncio.run(engine.run_evaluation(config(fake_openai, tmp_path, 20), progress=False))
     assert again.n_pending == 0 and again.n_requests == 0 and len(fake_openai.log()) == N_SAMPLES
