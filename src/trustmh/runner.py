@@ -189,17 +189,17 @@ class Endpoint:
 
 
 class WorkFeed:
-    """The work items for the workers, taken from a plain or an async iterable; `fill` may keep
-    adding items while the workers take them."""
+    """The work items for the workers, taken from a plain or an async iterable: `prefill` takes
+    the first ones before the workers start, `fill_rest` the others while they run."""
 
     def __init__(
         self,
         items: Iterable[WorkItem] | AsyncIterable[WorkItem],
         on_item: Callable[[], None] | None = None,
     ):
-        self._source = items if isinstance(items, AsyncIterable) else _as_async(items)
+        source = items if isinstance(items, AsyncIterable) else _as_async(items)
+        self._iterator: AsyncIterator[WorkItem] = aiter(source)
         self._on_item = on_item  # called after each item taken (the progress total grows)
-        self._iterator: AsyncIterator[WorkItem] | None = None
         self._items: deque[WorkItem] = deque()
         self._more = asyncio.Event()
         self.done = False  # the source is exhausted (or failed)
@@ -210,28 +210,31 @@ class WorkFeed:
         """Items taken from the source and not handed out yet."""
         return len(self._items)
 
-    async def fill(self, until: int | None = None) -> None:
-        """Take items from the source until `until` are available, or (None) until it ends.
-        With `until` (before the workers start) an error of the source is raised; without it
-        (while they run) it is kept in `error` and the items not handed out yet are dropped, so
-        the workers finish what they hold and stop."""
-        if self._iterator is None:
-            self._iterator = aiter(self._source)
+    async def prefill(self, count: int) -> None:
+        """Take items until `count` are available or the source ends; its error is raised."""
+        while not self.done and len(self._items) < count:
+            await self._take()
+
+    async def fill_rest(self) -> None:
+        """Take the remaining items as the workers run. An error of the source is kept in `error`
+        and the items not handed out yet are dropped, so the workers finish what they hold and
+        stop."""
         try:
-            while not self.done and (until is None or len(self._items) < until):
-                try:
-                    self._items.append(await anext(self._iterator))
-                except StopAsyncIteration:
-                    self.done = True
-                self._more.set()
-                if self._on_item:
-                    self._on_item()
+            while not self.done:
+                await self._take()
         except Exception as exc:
-            if until is not None:
-                raise
             self.error, self.done = exc, True
             self._items.clear()
             self._more.set()
+
+    async def _take(self) -> None:
+        try:
+            self._items.append(await anext(self._iterator))
+        except StopAsyncIteration:
+            self.done = True
+        self._more.set()
+        if self._on_item:
+            self._on_item()
 
     async def next(self) -> WorkItem | None:
         """The next item, waiting for the source if needed; None once it is exhausted."""
@@ -308,7 +311,7 @@ class Runner:
         progress = self.on_progress
         feed = WorkFeed(items, on_item=(lambda: progress(self.stats)) if progress else None)
         # one item per worker before any starts, so that each starts with work in hand
-        await feed.fill(concurrency)
+        await feed.prefill(concurrency)
 
         async def worker() -> None:
             while (item := await feed.next()) is not None:
@@ -330,7 +333,7 @@ class Runner:
                         # behind the event loop as a burst too (bench/throughput.py: 0.5 s at 200).
                         await asyncio.sleep(0)
                     # the rest is built while the first wave is out (every worker has an item)
-                    group.create_task(feed.fill())
+                    group.create_task(feed.fill_rest())
         except BaseExceptionGroup as group:  # surface the first failure itself, not the group
             raise group.exceptions[0] from None
         finally:
