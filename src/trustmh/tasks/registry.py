@@ -13,8 +13,10 @@ any pillar), not all ten; anything else falls back to reading every module.
 from __future__ import annotations
 
 import importlib
-from functools import cache
+from collections.abc import Callable
+from functools import cache, partial
 from importlib.metadata import entry_points
+from typing import TypeVar
 
 from trustmh.errors import UserError
 from trustmh.tasks.base import Task
@@ -33,6 +35,7 @@ BUILTIN_MODULES = {
     "judge_check": "trustmh.judge_check.crisis",  # judge-check's live task (not in `all`)
 }
 ENTRY_POINT_GROUP = "trustmh.tasks"
+T = TypeVar("T")
 
 
 @cache
@@ -91,12 +94,17 @@ def _resolve(item: str, tasks: dict[str, Task]) -> list[Task] | None:
     return in_pillar or None
 
 
+def _find(item: str, pick: Callable[[dict[str, Task]], T | None]) -> T | None:
+    """`pick` applied to the tasks of the modules that can declare `item`, or, when that finds
+    nothing (or `item` names no built-in pillar, like `all`), to every registered task."""
+    modules = _modules_for(item)
+    found = pick(_tasks_of(modules)) if modules else None
+    return found if found is not None else pick(all_tasks())
+
+
 def get_task(task_id: str) -> Task:
     """The task with this id, or a UserError listing what exists."""
-    modules = _modules_for(task_id)
-    task = _tasks_of(modules).get(task_id) if modules else None
-    if task is None:
-        task = all_tasks().get(task_id)
+    task = _find(task_id, lambda tasks: tasks.get(task_id))
     if task is None:
         raise UserError(
             f"unknown task {task_id!r}; run `trustmh tasks` to list subtask ids and pillars"
@@ -122,10 +130,7 @@ def select_tasks(selection: str | list[str]) -> list[Task]:
         )
     chosen: dict[str, Task] = {}
     for item in items:
-        modules = None if item.lower() == "all" else _modules_for(item)
-        found = _resolve(item, _tasks_of(modules)) if modules else None
-        if found is None:
-            found = _resolve(item, all_tasks())
+        found = _find(item, partial(_resolve, item))
         if found is None:
             raise UserError(
                 f"--tasks: unknown subtask or pillar {item!r}; run `trustmh tasks` to list them"
