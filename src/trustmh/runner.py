@@ -323,7 +323,6 @@ class Runner:
                 for conn in (self.store.conn, self.cache.conn if self.cache else None):
                     if conn is not None:
                         deferred.enter_context(checkpoints_deferred(conn))
-                deferred.enter_context(collector_tuned_for_requests())
                 async with asyncio.TaskGroup() as group:
                     for _ in range(min(concurrency, feed.available) if feed.done else concurrency):
                         group.create_task(worker())
