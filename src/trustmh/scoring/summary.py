@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from trustmh.metrics import proportion_ci
-from trustmh.scoring.outcomes import NOT_SCORED, count_status
+from trustmh.scoring.outcomes import count_status, scored_only
 from trustmh.types import Direction, MetricValue, ScoredSample
 
 
@@ -50,9 +50,7 @@ def judged_counts(scored: Sequence[ScoredSample]) -> dict[str, int]:
     score detail: judged like any reply, protocol 1.3) and `n_error` (failed requests)."""
     return {
         "n_unparsed": count_status(scored, "unparsed"),
-        "n_refused": sum(
-            bool(s.score.detail.get("refusal")) for s in scored if s.score.status not in NOT_SCORED
-        ),
+        "n_refused": sum(bool(s.score.detail.get("refusal")) for s in scored_only(scored)),
         "n_error": count_status(scored, "error"),
     }
 
