@@ -105,32 +105,28 @@ def test_a_source_failing_midway_keeps_what_was_asked_and_raises(
 
 
 def test_the_progress_total_grows_while_items_are_built(tmp_path: Path) -> None:
-    from test_request_path import InstantBackend
+    from test_request_path import InstantBackend, instant_items
 
     class SlowBackend(InstantBackend):
         async def generate(self, request):
             await asyncio.sleep(0.05)  # the first wave is out while the rest is built
             return await super().generate(request)
 
-    from trustmh.runner import Endpoint, RetryPolicy, Runner, RunStats, WorkItem
-    from trustmh.store import request_key
-    from trustmh.types import GenParams, GenRequest, SampleRef
+    from trustmh.runner import Endpoint, RetryPolicy, Runner, RunStats
 
-    smoke = registry.get_task("smoke")
-    samples = list(smoke.samples(None, {}))[:300]
+    samples = list(registry.get_task("smoke").samples(None, {}))[:300]
     stats = RunStats()
     seen: list[tuple[int, int]] = []
 
-    async def source():
-        for s in samples:
-            r = GenRequest(s.messages, GenParams(), SampleRef("smoke", s.id, s.variant, "model"))
-            stats.total += 1
-            yield WorkItem(smoke, s, r, request_key("instant", r), {})
-
     async def run() -> None:
         store = RunStore(tmp_path / "run")
+
+        async def source():
+            for item in instant_items(store, samples):
+                stats.total += 1
+                yield item
+
         try:
-            store.add_samples("smoke", ((s, "k") for s in samples))
             endpoint = Endpoint(SlowBackend(), 10, RetryPolicy(), stats)
             runner = Runner(store, None, endpoint, None, stats,
                             on_progress=lambda st: seen.append((st.done, st.total)))  # fmt: skip
