@@ -25,6 +25,11 @@ class RunConfig(BaseModel):
     judge: str | None = Field(
         None, description="judge model spec (the paper's judge is openai:gpt-4.1)"
     )
+    simulator: str | None = Field(
+        None,
+        description="model spec of the simulated user that multi-step subtasks talk to "
+        "(crisis.multiturn_safety), e.g. openai:gpt-4o",
+    )
     tasks: list[str] = Field(
         default_factory=lambda: ["all"], description="subtask ids, pillars or all"
     )
@@ -65,6 +70,9 @@ class RunConfig(BaseModel):
     )
     judge_api_key_env: str | None = Field(
         None, description="environment variable holding the judge's API key"
+    )
+    simulator_api_key_env: str | None = Field(
+        None, description="environment variable holding the simulator's API key"
     )
     temperature: float | None = Field(None, ge=0, description="override every task's temperature")
     max_tokens: int | None = Field(None, gt=0, description="override every task's max_tokens")

@@ -194,7 +194,15 @@ def _check_same_run(store: RunStore, cfg: RunConfig) -> None:
     if stored is None:
         return
     current = cfg.model_dump(mode="json")
-    for key in ("model", "judge", "seed", "temperature", "max_tokens", "system_prompt"):
+    for key in (
+        "model",
+        "judge",
+        "simulator",
+        "seed",
+        "temperature",
+        "max_tokens",
+        "system_prompt",
+    ):
         old, new = stored.get(key), current.get(key)
         if old != new:
             raise UserError(
@@ -231,15 +239,16 @@ async def _run_evaluation(cfg: RunConfig, progress: bool, console: Any) -> RunSu
     model = build_backend(cfg.model, api_key_env=cfg.api_key_env, timeout=cfg.request_timeout,
                           concurrency=cfg.concurrency, data=data)  # fmt: skip
     judge: ModelBackend | None = None
-    if cfg.judge:
-        judge = build_backend(cfg.judge, api_key_env=cfg.judge_api_key_env, timeout=cfg.request_timeout,
-                              concurrency=cfg.judge_concurrency or cfg.concurrency, data=data, flag="--judge")  # fmt: skip
-
-    run_dir = resolve_run_dir(cfg)
+    role_backends: dict[str, ModelBackend] = {}
     try:
+        if cfg.judge:
+            judge = build_backend(cfg.judge, api_key_env=cfg.judge_api_key_env, timeout=cfg.request_timeout,
+                                  concurrency=cfg.judge_concurrency or cfg.concurrency, data=data, flag="--judge")  # fmt: skip
+        role_backends = _role_backends(cfg, tasks, model, data)
+        run_dir = resolve_run_dir(cfg)
         store = RunStore(run_dir)
     except BaseException:
-        await _close_backends(model, judge)
+        await _close_backends(model, judge, *role_backends.values())
         raise
     cache = None if cfg.no_cache else ResponseCache(cfg.cache_dir or default_cache_dir())
     stats = RunStats()
@@ -282,7 +291,10 @@ async def _run_evaluation(cfg: RunConfig, progress: bool, console: Any) -> RunSu
         for task_id, metrics in summary.results.items():
             store.put_results(task_id, metrics)
         selection: dict[str, set[tuple[str, str]]] = {}
-        pending = _pending_work(cfg, tasks, data, model, store, summary, stats, selection)
+        role_specs = {role: backend.spec for role, backend in role_backends.items()}
+        pending = _pending_work(
+            cfg, tasks, data, model, role_specs, store, summary, stats, selection
+        )
         policy = RetryPolicy(
             cfg.max_retries, cfg.retry_base_delay, max_retry_after=cfg.max_retry_after
         )
@@ -292,10 +304,13 @@ async def _run_evaluation(cfg: RunConfig, progress: bool, console: Any) -> RunSu
             if judge
             else None
         )
+        role_eps = {
+            role: Endpoint(backend, cfg.concurrency, policy, stats)
+            for role, backend in role_backends.items()
+        }
         display = ProgressDisplay(console, enabled=progress, label=model.label)
-        runner = Runner(
-            store, cache, model_ep, judge_ep, stats, cfg.seed, on_progress=display.update
-        )
+        runner = Runner(store, cache, model_ep, judge_ep, stats, cfg.seed,
+                        on_progress=display.update, roles=role_eps)  # fmt: skip
         with display:
             try:
                 await runner.run(pending, cfg.concurrency)
@@ -326,14 +341,54 @@ async def _run_evaluation(cfg: RunConfig, progress: bool, console: Any) -> RunSu
         store.close()
         if cache:
             cache.close()
-        await _close_backends(model, judge)
+        await _close_backends(model, judge, *role_backends.values())
     return summary
 
 
 async def _close_backends(*backends: ModelBackend | None) -> None:
+    closed: set[int] = set()
     for backend in backends:
-        if backend is not None:
+        if backend is not None and id(backend) not in closed:  # a replay may play two roles
+            closed.add(id(backend))
             await backend.aclose()
+
+
+# The roles a multi-step task may ask for, with the run setting (and flag) that names its model.
+ROLE_FLAGS = {"simulator": ("simulator", "simulator_api_key_env")}
+
+
+def _role_backends(cfg: RunConfig, tasks: list[Task], model: ModelBackend,
+                   data: DataContext) -> dict[str, ModelBackend]:  # fmt: skip
+    """The backends of the roles the selected tasks ask for (besides the model under test): the
+    model given by the role's flag, or the model itself when it replays a recording that holds
+    that role's turns too (`plays`). UserError naming the flag when neither exists."""
+    out: dict[str, ModelBackend] = {}
+    for role in dict.fromkeys(r for t in tasks for r in t.roles):
+        needing = ", ".join(t.id for t in tasks if role in t.roles)
+        if role not in ROLE_FLAGS:
+            raise UserError(
+                f"--tasks {needing}: asks for a {role!r} model, which trustmh cannot supply"
+            )
+        spec_field, key_field = ROLE_FLAGS[role]
+        flag = "--" + spec_field.replace("_", "-")
+        spec = getattr(cfg, spec_field)
+        plays = role in getattr(model, "plays", ())
+        if spec and plays:
+            raise UserError(
+                f"{flag} {spec}: {model.spec} replays a recording that holds the {role}'s turns "
+                f"too; drop {flag}"
+            )
+        if plays:
+            out[role] = model
+        elif spec:
+            out[role] = build_backend(spec, api_key_env=getattr(cfg, key_field), timeout=cfg.request_timeout,
+                                      concurrency=cfg.concurrency, data=data, flag=flag)  # fmt: skip
+        else:
+            raise UserError(
+                f"--tasks {needing}: needs a {role} model; pass {flag} SPEC (any model spec, e.g. "
+                f"{flag} openai:gpt-4o)"
+            )
+    return out
 
 
 def iter_limited(samples: Iterable[Sample], limit: int | None) -> Iterator[Sample]:
@@ -353,13 +408,22 @@ def iter_limited(samples: Iterable[Sample], limit: int | None) -> Iterator[Sampl
         yield sample
 
 
+def _steps_key(task: Task, sample: Sample, role_specs: dict[str, str]) -> Any:
+    """What a multi-step sample's key covers besides its first messages: its meta (where the
+    task keeps what shapes the steps: number of turns, seeds...) and the models of its roles; so
+    changing any of them asks the sample again. None for a one-request task."""
+    if task.solve is None:
+        return None
+    return {"meta": sample.meta, "roles": {r: role_specs[r] for r in task.roles}}
+
+
 # Samples built and recorded between two turns of the event loop while the run is under way.
 PREPARE_CHUNK = 64
 
 
 async def _pending_work(cfg: RunConfig, tasks: list[Task], data: DataContext, model: ModelBackend,
-                        store: RunStore, summary: RunSummary, stats: RunStats,
-                        selection: dict[str, set[tuple[str, str]]]) -> AsyncIterator[WorkItem]:  # fmt: skip
+                        role_specs: dict[str, str], store: RunStore, summary: RunSummary,
+                        stats: RunStats, selection: dict[str, set[tuple[str, str]]]) -> AsyncIterator[WorkItem]:  # fmt: skip
     """Every task's samples not finished yet, built and recorded a chunk at a time while the
     runner already asks the first ones (building all subtasks' 24,000 samples takes seconds).
     Fills in, as it goes, the run's sample counts, the progress total and per task the
@@ -376,7 +440,9 @@ async def _pending_work(cfg: RunConfig, tasks: list[Task], data: DataContext, mo
                            SampleRef(task.id, s.id, s.variant, "model"))
                 for s in chunk
             ]  # fmt: skip
-            keys = [request_key(model.spec, r, include_ref=not model.cacheable) for r in requests]
+            keys = [request_key(model.spec, r, include_ref=not model.cacheable,
+                                extra=_steps_key(task, s, role_specs))
+                    for r, s in zip(requests, chunk, strict=True)]  # fmt: skip
             pending = declared.pending(chunk, keys)
             covered.update((s.id, s.variant) for s in chunk)
             summary.n_samples += len(chunk)

@@ -15,7 +15,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from aiolimiter import AsyncLimiter
@@ -55,6 +55,8 @@ class RunStats:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     judge_requests: int = 0
+    # requests sent for the other roles of multi-step tasks (e.g. a simulated user), by role
+    role_requests: dict[str, int] = field(default_factory=dict)
     cache_errors: int = 0  # replies the shared cache could not store (kept in the run)
     # shown in the summary, so a systematic failure is visible at once
     first_error: str | None = None
@@ -251,6 +253,42 @@ async def _as_async(items: Iterable[WorkItem]) -> AsyncIterator[WorkItem]:
         yield item
 
 
+class Steps:
+    """The `generate` a multi-step task's `solve` gets, bound to one sample: each call is one
+    request of the sample, asked like any other (run store, shared cache, in-flight dedup,
+    retries) and stored in the run at once, so a killed run replays it instead of asking again."""
+
+    __slots__ = ("_runner", "_item", "turns")
+
+    def __init__(self, runner: Runner, item: WorkItem):
+        self._runner = runner
+        self._item = item
+        self.turns: dict[str, int] = {}  # requests asked so far, by role
+
+    async def __call__(
+        self, messages: Sequence[Message], *, role: str = "model", params: GenParams | None = None
+    ) -> Response:
+        """The reply of the model playing `role` (see `trustmh.tasks.base.Generate`)."""
+        runner, item = self._runner, self._item
+        endpoint = runner.endpoint(role)
+        turn = self.turns.get(role, 0)
+        self.turns[role] = turn + 1
+        if params is None:
+            params = item.request.params if role == "model" else GenParams()
+        sample = item.sample
+        request = GenRequest(
+            tuple(messages), params, SampleRef(item.task.id, sample.id, sample.variant, role, turn)
+        )
+        spec = endpoint.backend.spec
+        key = request_key(spec, request, include_ref=not endpoint.backend.cacheable)
+        response, source, attempts, latency = await runner._reply(endpoint, request, key)
+        if source != "run":
+            if source == "api" and role != "model":
+                runner.stats.role_requests[role] = runner.stats.role_requests.get(role, 0) + 1
+            runner.store.put_response(key, spec, role, response, source, attempts, latency)
+        return response
+
+
 class BoundJudge:
     """The judge as a scorer sees it: bound to one sample so its requests are stored with it."""
 
@@ -290,6 +328,7 @@ class Runner:
         stats: RunStats,
         seed: int = 0,
         on_progress: Callable[[RunStats], None] | None = None,
+        roles: dict[str, Endpoint] | None = None,
     ):
         self.store = store
         self.cache = cache
@@ -298,7 +337,16 @@ class Runner:
         self.stats = stats
         self.seed = seed
         self.on_progress = on_progress
+        self.roles = roles or {}  # the other models multi-step tasks ask, by role
         self._inflight: dict[str, asyncio.Future] = {}
+
+    def endpoint(self, role: str) -> Endpoint:
+        """The endpoint of the model playing `role` ("model" is the one under test)."""
+        if role == "model":
+            return self.model
+        if role not in self.roles:
+            raise SampleError(f"no {role} model in this run (the task did not declare the role)")
+        return self.roles[role]
 
     async def run(
         self, items: Iterable[WorkItem] | AsyncIterable[WorkItem], concurrency: int
@@ -375,7 +423,12 @@ class Runner:
         """Reply, store, score and store the score of one sample."""
         task, sample, key = item.task, item.sample, item.key
         try:
-            response, source, attempts, latency = await self._reply(self.model, item.request, key)
+            if task.solve is None:
+                response, source, attempts, latency = await self._reply(
+                    self.model, item.request, key
+                )
+            else:
+                response, source, attempts, latency = await self._solve(item)
         except NotRecorded:
             self.stats.missing += 1
             self.store.put_score(task.id, sample, key, SampleScore(None, status="missing"))
@@ -433,6 +486,21 @@ class Runner:
             self._count_error(error)
         self.store.put_score(task.id, sample, key, score, error=error)
         self._advance()
+
+    async def _solve(self, item: WorkItem) -> tuple[Response, str, int, float]:
+        """A multi-step sample's result, stored under the sample's key: taken from the run when
+        a previous run finished the steps, else built by the task's `solve` (each of its turns
+        asked through `Steps`). Source "solver"; attempts = the turns it took."""
+        stored = self.store.get_response(item.key)
+        if stored is not None:
+            self.stats.reused += 1
+            return stored, "run", 0, 0.0
+        started = time.monotonic()
+        steps = Steps(self, item)
+        # the sample as sent: the run's system-prompt override applied to its messages
+        sample = replace(item.sample, messages=item.request.messages)
+        response = await item.task.solve(sample, steps)  # type: ignore[misc]
+        return response, "solver", sum(steps.turns.values()), time.monotonic() - started
 
     def _count_error(self, message: str) -> None:
         """Count a sample that ends as an error; the first message is shown in the summary."""

@@ -63,9 +63,12 @@ CREATE TABLE IF NOT EXISTS responses (
 """
 
 
-def request_key(model_spec: str, request: GenRequest, include_ref: bool = False) -> str:
+def request_key(
+    model_spec: str, request: GenRequest, include_ref: bool = False, extra: Any = None
+) -> str:
     """Hash of (model spec, generation parameters, messages); the sample ref joins it for backends
-    whose answer depends on the sample rather than on the prompt (replay)."""
+    whose answer depends on the sample rather than on the prompt (replay), and `extra` (any JSON
+    value) for whatever else shapes the answer (a multi-step sample's settings and other models)."""
     payload: dict[str, Any] = {
         "m": model_spec,
         "p": request.params.as_dict(),
@@ -74,6 +77,8 @@ def request_key(model_spec: str, request: GenRequest, include_ref: bool = False)
     if include_ref and request.ref is not None:
         r = request.ref
         payload["ref"] = [r.task, r.sample_id, r.variant, r.role]
+    if extra is not None:
+        payload["x"] = extra
     blob = json.dumps(payload, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()
 

@@ -24,6 +24,10 @@ class GenParams:
     temperature: float = 0.0
     max_tokens: int | None = 1024
     top_p: float | None = None
+    # sampling seed, for requests sampled above temperature 0 (a simulated user's repeated runs):
+    # sent to OpenAI-compatible servers, which honour it where they can, and part of the cache key
+    # either way, so the runs of one prompt are not served one cached reply
+    seed: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Only the parameters that are set, for cache keys and API calls."""
@@ -33,6 +37,7 @@ class GenParams:
                 ("temperature", self.temperature),
                 ("max_tokens", self.max_tokens),
                 ("top_p", self.top_p),
+                ("seed", self.seed),
             )
             if v is not None
         }
@@ -40,7 +45,8 @@ class GenParams:
 
 @dataclass(frozen=True, slots=True)
 class SampleRef:
-    """Which sample a request belongs to; `role` is "model" or "judge".
+    """Which sample a request belongs to; `role` is "model", "judge" or a role a multi-step task
+    asks (e.g. "simulator"), and `turn` counts that role's requests within the sample (0, 1, ...).
 
     Live backends ignore it; the replay backend uses it to find the recorded answer.
     """
@@ -49,6 +55,7 @@ class SampleRef:
     sample_id: str
     variant: str = "clean"
     role: str = "model"
+    turn: int = 0
 
 
 @dataclass(frozen=True, slots=True)

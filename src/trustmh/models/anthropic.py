@@ -38,6 +38,7 @@ class AnthropicBackend:
         params = request.params
         # Sampling parameters go in the body as-is: recent SDKs (2.x) no longer list temperature
         # and top_p among create()'s typed arguments, but the API still takes them.
+        # (The Messages API has no seed: `params.seed` only keys the cache for this backend.)
         sampling = {"temperature": params.temperature}
         if params.top_p is not None:
             sampling["top_p"] = params.top_p

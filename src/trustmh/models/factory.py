@@ -22,7 +22,7 @@ def build_backend(
 ) -> ModelBackend:
     """The backend named by `text`; UserError on a bad spec or a missing key."""
     spec = parse_model_spec(text, flag)
-    key_flag = "--judge-api-key-env" if flag == "--judge" else "--api-key-env"
+    key_flag = f"{flag}-api-key-env" if flag in ("--judge", "--simulator") else "--api-key-env"
     key = resolve_api_key(spec, api_key_env, key_flag)
     if spec.provider == "baseline":
         from trustmh.models.baseline import BaselineBackend

@@ -5,6 +5,17 @@
 A `Task` names its protocol subtask id, pillar, the data sources it reads, its generation
 parameters, how records become samples (`samples`), how a reply is scored (`score`) and how scored
 samples aggregate (`aggregate`). The core (runner, store, CLI) only ever sees this interface.
+
+Multi-step generation (a conversation with a simulated user, a scripted escalation, a therapy
+session) is one more function, `solve(sample, generate) -> Response`, in the spirit of inspect_ai's
+solvers: the runner calls it instead of sending the sample's messages once, and `generate` asks the
+runner for one turn at a time. Every turn is an ordinary request: looked up in the run store and
+the shared cache, sent with retries only when neither has it, and stored as soon as it arrives. So
+a run killed mid-conversation replays the stored turns without asking them again and goes on from
+the first missing one, and an identical rerun asks nothing. `solve` must build each turn from the
+sample and the replies it got (no clock, no unseeded randomness), so that a replay asks for the same
+turns. Models other than the one under test are named by role (`roles`, e.g. "simulator"); the run
+supplies them (`--simulator SPEC`).
 """
 
 from __future__ import annotations
@@ -27,7 +38,9 @@ from trustmh.types import (
 if TYPE_CHECKING:
     from trustmh.data.sources import DataContext
 
-StatusLabel = Literal["EXACT", "UPSTREAM", "DEFAULT"]
+# BEYOND: an extension past the paper (kept out of `all`, pillar scores and ranks; `in_protocol`
+# is False for such tasks)
+StatusLabel = Literal["EXACT", "UPSTREAM", "DEFAULT", "BEYOND"]
 
 
 class Judge(Protocol):
@@ -51,7 +64,22 @@ class ScoreContext:
     seed: int = 0
 
 
+class Generate(Protocol):
+    """One turn of a multi-step sample, asked through the runner (see the module docstring)."""
+
+    async def __call__(
+        self, messages: Sequence[Message], *, role: str = "model", params: GenParams | None = None
+    ) -> Response:
+        """The reply of the model playing `role` ("model": the one under test, with the run's
+        generation parameters unless `params` is given; any other role: a model of the task's
+        `roles`, with `params` or the defaults). Raises like a single request: `NotRecorded`
+        when a replayed recording has no such turn, `TransientError`/`SampleError` after the
+        retries (the sample is then recorded as failed, and its stored turns are kept)."""
+        ...
+
+
 SamplesFn = Callable[["DataContext", dict[str, Any]], Iterable[Sample]]
+SolveFn = Callable[[Sample, Generate], Awaitable[Response]]
 ScoreFn = Callable[[Sample, Response, ScoreContext], Awaitable[SampleScore]]
 AggregateFn = Callable[[list[ScoredSample], dict[str, Any]], list[MetricValue]]
 
@@ -77,6 +105,10 @@ class Task:
     samples: SamplesFn | None = None
     score: ScoreFn | None = None
     aggregate: AggregateFn | None = None
+    # multi-step generation: the runner calls solve(sample, generate) instead of sending the
+    # sample's messages once; what it returns is the reply that `score` sees (None: one request)
+    solve: SolveFn | None = None
+    roles: tuple[str, ...] = ()  # models besides the one under test that `solve` asks, by role
     needs_judge: Literal["no", "optional", "required"] = "no"
     option_names: tuple[
         str, ...
@@ -89,6 +121,9 @@ class Task:
     # so reports can put every subtask on one 0-1 scale (1 = best, after `direction`)
     scale: tuple[float, float] | None = None
     notes: str = ""
+    # what one run of the task costs per model at its default options, for `trustmh tasks`
+    # (requests and tokens; empty when it is just one request per item)
+    cost: str = ""
 
     @property
     def implemented(self) -> bool:

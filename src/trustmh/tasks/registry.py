@@ -91,7 +91,9 @@ def _resolve(item: str, tasks: dict[str, Task]) -> list[Task] | None:
     if item in tasks:
         return [tasks[item]]
     in_pillar = [t for t in tasks.values() if t.pillar.lower() == key]
-    return in_pillar or None
+    # a pillar means its protocol subtasks; extensions (BEYOND) run only when named by id
+    # (a pillar made only of such tasks, like judge_check, still selects them)
+    return [t for t in in_pillar if t.in_protocol] or in_pillar or None
 
 
 def _find(item: str, pick: Callable[[dict[str, Task]], T | None]) -> T | None:
@@ -120,7 +122,8 @@ def pillars() -> list[str]:
 def select_tasks(selection: str | list[str]) -> list[Task]:
     """Resolve `--tasks`: comma-separated subtask ids, pillar names (all their subtasks) or `all`.
 
-    `all` means every protocol subtask (the built-in smoke task is only run when named).
+    `all` and pillar names mean protocol subtasks: the built-in smoke task and the extensions
+    beyond the paper (`in_protocol=False`) run only when named.
     """
     items = selection.split(",") if isinstance(selection, str) else list(selection)
     items = [i.strip() for i in items if i.strip()]
