@@ -32,6 +32,7 @@ MINE = [
     "mh_crisis",
     "elephant",
     "mentalalign",
+    "vera_mh",
 ]
 
 # (source, collection, count) as stated in ../shared/data/INVENTORY.md
@@ -56,6 +57,8 @@ INVENTORY_COUNTS = [
     ("elephant", "aita", 10),
     ("mentalalign", "ratings", 349_486),
     ("mentalalign", "contexts", 1000),
+    ("vera_mh", "personas", 10),
+    ("vera_mh", "conversations", 105),
 ]
 
 
@@ -234,3 +237,33 @@ def test_require_sources_names_data_and_remedy(real_data: Path, tmp_path: Path) 
     empty = DataContext((tmp_path,), ("--data-dir",))
     with pytest.raises(DataError, match=r"trustmh data fetch usmle_mental"):
         require_sources(empty, get_task("reliability.knowledge"))
+
+
+def test_vera_mh_conversations_round_trip_and_rubric_shape(
+    report: LoadReport, real_data: Path
+) -> None:
+    from trustmh.data.loaders.vera_mh import format_conversation
+
+    records = report.records["vera_mh"]
+    folder = real_data / "vera_mh" / "concept_paper_conversations"
+    for conversation in records["conversations"]:
+        text = (folder / conversation.file).read_text(encoding="utf-8")
+        assert format_conversation(conversation.turns) == text  # the judge reads the file as is
+        assert [who for who, _ in conversation.turns][:2] == ["user", "agent"]
+    assert Counter(c.set_name for c in records["conversations"]) == {
+        "vera-mh/claude-opus-4.1": 35,
+        "vera-mh/claude-sonnet-4": 35,
+        "vera-mh/gpt-5": 35,
+    }
+    assert {c.persona for c in records["conversations"]} == {
+        "Omar",
+        "Lena",
+        "Ray",
+        "Maya",
+        "Noah",
+        "Kevin",
+        "Sky",
+    }
+    rubric = records["rubric"]
+    assert len(rubric.questions) == 34 and rubric.order[0] == "4" and len(rubric.dimensions) == 5
+    assert [p.risk_level for p in records["personas"]].count("None") == 1

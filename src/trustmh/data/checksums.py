@@ -541,4 +541,452 @@ FILES: dict[str, dict[str, tuple[str, int]]] = {
             861081,
         ),
     },
+    "vera_mh": {
+        "LICENSE": ("7840ad2c313365ce65f0156c22b95f23bc822b755f7cf2a36565b52fcfeb6093", 2612),
+        "PROVENANCE.md": ("f2f95e6bb6b1817280c951ac7395c6381fdf913e52949e417cdf11e0eb3c46f8", 1418),
+        "concept_paper_conversations/Readme.MD": (
+            "384d95440617b1762cd016dcb466fd86adf3686dbf9247df6147a8206e924971",
+            279,
+        ),
+        "concept_paper_conversations/p_claude_opus_4_1_20250805__a_claude_opus_4_1_20250805__t30__r5__20250915_103737/0e1212_Lena_claude-opus-4-1-20250805_run3.txt": (
+            "2da34cfb34996ba39a6a1d54636845619d8b3a26b5caabe524e242a1d6e6b4b1",
+            39926,
+        ),
+        "concept_paper_conversations/p_claude_opus_4_1_20250805__a_claude_opus_4_1_20250805__t30__r5__20250915_103737/10dc27_Ray_claude-opus-4-1-20250805_run3.txt": (
+            "4ad6ebfd73ef4ee16be9c7bb0fe5004adb73f57f14b371f91027d4a33f18ad2f",
+            32398,
+        ),
+        "concept_paper_conversations/p_claude_opus_4_1_20250805__a_claude_opus_4_1_20250805__t30__r5__20250915_103737/19e88f_Lena_claude-opus-4-1-20250805_run4.txt": (
+            "92614c648be6238a28aecb27b7c9f5b023c85e328c28aa31dc354a58eb5d79df",
+            11658,
+        ),
+        "concept_paper_conversations/p_claude_opus_4_1_20250805__a_claude_opus_4_1_20250805__t30__r5__20250915_103737/1ca028_Maya_claude-opus-4-1-20250805_run1.txt": (
+            "0612240fcc8a43ad9fd2d1ee997dfa2c3d8a80bf4d3322a41a85346d6eb3a715",
+            36042,
+        ),
+        "concept_paper_conversations/p_claude_opus_4_1_20250805__a_claude_opus_4_1_20250805__t30__r5__20250915_103737/1f4988_Kevin_claude-opus-4-1-20250805_run1.txt": (
+            "22582937d70758f303397aa5c7b9de29e94956254426ba71a602182867aa7e66",
+            41308,
+        ),
+        "concept_paper_conversations/p_claude_opus_4_1_20250805__a_claude_opus_4_1_20250805__t30__r5__20250915_103737/23b274_Maya_claude-opus-4-1-20250805_run2.txt": (
+            "4ccf4ad822294357fefb40eba576a0613c12ff38e0352c87f1a895e843f623de",
+            37796,
+        ),
+        "concept_paper_conversations/p_claude_opus_4_1_20250805__a_claude_opus_4_1_20250805__t30__r5__20250915_103737/2912c8_Sky_claude-opus-4-1-20250805_run1.txt": (
+            "6527b14e8668b31fb94e8b855abd0907aef86dbb1b77fc0dc6fcd660d3a88496",
+            37448,
+        ),
+        "concept_paper_conversations/p_claude_opus_4_1_20250805__a_claude_opus_4_1_20250805__t30__r5__20250915_103737/2cb0db_Lena_claude-opus-4-1-20250805_run5.txt": (
+            "af1e90fd4ae95014f3fb54b48ff934a6cd48ae118c86ec867926a204041cb74b",
+            38439,
+        ),
+        "concept_paper_conversations/p_claude_opus_4_1_20250805__a_claude_opus_4_1_20250805__t30__r5__20250915_103737/3d53f8_Kevin_claude-opus-4-1-20250805_run2.txt": (
+            "2040280e8125d067f29f4f1eb352b5a90d93b1a8019876a39fa20c319a0899c0",
+            8025,
+        ),
+        "concept_paper_conversations/p_claude_opus_4_1_20250805__a_claude_opus_4_1_20250805__t30__r5__20250915_103737/3ddc56_Noah_claude-opus-4-1-20250805_run5.txt": (
+            "88682b5789da328240b0b13ef7359cabb4cdbb82ce7f10d9cbcf196738d12730",
+            41830,
+        ),
+        "concept_paper_conversations/p_claude_opus_4_1_20250805__a_claude_opus_4_1_20250805__t30__r5__20250915_103737/582710_Sky_claude-opus-4-1-20250805_run2.txt": (
+            "9b63b942c9aa6504ecb1349b6b7a74f2fa9749db508d05410f9526805beaa942",
+            38581,
+        ),
+        "concept_paper_conversations/p_claude_opus_4_1_20250805__a_claude_opus_4_1_20250805__t30__r5__20250915_103737/5ab704_Ray_claude-opus-4-1-20250805_run4.txt": (
+            "df538160ecc260c4d8dc21c7c8be710795582ba06598f98eacf94dec7360ec05",
+            27975,
+        ),
+        "concept_paper_conversations/p_claude_opus_4_1_20250805__a_claude_opus_4_1_20250805__t30__r5__20250915_103737/6f0384_Maya_claude-opus-4-1-20250805_run3.txt": (
+            "f0a22fd5b31f19ec5ca0d45d06db937c827a3e8a0d8a55adab9a6b9d6cf04390",
+            37478,
+        ),
+        "concept_paper_conversations/p_claude_opus_4_1_20250805__a_claude_opus_4_1_20250805__t30__r5__20250915_103737/776b14_Noah_claude-opus-4-1-20250805_run1.txt": (
+            "6a64e921c37673d71bb926e6e4a7ffd582cc9a040be58936cb5aba1563803197",
+            10593,
+        ),
+        "concept_paper_conversations/p_claude_opus_4_1_20250805__a_claude_opus_4_1_20250805__t30__r5__20250915_103737/7b39fa_Omar_claude-opus-4-1-20250805_run2.txt": (
+            "21e039c07ab74018c6b33edb26608b3b763c6773f0447a59e1cc9c9534964ca0",
+            2447,
+        ),
+        "concept_paper_conversations/p_claude_opus_4_1_20250805__a_claude_opus_4_1_20250805__t30__r5__20250915_103737/8082eb_Sky_claude-opus-4-1-20250805_run5.txt": (
+            "331f935956d763eb5b8269cc035b83ba4bb852f821b201ec2f24f1fdbc640daa",
+            26038,
+        ),
+        "concept_paper_conversations/p_claude_opus_4_1_20250805__a_claude_opus_4_1_20250805__t30__r5__20250915_103737/8685d5_Kevin_claude-opus-4-1-20250805_run4.txt": (
+            "be77edfbdfb4bebec5f39532702d728fc371ae1f24dfa3b9b154cf3c67f9f89b",
+            12127,
+        ),
+        "concept_paper_conversations/p_claude_opus_4_1_20250805__a_claude_opus_4_1_20250805__t30__r5__20250915_103737/893e77_Lena_claude-opus-4-1-20250805_run1.txt": (
+            "05ee1d59884fa0e82ae8049ceff1f87a259d411050c140fd020bbe8a11ecf66d",
+            36610,
+        ),
+        "concept_paper_conversations/p_claude_opus_4_1_20250805__a_claude_opus_4_1_20250805__t30__r5__20250915_103737/8be65a_Kevin_claude-opus-4-1-20250805_run5.txt": (
+            "adf92a0f20af1e0aad4c4882891937034ec5dfe8b93b92b6c920bef0677ee308",
+            6976,
+        ),
+        "concept_paper_conversations/p_claude_opus_4_1_20250805__a_claude_opus_4_1_20250805__t30__r5__20250915_103737/966ec4_Sky_claude-opus-4-1-20250805_run3.txt": (
+            "98c6cdad8267544700d23cc5915c9eebf6131dbd0e49efe749c4f694e6f0e95d",
+            19946,
+        ),
+        "concept_paper_conversations/p_claude_opus_4_1_20250805__a_claude_opus_4_1_20250805__t30__r5__20250915_103737/9ef78d_Maya_claude-opus-4-1-20250805_run5.txt": (
+            "b984544b699ac71cf76ac598af2dde21274f6da610ef2fcef032450861713f02",
+            37395,
+        ),
+        "concept_paper_conversations/p_claude_opus_4_1_20250805__a_claude_opus_4_1_20250805__t30__r5__20250915_103737/a57b88_Omar_claude-opus-4-1-20250805_run3.txt": (
+            "92fc005d90d6ec3c701b03135558b6c9256207ea4bec273c1ff86b3d9d7e9739",
+            1480,
+        ),
+        "concept_paper_conversations/p_claude_opus_4_1_20250805__a_claude_opus_4_1_20250805__t30__r5__20250915_103737/b10709_Ray_claude-opus-4-1-20250805_run1.txt": (
+            "30913ed45e0b944e9a74406c3cdea7ca91428b5f504098a490ff13d6a1881ae0",
+            29534,
+        ),
+        "concept_paper_conversations/p_claude_opus_4_1_20250805__a_claude_opus_4_1_20250805__t30__r5__20250915_103737/b2c050_Kevin_claude-opus-4-1-20250805_run3.txt": (
+            "7b9029f364c0fbc53ca8944442d85c7e3bf9ccfd3f7cc0fdaaa1ad1bf0ec8b56",
+            37317,
+        ),
+        "concept_paper_conversations/p_claude_opus_4_1_20250805__a_claude_opus_4_1_20250805__t30__r5__20250915_103737/b9eb7f_Omar_claude-opus-4-1-20250805_run1.txt": (
+            "69a6354ad7eb1d41f44a01bc1fde7f47dbf7adff1d4437da1858d10a1c67f501",
+            6328,
+        ),
+        "concept_paper_conversations/p_claude_opus_4_1_20250805__a_claude_opus_4_1_20250805__t30__r5__20250915_103737/c65c32_Omar_claude-opus-4-1-20250805_run4.txt": (
+            "f4bb5e703eaf6b65f23245e33dc3ab4792ef43cec0e9d05bf33fdb411c53443c",
+            32445,
+        ),
+        "concept_paper_conversations/p_claude_opus_4_1_20250805__a_claude_opus_4_1_20250805__t30__r5__20250915_103737/cc61fc_Maya_claude-opus-4-1-20250805_run4.txt": (
+            "526f54c53dee17257b3c2e460f99839201bd3c3935ef03f29c8d48b1f0831841",
+            39064,
+        ),
+        "concept_paper_conversations/p_claude_opus_4_1_20250805__a_claude_opus_4_1_20250805__t30__r5__20250915_103737/d37e40_Sky_claude-opus-4-1-20250805_run4.txt": (
+            "42d1ab2a570fd4b721371b2c2eea8401ce68bf00f08569edb11941f3e60e7f20",
+            17011,
+        ),
+        "concept_paper_conversations/p_claude_opus_4_1_20250805__a_claude_opus_4_1_20250805__t30__r5__20250915_103737/d45e31_Omar_claude-opus-4-1-20250805_run5.txt": (
+            "a89351e0bca6e27fe79207db0bb11107ade4fbd1957f2b7ad135b6d9fbd31476",
+            9063,
+        ),
+        "concept_paper_conversations/p_claude_opus_4_1_20250805__a_claude_opus_4_1_20250805__t30__r5__20250915_103737/d95504_Noah_claude-opus-4-1-20250805_run3.txt": (
+            "6962ad4fddf91c0f3408064a3f95f9b6275da7680e27790945b2fd4802e94992",
+            40399,
+        ),
+        "concept_paper_conversations/p_claude_opus_4_1_20250805__a_claude_opus_4_1_20250805__t30__r5__20250915_103737/daede2_Lena_claude-opus-4-1-20250805_run2.txt": (
+            "6aa5580e55a69b442f30fe4a1643d300df4d3b3394461fb97b9fcc459f211721",
+            42013,
+        ),
+        "concept_paper_conversations/p_claude_opus_4_1_20250805__a_claude_opus_4_1_20250805__t30__r5__20250915_103737/e1f1de_Noah_claude-opus-4-1-20250805_run4.txt": (
+            "e228a344310fa89992422bf2e870e9de0017b307bf35761991d0cd7cc52b6d3b",
+            7374,
+        ),
+        "concept_paper_conversations/p_claude_opus_4_1_20250805__a_claude_opus_4_1_20250805__t30__r5__20250915_103737/f04895_Ray_claude-opus-4-1-20250805_run2.txt": (
+            "32d635b8423aa6052692967580fcd644a0f772c57285615bb95758d487f0da79",
+            27666,
+        ),
+        "concept_paper_conversations/p_claude_opus_4_1_20250805__a_claude_opus_4_1_20250805__t30__r5__20250915_103737/f4a276_Noah_claude-opus-4-1-20250805_run2.txt": (
+            "851a47ae66f4386268de53154a01670093a53c60476bc40749b464c231150c56",
+            39032,
+        ),
+        "concept_paper_conversations/p_claude_opus_4_1_20250805__a_claude_opus_4_1_20250805__t30__r5__20250915_103737/f5ee38_Ray_claude-opus-4-1-20250805_run5.txt": (
+            "f4d1f0539cbb1ca984899108ddf8ef091e6487cb8330fd5cc5a5e47fcadd15d3",
+            27481,
+        ),
+        "concept_paper_conversations/p_gpt_4o__a_claude_sonnet_4_20250514__t30__r5__20251007_150240/001847_Maya_g4o_run4.txt": (
+            "4fafde914f5914196bbbef90967d6ec4d694551789a79aaa4dbbc6290d75349f",
+            23948,
+        ),
+        "concept_paper_conversations/p_gpt_4o__a_claude_sonnet_4_20250514__t30__r5__20251007_150240/1184f8_Ray_g4o_run4.txt": (
+            "b28e75f535762469716c242b169a067a231ed0758c0a44f1e8b89501f9263d5e",
+            22614,
+        ),
+        "concept_paper_conversations/p_gpt_4o__a_claude_sonnet_4_20250514__t30__r5__20251007_150240/1955c3_Omar_g4o_run5.txt": (
+            "7d6a9b5979398307df26b76b068f81e383703e9031ab64f2b6d6ba6f704f81d2",
+            18316,
+        ),
+        "concept_paper_conversations/p_gpt_4o__a_claude_sonnet_4_20250514__t30__r5__20251007_150240/207be6_Kevin_g4o_run1.txt": (
+            "7bcbcc31774909fd5d7c312d9fe04acf8227746be06aa1d0b7ebfcb70d047b23",
+            19894,
+        ),
+        "concept_paper_conversations/p_gpt_4o__a_claude_sonnet_4_20250514__t30__r5__20251007_150240/2349a1_Lena_g4o_run3.txt": (
+            "c8ec5aaf65d18b80368176be36976d759bf774b82aeed632e97ee94d35e6f7f8",
+            25494,
+        ),
+        "concept_paper_conversations/p_gpt_4o__a_claude_sonnet_4_20250514__t30__r5__20251007_150240/2931ed_Lena_g4o_run4.txt": (
+            "c86aebe61b0a3e94825b2313318db30d4f3e0e8349d7c5927cf704ed54e91ecb",
+            25870,
+        ),
+        "concept_paper_conversations/p_gpt_4o__a_claude_sonnet_4_20250514__t30__r5__20251007_150240/2983a5_Omar_g4o_run1.txt": (
+            "4a20c2df0ed0ad45582092190d47036ac7d646310c26f89c90e3deb5ce61ffa1",
+            18089,
+        ),
+        "concept_paper_conversations/p_gpt_4o__a_claude_sonnet_4_20250514__t30__r5__20251007_150240/3308c4_Sky_g4o_run4.txt": (
+            "abe404baf5401c6c6701b8472e7c54dfcc4099edbc4aa056e6781569e96c1f9a",
+            23667,
+        ),
+        "concept_paper_conversations/p_gpt_4o__a_claude_sonnet_4_20250514__t30__r5__20251007_150240/367c7e_Lena_g4o_run1.txt": (
+            "cf28e8db321d5fc7770c815244ad6cae0ed1d9c94a0302bbcd8abfe31f9734f9",
+            27026,
+        ),
+        "concept_paper_conversations/p_gpt_4o__a_claude_sonnet_4_20250514__t30__r5__20251007_150240/522251_Noah_g4o_run2.txt": (
+            "989266ae970d54a14b49b41c9e1a5eb330f56789f2aa91d28f8d1c6543c42dbc",
+            25621,
+        ),
+        "concept_paper_conversations/p_gpt_4o__a_claude_sonnet_4_20250514__t30__r5__20251007_150240/54542f_Sky_g4o_run5.txt": (
+            "8d617d689bdfd74417b338a70d5e343b5de19c4583a27c8bb6a59030c80c4868",
+            24396,
+        ),
+        "concept_paper_conversations/p_gpt_4o__a_claude_sonnet_4_20250514__t30__r5__20251007_150240/56bf3c_Omar_g4o_run3.txt": (
+            "3202a8d8357adf98492912d339f44491ba037df60235656bd8ff0156aace3627",
+            19993,
+        ),
+        "concept_paper_conversations/p_gpt_4o__a_claude_sonnet_4_20250514__t30__r5__20251007_150240/5b985b_Kevin_g4o_run3.txt": (
+            "330fb951b5cb4018555a612c2d5b44c2f4e2650e0929c6f5e8807a62bd1923ee",
+            21411,
+        ),
+        "concept_paper_conversations/p_gpt_4o__a_claude_sonnet_4_20250514__t30__r5__20251007_150240/69aa8e_Lena_g4o_run2.txt": (
+            "be0a08977e88176044b3c0fbdb870572744d48bcbc414fb00ef8d733cda21302",
+            26244,
+        ),
+        "concept_paper_conversations/p_gpt_4o__a_claude_sonnet_4_20250514__t30__r5__20251007_150240/6c34ac_Omar_g4o_run4.txt": (
+            "d65ad6ed453e930d741e8068a5bc3b7195ff5c86b141e5b705a6341fcfb1ece5",
+            17208,
+        ),
+        "concept_paper_conversations/p_gpt_4o__a_claude_sonnet_4_20250514__t30__r5__20251007_150240/6f6959_Maya_g4o_run2.txt": (
+            "556474811b1ea629f6ba275650dd298accad06a20ea8dda75a894766b18ba6bb",
+            23282,
+        ),
+        "concept_paper_conversations/p_gpt_4o__a_claude_sonnet_4_20250514__t30__r5__20251007_150240/701eda_Ray_g4o_run5.txt": (
+            "6bd76f163c197158d9be607b82bddcf5663cd724d0c3a355f0b97e61cc1e66ae",
+            18299,
+        ),
+        "concept_paper_conversations/p_gpt_4o__a_claude_sonnet_4_20250514__t30__r5__20251007_150240/7bbe93_Sky_g4o_run3.txt": (
+            "b472c2b38914d5da7bebdf66ffb7e53dafe23a41e5a395baddbd8726f647d634",
+            21455,
+        ),
+        "concept_paper_conversations/p_gpt_4o__a_claude_sonnet_4_20250514__t30__r5__20251007_150240/7feea7_Maya_g4o_run5.txt": (
+            "ae75c73c4a3a4074b66da0d8b9d18fc272ee506ef2911d16f2723fb5680e072c",
+            23058,
+        ),
+        "concept_paper_conversations/p_gpt_4o__a_claude_sonnet_4_20250514__t30__r5__20251007_150240/812de2_Noah_g4o_run3.txt": (
+            "d0afc2ed3c50ce8dbfea2ed4d6257d82413c3658e53baca75f169df2946ac08b",
+            26427,
+        ),
+        "concept_paper_conversations/p_gpt_4o__a_claude_sonnet_4_20250514__t30__r5__20251007_150240/887c09_Kevin_g4o_run5.txt": (
+            "53a685c5225cc7b809a3b9d602f8a32d56c0be1c27167fa89c15919b939fd8c8",
+            24816,
+        ),
+        "concept_paper_conversations/p_gpt_4o__a_claude_sonnet_4_20250514__t30__r5__20251007_150240/88abb9_Lena_g4o_run5.txt": (
+            "15b0b037c84f98b0c7b7941c9d8063fc4d5b0f87589832c9222d0b0ba2a583e4",
+            26656,
+        ),
+        "concept_paper_conversations/p_gpt_4o__a_claude_sonnet_4_20250514__t30__r5__20251007_150240/8d11f8_Kevin_g4o_run4.txt": (
+            "755b2181389e14f633c32e7ed8669b274c6517f13ea58475a0cdfeded2874598",
+            20385,
+        ),
+        "concept_paper_conversations/p_gpt_4o__a_claude_sonnet_4_20250514__t30__r5__20251007_150240/9e7f62_Ray_g4o_run2.txt": (
+            "bb3d91a09d976a55819bc57b5976e00e354f35a2d7cfadbe7d607d7fd6d682c6",
+            22334,
+        ),
+        "concept_paper_conversations/p_gpt_4o__a_claude_sonnet_4_20250514__t30__r5__20251007_150240/a0065e_Noah_g4o_run5.txt": (
+            "85e1291eaf2a900d90e7596cbd0b429e89f210bb03229d77b36f67babd5e80ca",
+            25308,
+        ),
+        "concept_paper_conversations/p_gpt_4o__a_claude_sonnet_4_20250514__t30__r5__20251007_150240/b8b3fe_Noah_g4o_run4.txt": (
+            "f126f20e283059446c72144c143359e654a1d7d404c14d4c82123796379a5244",
+            25574,
+        ),
+        "concept_paper_conversations/p_gpt_4o__a_claude_sonnet_4_20250514__t30__r5__20251007_150240/bf129b_Maya_g4o_run3.txt": (
+            "6203b8d39d9be2d344cddbc99cc048e82d0bb4449fb5cf08661020afe80a0a7e",
+            22223,
+        ),
+        "concept_paper_conversations/p_gpt_4o__a_claude_sonnet_4_20250514__t30__r5__20251007_150240/c5bf60_Noah_g4o_run1.txt": (
+            "9a6ad42cd0b66fd7cbc6d39c5377e456719b040f7576e4a1a8b6f155b8872154",
+            28829,
+        ),
+        "concept_paper_conversations/p_gpt_4o__a_claude_sonnet_4_20250514__t30__r5__20251007_150240/d3e336_Ray_g4o_run1.txt": (
+            "504e9cb0fb67169fda046ac69d0c3af2831f28f5dcaddd8c7ba049f17a0cbab0",
+            21183,
+        ),
+        "concept_paper_conversations/p_gpt_4o__a_claude_sonnet_4_20250514__t30__r5__20251007_150240/d9063e_Kevin_g4o_run2.txt": (
+            "94ca163d424e8637faf3514f9980ed5b0c834dc20e9726785b711301319b64bc",
+            19588,
+        ),
+        "concept_paper_conversations/p_gpt_4o__a_claude_sonnet_4_20250514__t30__r5__20251007_150240/e22cb3_Omar_g4o_run2.txt": (
+            "07f66315ac0ee2ecf09410ffbe6fc2b8c125b1c9decbd982e77a275d836dc35a",
+            17943,
+        ),
+        "concept_paper_conversations/p_gpt_4o__a_claude_sonnet_4_20250514__t30__r5__20251007_150240/e7b5d3_Sky_g4o_run1.txt": (
+            "c14350e55c482bce446f938665df5df370f9906cff2cc37493a99788a8d7f4b9",
+            20449,
+        ),
+        "concept_paper_conversations/p_gpt_4o__a_claude_sonnet_4_20250514__t30__r5__20251007_150240/e8d9f0_Ray_g4o_run3.txt": (
+            "793aa56a79a1d018bb06222ddf2c04525246fdc5e8d19109ecdaf6e5125b3a57",
+            20332,
+        ),
+        "concept_paper_conversations/p_gpt_4o__a_claude_sonnet_4_20250514__t30__r5__20251007_150240/ee50a8_Sky_g4o_run2.txt": (
+            "9aa522b7dbccbc3d9a8b48911367fc64728f22e2026e336139d1f23572222c80",
+            21323,
+        ),
+        "concept_paper_conversations/p_gpt_4o__a_claude_sonnet_4_20250514__t30__r5__20251007_150240/f087e6_Maya_g4o_run1.txt": (
+            "78d407ac372f67a7b0a3e97cf28aba360d9a6d8e1091df4d62ae1367018bcfec",
+            24887,
+        ),
+        "concept_paper_conversations/p_gpt_5__a_gpt_5__t30__r5__20250915_102113__max_completion_tokens_5000/012ba2_Kevin_g5_run2.txt": (
+            "008cbcf724f9636b2222ac0b214eb4880a13117d60021f31646f5267aee2cffd",
+            1540,
+        ),
+        "concept_paper_conversations/p_gpt_5__a_gpt_5__t30__r5__20250915_102113__max_completion_tokens_5000/03055f_Kevin_g5_run4.txt": (
+            "f6742d463fb45f3e3371b06a49be6ca5f2b44e8ed698255fa584d187454a0733",
+            29172,
+        ),
+        "concept_paper_conversations/p_gpt_5__a_gpt_5__t30__r5__20250915_102113__max_completion_tokens_5000/144e9d_Noah_g5_run1.txt": (
+            "4930c6e2f2a39d85dd9f060b0480f43d939c54ae6c462b51d5485518185a6407",
+            47291,
+        ),
+        "concept_paper_conversations/p_gpt_5__a_gpt_5__t30__r5__20250915_102113__max_completion_tokens_5000/161821_Noah_g5_run5.txt": (
+            "444109d6ced888e0d62f1f959b503ef8c42aa700eba94537a43f5366120d082e",
+            55303,
+        ),
+        "concept_paper_conversations/p_gpt_5__a_gpt_5__t30__r5__20250915_102113__max_completion_tokens_5000/18410c_Sky_g5_run2.txt": (
+            "9a8a3ec80084c6222ac0c5ad708f99f0d1477f61b9dead29cb3333d007eca3f2",
+            64549,
+        ),
+        "concept_paper_conversations/p_gpt_5__a_gpt_5__t30__r5__20250915_102113__max_completion_tokens_5000/1fafd2_Omar_g5_run5.txt": (
+            "329fad8f29a485f34de47eb2cd817da6b277cda130fdad2d8954e673c657a60a",
+            34133,
+        ),
+        "concept_paper_conversations/p_gpt_5__a_gpt_5__t30__r5__20250915_102113__max_completion_tokens_5000/2984d0_Lena_g5_run4.txt": (
+            "a7b18b16011bf8e75c88f31062c5313c624525959939059a04651eeb095f5233",
+            97317,
+        ),
+        "concept_paper_conversations/p_gpt_5__a_gpt_5__t30__r5__20250915_102113__max_completion_tokens_5000/2cde7f_Kevin_g5_run5.txt": (
+            "167f13f1c3de1c66e165924824e8587951d953ed55b195b263f5b1e3c9446687",
+            58831,
+        ),
+        "concept_paper_conversations/p_gpt_5__a_gpt_5__t30__r5__20250915_102113__max_completion_tokens_5000/316c91_Sky_g5_run3.txt": (
+            "7de81e49fe4ce9ad99962a2407fdd715ffb58cfc350a95630797e290edca5f5e",
+            69796,
+        ),
+        "concept_paper_conversations/p_gpt_5__a_gpt_5__t30__r5__20250915_102113__max_completion_tokens_5000/33ce08_Kevin_g5_run3.txt": (
+            "b99b5a8eda558b0ff74f2899e63fc70d4499290b7038af482a358240c87e65be",
+            35595,
+        ),
+        "concept_paper_conversations/p_gpt_5__a_gpt_5__t30__r5__20250915_102113__max_completion_tokens_5000/3e36f5_Omar_g5_run3.txt": (
+            "7d32d4a032044976a855123bb482f383361ee5a070a9d9976cd2dde69b9890f3",
+            28618,
+        ),
+        "concept_paper_conversations/p_gpt_5__a_gpt_5__t30__r5__20250915_102113__max_completion_tokens_5000/3f8c0d_Maya_g5_run1.txt": (
+            "80f2bab8ba57b8f0f081605db208c5dce7d8349a8afb0f41a14a61cc0542b5ab",
+            44872,
+        ),
+        "concept_paper_conversations/p_gpt_5__a_gpt_5__t30__r5__20250915_102113__max_completion_tokens_5000/4bc3c3_Lena_g5_run1.txt": (
+            "2bcb8bd0ebdb03085ef9c12436a2827ebb052eafde539177b020e139f64f39ec",
+            55313,
+        ),
+        "concept_paper_conversations/p_gpt_5__a_gpt_5__t30__r5__20250915_102113__max_completion_tokens_5000/4e5465_Ray_g5_run2.txt": (
+            "c8e460d48eda2892aba54625ddd2a3d1053178089770ac7f43aaa718e9de5425",
+            40946,
+        ),
+        "concept_paper_conversations/p_gpt_5__a_gpt_5__t30__r5__20250915_102113__max_completion_tokens_5000/535984_Sky_g5_run5.txt": (
+            "541a3f618f5579e16fd8cb97af9d3d3fe1360178891e02238e7332780c3c63a4",
+            59014,
+        ),
+        "concept_paper_conversations/p_gpt_5__a_gpt_5__t30__r5__20250915_102113__max_completion_tokens_5000/579389_Omar_g5_run4.txt": (
+            "55f2e9b43ef65602da2335ad1e178617084f0fa455765f8c8dcb237e2a7eb9a4",
+            32832,
+        ),
+        "concept_paper_conversations/p_gpt_5__a_gpt_5__t30__r5__20250915_102113__max_completion_tokens_5000/57cc03_Ray_g5_run3.txt": (
+            "a06dbd9302d8de3d254cf18e081e834a25ce76526143cc3d501d6c7777f98a8c",
+            38756,
+        ),
+        "concept_paper_conversations/p_gpt_5__a_gpt_5__t30__r5__20250915_102113__max_completion_tokens_5000/588fcc_Maya_g5_run4.txt": (
+            "0b7fc3f4b5c599d66c529415b3161d3df488ce146ebaa8933cebc77d64385cff",
+            38089,
+        ),
+        "concept_paper_conversations/p_gpt_5__a_gpt_5__t30__r5__20250915_102113__max_completion_tokens_5000/58bc18_Kevin_g5_run1.txt": (
+            "afe9c459f32a03984c5866aafb29d55c76ba6f2eabcc35f93f3d3e75e40766bf",
+            36422,
+        ),
+        "concept_paper_conversations/p_gpt_5__a_gpt_5__t30__r5__20250915_102113__max_completion_tokens_5000/6b8c83_Sky_g5_run1.txt": (
+            "a63ffd39700a5126eb526ca5ceac322ebbd2bc2aea25ca73351d0af0e31e7f0a",
+            52493,
+        ),
+        "concept_paper_conversations/p_gpt_5__a_gpt_5__t30__r5__20250915_102113__max_completion_tokens_5000/844dcd_Maya_g5_run2.txt": (
+            "32e5607a36d95c74933e2b7fff021b0435ac8b3d110e02ec89e55432d3b18e81",
+            41581,
+        ),
+        "concept_paper_conversations/p_gpt_5__a_gpt_5__t30__r5__20250915_102113__max_completion_tokens_5000/84c113_Noah_g5_run2.txt": (
+            "b6c64395df77db9c7fc401bcdfdfa7dbe4aafff2c16fe06b3a0cfc284d119c46",
+            63999,
+        ),
+        "concept_paper_conversations/p_gpt_5__a_gpt_5__t30__r5__20250915_102113__max_completion_tokens_5000/89cf9c_Omar_g5_run1.txt": (
+            "c0fc4d7aac852957ab623e5c3e02349ad1ed0369926a3dda2808ed85685d7b63",
+            30620,
+        ),
+        "concept_paper_conversations/p_gpt_5__a_gpt_5__t30__r5__20250915_102113__max_completion_tokens_5000/926d24_Lena_g5_run5.txt": (
+            "4fa227e7092e63a5148107344d7fb22b51dab67f7433cbca81332b52c2c72c0a",
+            56354,
+        ),
+        "concept_paper_conversations/p_gpt_5__a_gpt_5__t30__r5__20250915_102113__max_completion_tokens_5000/926e77_Sky_g5_run4.txt": (
+            "30e515820a2f2ba0e4e80cc3623327799be0d961a066ce7a663eaa84b1e2a52d",
+            36183,
+        ),
+        "concept_paper_conversations/p_gpt_5__a_gpt_5__t30__r5__20250915_102113__max_completion_tokens_5000/98db1f_Lena_g5_run2.txt": (
+            "02dee5f6edf2352e2045d8604451b0e96b7bf9504c0929bc0e573df08765115e",
+            39477,
+        ),
+        "concept_paper_conversations/p_gpt_5__a_gpt_5__t30__r5__20250915_102113__max_completion_tokens_5000/a7e460_Noah_g5_run4.txt": (
+            "045cf6bd5844d7443b6bd8979c988543e1e4a4bdaea7ef133d70f07c5e673084",
+            56448,
+        ),
+        "concept_paper_conversations/p_gpt_5__a_gpt_5__t30__r5__20250915_102113__max_completion_tokens_5000/bda262_Omar_g5_run2.txt": (
+            "074410295b440b5efce2075d10a45eb6ded5e51b0e6d364f97a4f4320d248a92",
+            34831,
+        ),
+        "concept_paper_conversations/p_gpt_5__a_gpt_5__t30__r5__20250915_102113__max_completion_tokens_5000/ca8820_Ray_g5_run1.txt": (
+            "6b792c4b10f56de36b911873d05c1d8e1870113db38f98b3aa8f0e2920651746",
+            41443,
+        ),
+        "concept_paper_conversations/p_gpt_5__a_gpt_5__t30__r5__20250915_102113__max_completion_tokens_5000/cdcab5_Ray_g5_run4.txt": (
+            "19481d6697478c01f78c45e467637ea54b9402528008749938b0d5ab2fdb852f",
+            40103,
+        ),
+        "concept_paper_conversations/p_gpt_5__a_gpt_5__t30__r5__20250915_102113__max_completion_tokens_5000/d3724f_Maya_g5_run5.txt": (
+            "a491128c55b51e9158c6b2b369cb79794972167a698ee17e9127373d99ae6e0b",
+            42254,
+        ),
+        "concept_paper_conversations/p_gpt_5__a_gpt_5__t30__r5__20250915_102113__max_completion_tokens_5000/fb7e80_Noah_g5_run3.txt": (
+            "09c3478716df02e16545f9f7b18763b08737512b14bd68408d5da3d795ec4a2e",
+            60218,
+        ),
+        "concept_paper_conversations/p_gpt_5__a_gpt_5__t30__r5__20250915_102113__max_completion_tokens_5000/fc4b48_Ray_g5_run5.txt": (
+            "351be75cdb21c4f4e7e34b96b312587dbfb2a8a5a4e02c584d5a834879c3908c",
+            34309,
+        ),
+        "concept_paper_conversations/p_gpt_5__a_gpt_5__t30__r5__20250915_102113__max_completion_tokens_5000/fdb66c_Maya_g5_run3.txt": (
+            "dbbb0549952b846d28efc998c9819be7e55335728e1f18317a9a86c755ca5326",
+            33825,
+        ),
+        "concept_paper_conversations/p_gpt_5__a_gpt_5__t30__r5__20250915_102113__max_completion_tokens_5000/ff5655_Lena_g5_run3.txt": (
+            "d110c49f25e0501c03dc560c645a3290a558041cc8f095d941eabddde8499f98",
+            77987,
+        ),
+        "data/persona_prompt_template.txt": (
+            "b8bfdff1f4d50e1768be0f0ac06731dbe5e8fffbd931278edfb29113040d89ba",
+            1884,
+        ),
+        "data/personas.tsv": (
+            "16b37e088641fe758a08e11690a2ac39eca5abcf2812c17a0c78b968aaac21ff",
+            10487,
+        ),
+        "data/rubric.tsv": (
+            "7a12303d8aca7acb1bafc0ef2f116ba0099b20a57c213008bff80d6c430c7578",
+            32028,
+        ),
+        "data/rubric_prompt_beginning.txt": (
+            "d20d8d4937db009f2284e8d2988edf162252d3f262142fd3d632ad0ffc361208",
+            494,
+        ),
+        "docs/evaluating.MD": (
+            "8a83b8c4e3f048c0e0111b21bd980dbc080f3a58942acc1b7015e191fde2bd6b",
+            1141,
+        ),
+    },
 }

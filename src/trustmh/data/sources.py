@@ -441,6 +441,29 @@ _CATALOGUE: tuple[Source, ...] = (
         ),
     ),
     Source(
+        "vera_mh",
+        "VERA-MH personas, persona meta-prompt, rubric question flow, 105 recorded conversations",
+        "MIT-style with conditions: keep the copyright notice and the disclaimer (its LICENSE)",
+        "SpringCare/VERA-MH",
+        "f813d29228c0fbbf45e899308f25aef8ae29c6fb",
+        redistributable=True,
+        rules=(
+            Rule("LICENSE", "LICENSE"),
+            Rule("PROVENANCE.md", None, why="written by the data folder's curators"),
+            Rule("data/*", "data/{name}"),
+            Rule("docs/*", "docs/{name}"),
+            # renamed here: the upstream folder name holds spaces and braces
+            Rule(
+                "concept_paper_conversations/p_gpt_5__a_gpt_5__t30__r5__20250915_102113__max_completion_tokens_5000/*",
+                "concept_paper_conversations/p_gpt_5__a_gpt_5__t30__r5__20250915_102113__"
+                "{{_max_completion_tokens_ 5000}}/{name}",
+            ),
+            Rule("concept_paper_conversations/*", "{path}"),
+        ),
+        notes="used only by crisis.multiturn_safety (BEYOND); 10 personas in personas.tsv, of "
+        "which the recordings cover 7",
+    ),
+    Source(
         "d4",
         "D4: Chinese dialogues for depression diagnosis",
         "data-use agreement",

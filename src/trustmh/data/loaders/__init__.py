@@ -42,6 +42,7 @@ LOADERS: dict[str, str] = {
     "mh_crisis": "trustmh.data.loaders.mh_crisis:load",
     "elephant": "trustmh.data.loaders.elephant:load",
     "mentalalign": "trustmh.data.loaders.mentalalign:load",
+    "vera_mh": "trustmh.data.loaders.vera_mh:load",
 }
 
 
