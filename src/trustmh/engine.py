@@ -310,7 +310,7 @@ async def _run_evaluation(cfg: RunConfig, progress: bool, console: Any) -> RunSu
         }
         display = ProgressDisplay(console, enabled=progress, label=model.label)
         runner = Runner(store, cache, model_ep, judge_ep, stats, cfg.seed,
-                        on_progress=display.update, roles=role_eps)  # fmt: skip
+                        on_progress=display.update, roles=role_eps, data=data)  # fmt: skip
         with display:
             try:
                 await runner.run(pending, cfg.concurrency)

@@ -27,6 +27,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from trustmh.data.sources import DataContext
 from trustmh.errors import FatalBackendError
 from trustmh.models.base import ModelBackend, NotRecorded, SampleError, TransientError
 from trustmh.store import (
@@ -329,6 +330,7 @@ class Runner:
         seed: int = 0,
         on_progress: Callable[[RunStats], None] | None = None,
         roles: dict[str, Endpoint] | None = None,
+        data: DataContext | None = None,
     ):
         self.store = store
         self.cache = cache
@@ -338,6 +340,7 @@ class Runner:
         self.seed = seed
         self.on_progress = on_progress
         self.roles = roles or {}  # the other models multi-step tasks ask, by role
+        self.data = data  # handed to scorers (ScoreContext.data)
         self._inflight: dict[str, asyncio.Future] = {}
 
     def endpoint(self, role: str) -> Endpoint:
@@ -469,7 +472,7 @@ class Runner:
             if self.judge
             else None
         )
-        context = ScoreContext(judge=judge, options=item.options, seed=self.seed)
+        context = ScoreContext(judge=judge, options=item.options, seed=self.seed, data=self.data)
         try:
             score = await task.score(sample, response, context)  # type: ignore[misc]
             error = None

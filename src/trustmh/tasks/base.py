@@ -62,6 +62,7 @@ class ScoreContext:
     judge: Judge | None = None
     options: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
+    data: DataContext | None = None  # the run's data folders (a rubric kept as data, say)
 
 
 class Generate(Protocol):

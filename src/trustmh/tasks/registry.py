@@ -91,9 +91,9 @@ def _resolve(item: str, tasks: dict[str, Task]) -> list[Task] | None:
     if item in tasks:
         return [tasks[item]]
     in_pillar = [t for t in tasks.values() if t.pillar.lower() == key]
-    # a pillar means its protocol subtasks; extensions (BEYOND) run only when named by id
-    # (a pillar made only of such tasks, like judge_check, still selects them)
-    return [t for t in in_pillar if t.in_protocol] or in_pillar or None
+    # extensions beyond the paper (BEYOND) run only when named by id, not through their pillar
+    # (a pillar made only of them would still select them)
+    return [t for t in in_pillar if t.status != "BEYOND"] or in_pillar or None
 
 
 def _find(item: str, pick: Callable[[dict[str, Task]], T | None]) -> T | None:
@@ -122,8 +122,8 @@ def pillars() -> list[str]:
 def select_tasks(selection: str | list[str]) -> list[Task]:
     """Resolve `--tasks`: comma-separated subtask ids, pillar names (all their subtasks) or `all`.
 
-    `all` and pillar names mean protocol subtasks: the built-in smoke task and the extensions
-    beyond the paper (`in_protocol=False`) run only when named.
+    `all` means every protocol subtask (the built-in smoke task is only run when named); a pillar
+    name, its subtasks except the extensions beyond the paper (BEYOND), which run only when named.
     """
     items = selection.split(",") if isinstance(selection, str) else list(selection)
     items = [i.strip() for i in items if i.strip()]
