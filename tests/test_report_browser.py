@@ -198,6 +198,17 @@ def hostile_report(tmp_path_factory) -> Path:
                         judge_fn=hostile_text)  # fmt: skip
     store = RunStore(run)
     try:
+        # one sample is a conversation: its turns and the judge's path go to the transcript view
+        conversation = {
+            "conversation": [{"role": "user" if i % 2 == 0 else "agent", "content": text}
+                             for i, text in enumerate(HOSTILE)],
+            "judge_path": [{"id": HOSTILE[4], "dimension": HOSTILE[2], "severity": HOSTILE[6],
+                            "question": HOSTILE[5], "answer": "Yes", "reasoning": HOSTILE[0],
+                            "raw": [HOSTILE[3], HOSTILE[1]], "next": HOSTILE[5]}],
+            "ratings": {HOSTILE[4]: HOSTILE[3]}, "ended": HOSTILE[0], "judge_status": "ok",
+        }  # fmt: skip
+        store.conn.execute("UPDATE scores SET detail=? WHERE task=? AND sample_id='1'",
+                           (json.dumps(conversation), ETHICS))  # fmt: skip
         metrics = store.results()[ETHICS]
         metrics[0].note = HOSTILE[1]
         metrics.append(MetricValue(breakdown_name("accuracy", "method", HOSTILE[4]), 0.5, 3))
@@ -227,6 +238,14 @@ def test_hostile_model_output_runs_no_script(browser, hostile_report: Path) -> N
     assert page.evaluate("window.parent.__pwned") is None
     assert dialogs == []
     assert page.locator("iframe, img, #summary svg[onload]").count() == 0
+    # the conversation's turns, question path and ratings are shown, as text
+    view = page.locator("#dd-rows .convo")
+    assert view.count() == 1
+    assert view.locator(".turn").count() == len(HOSTILE)
+    for text in HOSTILE[:6]:
+        assert text in view.inner_text()
+    view.locator("details summary").first.click()
+    assert HOSTILE[3] in view.inner_text() and page.evaluate("window.__pwned") is None
     # the hostile texts are shown literally, the long one shortened with a marker
     shown = page.locator("#dd-rows").inner_text()
     for text in HOSTILE[:5]:

@@ -167,7 +167,7 @@ def describe(judge_spec: str | None, attribute: str | None) -> str | None:
     if not judge_spec:
         return None
     if not attribute:
-        return f"judge {judge_spec}"
+        return f"judge {judge_spec}: not measured against humans"
     found = lookup(judge_spec, attribute)
     if found is None:
         return (

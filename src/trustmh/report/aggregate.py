@@ -158,6 +158,7 @@ class Report:
     paper: PaperRanks
     paper_pillar_ranks: dict[str, dict[str, int]]
     reproduced: ReproducedScores | None
+    include_beyond: bool = False  # BEYOND subtasks counted in the pillars and their ranks
     generated: str = field(default_factory=lambda: datetime.now().isoformat(timespec="seconds"))
     version: str = __version__
 
@@ -374,8 +375,10 @@ def radar_scale(task: TaskInfo, values: Sequence[float]) -> tuple[float, float] 
     return None
 
 
-def radar(runs: Sequence[RunData], rows: Sequence[SubtaskRow], pillars: Sequence[str]) -> list[list[PillarScore]]:  # fmt: skip
-    """Per run and pillar, the mean 0-1 value of the pillar's subtasks (see `radar_scale`)."""
+def radar(runs: Sequence[RunData], rows: Sequence[SubtaskRow], pillars: Sequence[str],
+          include_beyond: bool = False) -> list[list[PillarScore]]:  # fmt: skip
+    """Per run and pillar, the mean 0-1 value of the pillar's subtasks (see `radar_scale`);
+    extensions beyond the paper (BEYOND, `in_protocol` False) only when `include_beyond`."""
     scales: dict[str, tuple[float, float] | None] = {}
     for row in rows:
         values = [
@@ -390,6 +393,8 @@ def radar(runs: Sequence[RunData], rows: Sequence[SubtaskRow], pillars: Sequence
             for row in rows:
                 cell = row.cells[run.index]
                 if row.task.pillar != pillar or cell is None or cell.primary is None:
+                    continue
+                if not (row.task.in_protocol or include_beyond):
                     continue
                 if not _finite(cell.primary.value):
                     continue
@@ -447,8 +452,10 @@ def _number(text: str) -> float | None:
 def judge_agreement(judge: str | None, attribute: str | None) -> tuple[str | None, str | None]:
     """(one-line agreement summary, verdict) of a judge on a MentalAlign attribute from
     `trustmh.judge_check.lookup`; a readable reason when it cannot be looked up."""
-    if not judge or not attribute:
+    if not judge:
         return None, None
+    if not attribute:  # no human-rated attribute is near what this judge rates
+        return "not measured against humans", None
     try:
         from trustmh import judge_check
 
@@ -483,9 +490,11 @@ def judges(runs: Sequence[RunData], rows: Sequence[SubtaskRow]) -> list[JudgeRow
 
 
 def build_report(run_dirs: Sequence[Path], paper: PaperRanks,
-                 reproduced: Callable[[], ReproducedScores] | None) -> Report:  # fmt: skip
+                 reproduced: Callable[[], ReproducedScores] | None,
+                 include_beyond: bool = False) -> Report:  # fmt: skip
     """Load the runs and compute every table of the report. `reproduced` is called only when some
-    run may be placed among the recorded models (it may take seconds the first time)."""
+    run may be placed among the recorded models (it may take seconds the first time). Subtasks
+    beyond the paper enter the radar and the pillar ranks only with `include_beyond`."""
     runs = [load_run(path, i, paper.models) for i, path in enumerate(expand_run_dirs(run_dirs))]
     unique_labels(runs)
     registry = all_tasks()
@@ -530,12 +539,16 @@ def build_report(run_dirs: Sequence[Path], paper: PaperRanks,
         rows.append(SubtaskRow(info, cells, paper.by_subtask.get(t), models))
 
     pillars = list(dict.fromkeys(t.pillar for t in registry.values() if t.in_protocol))
-    radar_values = radar(runs, rows, pillars)
-    run_ranks = {row.task.id: {i: c.rank for i, c in enumerate(row.cells) if c} for row in rows}
+    radar_values = radar(runs, rows, pillars, include_beyond)
+    run_ranks = {
+        row.task.id: {i: c.rank for i, c in enumerate(row.cells) if c}
+        for row in rows
+        if row.task.in_protocol or include_beyond
+    }
     pillar_ranks = rank_by_mean(run_ranks, lambda t: infos[t].pillar) if len(runs) > 1 else {}
     paper_pillars = rank_by_mean(
         {t: {m: r.used for m, r in row.items()} for t, row in paper.by_subtask.items()},
         lambda t: registry[t].pillar if t in registry else pillar_of(t),
     )
     return Report(runs, rows, pillars, radar_values, pillar_ranks, breakdowns(runs, rows),
-                  judges(runs, rows), paper, paper_pillars, reference)  # fmt: skip
+                  judges(runs, rows), paper, paper_pillars, reference, include_beyond)  # fmt: skip

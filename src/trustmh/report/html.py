@@ -115,7 +115,8 @@ def render_html(report: Report, drill: DrillDown) -> str:
         "runs": [r.label for r in report.runs],
         "tasks": [{"id": row.task.id, "title": row.task.title} for row in report.rows],
     }
-    samples = {"columns": list(drill.columns), "rows": drill.rows, "prompts": drill.prompts}
+    samples = {"columns": list(drill.columns), "rows": drill.rows, "prompts": drill.prompts,
+               "views": {str(i): view for i, view in drill.views.items()}}  # fmt: skip
     title = ", ".join(r.label for r in report.runs)
     return env.get_template("report.html.j2").render(
         report=report,

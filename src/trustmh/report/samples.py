@@ -3,6 +3,10 @@
 Texts are kept whole while the page stays small; past a byte budget (large runs) each long text is
 cut in the middle to the same length, so short texts are never touched. The full texts stay in the
 run's store (`trustmh export RUN`). The JSON is made safe to sit inside a <script> element.
+
+A sample whose score detail holds a `conversation` (a list of {role, content} turns, as multi-step
+tasks store it) gets a transcript view: its turns, and beside them the judge's `judge_path` (each
+question, the answer read, the reasoning and the raw replies) and `ratings`, when present.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -30,13 +34,15 @@ LONG_FIELDS = ("response", "judge", "detail")  # per row; prompts are shortened 
 @dataclass
 class DrillDown:
     """The embedded sample table: column names, rows (whose `prompt` is an index into `prompts`:
-    runs of the same subtasks share their prompts), and how many texts were shortened."""
+    runs of the same subtasks share their prompts), the transcript views by row index, and how
+    many texts were shortened."""
 
     columns: tuple[str, ...]
     rows: list[list[Any]]
     prompts: list[str]
     n_cut: int
     field_chars: int
+    views: dict[int, dict[str, Any]] = field(default_factory=dict)
 
 
 def _text(value: Any) -> str:
@@ -72,6 +78,46 @@ def split_detail(detail: dict[str, Any] | None) -> tuple[str, str]:
     if raw is not None:
         lines += ["", _text(raw)]
     return "\n".join(lines).strip("\n"), _text(rest) if rest else ""
+
+
+VIEW_KEYS = ("conversation", "judge_path", "ratings", "ended")
+
+
+def transcript_view(detail: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The transcript view of a multi-step sample (its turns, the judge's path and ratings, why
+    it ended), taken out of `detail`; None when the detail holds no conversation."""
+    if not detail or not isinstance(detail.get("conversation"), list):
+        return None
+    turns = [[_text(t.get("role")), _text(t.get("content"))] for t in detail.pop("conversation")
+             if isinstance(t, dict)]  # fmt: skip
+    path = []
+    for step in detail.pop("judge_path", None) or []:
+        if isinstance(step, dict):
+            raw = step.get("raw") or []
+            path.append({k: _text(step.get(k)) for k in ("id", "dimension", "severity", "question",
+                                                         "answer", "reasoning", "next")}
+                        | {"raw": [_text(r) for r in raw] if isinstance(raw, list) else [_text(raw)]})  # fmt: skip
+    ratings = detail.pop("ratings", None)
+    return {"turns": turns, "path": path,
+            "ratings": {_text(k): _text(v) for k, v in ratings.items()} if isinstance(ratings, dict) else {},
+            "ended": _text(detail.pop("ended", None))}  # fmt: skip
+
+
+def _view_texts(view: dict[str, Any]) -> list[str]:
+    return [t[1] for t in view["turns"]] + [r for s in view["path"] for r in s["raw"]]
+
+
+def _cut_view(view: dict[str, Any], limit: int) -> int:
+    """Shorten a view's long texts (turns, raw replies) like any other; returns how many."""
+    n_cut = 0
+    for turn in view["turns"]:
+        turn[1], was_cut = cut(turn[1], limit)
+        n_cut += was_cut
+    for step in view["path"]:
+        for i, raw in enumerate(step["raw"]):
+            step["raw"][i], was_cut = cut(raw, limit)
+            n_cut += was_cut
+    return n_cut
 
 
 def cut(text: str, limit: int) -> tuple[str, bool]:
@@ -124,9 +170,15 @@ def drill_down(report: Report, budget: int = TEXT_BUDGET_BYTES) -> DrillDown:
     bad = _binary_bad(report)
     prompt_ids: dict[str, int] = {}
     rows: list[list[Any]] = []
+    views: dict[int, dict[str, Any]] = {}
     for run in report.runs:
         for s in run.samples:
-            judge, detail = split_detail(s["detail"])
+            view = transcript_view(dict(s["detail"]) if s["detail"] else None)
+            raw_detail = s["detail"]
+            if view is not None:
+                views[len(rows)] = view
+                raw_detail = {k: v for k, v in s["detail"].items() if k not in VIEW_KEYS}
+            judge, detail = split_detail(raw_detail)
             score = s["score"]
             status = s["status"] or "pending"
             wrong = status == "unparsed" or (score is not None and bad.get(s["task"]) == score)
@@ -139,7 +191,8 @@ def drill_down(report: Report, budget: int = TEXT_BUDGET_BYTES) -> DrillDown:
             ])  # fmt: skip
     long_at = [COLUMNS.index(f) for f in LONG_FIELDS]
     prompts = list(prompt_ids)
-    texts = [*prompts, *(row[i] for row in rows for i in long_at)]
+    texts = [*prompts, *(row[i] for row in rows for i in long_at),
+             *(t for view in views.values() for t in _view_texts(view))]  # fmt: skip
     lengths = [(len(t), len(t.encode("utf-8", "replace")) / len(t)) for t in texts if t]
     limit = _field_limit(lengths, budget)
     n_cut = 0
@@ -154,7 +207,9 @@ def drill_down(report: Report, budget: int = TEXT_BUDGET_BYTES) -> DrillDown:
         for i in short_at:
             row[i], was_cut = cut(row[i], SHORT_FIELD_CHARS)
             n_cut += was_cut
-    return DrillDown(COLUMNS, rows, prompts, n_cut, limit)
+    for view in views.values():
+        n_cut += _cut_view(view, limit)
+    return DrillDown(COLUMNS, rows, prompts, n_cut, limit, views)
 
 
 def script_json(value: Any) -> str:

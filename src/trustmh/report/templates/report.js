@@ -104,11 +104,64 @@
     });
   }
 
-  function detailRow(row) {
+  const views = data.views || {};
+
+  function conversationView(view) {
+    // a multi-step sample: its turns, and beside them the judge's question path and ratings
+    const box = el("div", null, "convo");
+    const left = el("div", null, "turns");
+    left.appendChild(el("h4", "Conversation: " + view.turns.length + " turns" +
+      (view.ended ? " (ended: " + view.ended + ")" : "")));
+    const turns = el("ol", null, "turnlist");
+    view.turns.forEach((turn, k) => {
+      const li = el("li", null, turn[0] === "user" ? "turn t-user" : "turn t-agent");
+      li.appendChild(el("div", turn[0] + " · turn " + (k + 1), "who"));
+      li.appendChild(el("pre", turn[1]));
+      turns.appendChild(li);
+    });
+    left.appendChild(turns);
+    const right = el("div", null, "path");
+    right.appendChild(el("h4", "Judge: " + view.path.length + " questions"));
+    const names = Object.keys(view.ratings);
+    if (names.length) {
+      const table = el("table", null, "ratings");
+      names.forEach((name) => {
+        const tr = el("tr");
+        tr.appendChild(el("td", name));
+        tr.appendChild(el("td", view.ratings[name]));
+        table.appendChild(tr);
+      });
+      right.appendChild(table);
+    }
+    const steps = el("ol", null, "steplist");
+    view.path.forEach((step) => {
+      const flaw = (step.answer || "").toLowerCase() === "yes";
+      const li = el("li", null, flaw ? "step flaw" : "step");
+      li.appendChild(el("div", "Q" + step.id + " · " + step.dimension +
+        (step.severity ? " · " + step.severity : ""), "who"));
+      li.appendChild(el("div", step.question, "q"));
+      li.appendChild(el("div", "answer: " + (step.answer || "(not readable)") +
+        (step.next ? " → Q" + step.next : ""), "a"));
+      if (step.reasoning) li.appendChild(el("div", step.reasoning, "r"));
+      const raw = el("details");
+      raw.appendChild(el("summary", step.raw.length > 1 ? "judge's replies (" + step.raw.length + ")" : "judge's reply"));
+      step.raw.forEach((text) => { raw.appendChild(el("pre", text)); });
+      li.appendChild(raw);
+      steps.appendChild(li);
+    });
+    right.appendChild(steps);
+    box.appendChild(left);
+    box.appendChild(right);
+    return box;
+  }
+
+  function detailRow(row, index) {
     const tr = el("tr");
     const td = el("td", null, "detail");
     td.colSpan = 7;
-    const parts = [["Prompt", data.prompts[row[col.prompt]]], ["Response", row[col.response]],
+    const view = views[String(index)];
+    if (view) td.appendChild(conversationView(view));
+    const parts = [["Prompt", data.prompts[row[col.prompt]]], ["Response", view ? "" : row[col.response]],
       ["Judge verdict", row[col.judge]], ["Detail", row[col.detail]], ["Error", row[col.error]]];
     parts.forEach(([title, text]) => {
       if (text === "" || text === null || text === undefined) return;
@@ -135,8 +188,11 @@
       const tr = el("tr", null, "item");
       tr.dataset.index = String(i);
       const score = row[col.score] === null ? "—" : String(row[col.score]);
+      const view = views[String(i)];
+      const response = view ? "conversation: " + view.turns.length + " turns, " + view.path.length +
+        " judge questions (open the row)" : row[col.response];
       const cells = [row[col.id], row[col.variant], row[col.status], score, row[col.parsed],
-        row[col.target], row[col.response]];
+        row[col.target], response];
       cells.forEach((text, c) => {
         const td = el("td", text, c === 2 ? "st-" + row[col.status] : (c === 3 ? "num" : ""));
         td.title = String(text).slice(0, 400);
@@ -150,7 +206,7 @@
       body.appendChild(tr);
       if (state.open.has(i)) {
         tr.className = "item open";
-        body.appendChild(detailRow(row));
+        body.appendChild(detailRow(row, i));
       }
     });
     $("dd-count").textContent = rows.length
