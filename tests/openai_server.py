@@ -33,7 +33,8 @@ Faults apply to chat completions; `api_key` makes every /v1 request without that
 
 Control endpoints: `POST /_control` {"faults": plan, "latency": s, "seed": n, "reset": bool},
 `GET /_log`, `POST /_reset`. The log records each /v1 request: number, time, path, model, sha256 of
-the messages, attempt number of that prompt, whether an Authorization header came and the sha256
+the messages, the sampling seed if any, attempt number of that prompt, whether an Authorization
+header came and the sha256
 of its value (never the value), and the outcome ("ok" or the fault kind).
 """
 
@@ -391,7 +392,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         )
     prompt_hash = messages_hash(messages)
     text = "\n".join(_text(m.get("content")) for m in messages)
-    base = {"path": request.path, "model": model, "prompt_hash": prompt_hash, **auth}
+    base = {"path": request.path, "model": model, "prompt_hash": prompt_hash,
+            "seed": body.get("seed"), **auth}  # fmt: skip
     if _auth_rejected(state, auth):
         state.record({**base, "attempt": None, "outcome": "401"})
         return _unauthorized()

@@ -43,6 +43,10 @@ Examples:
 
   trustmh run --config run.toml --limit 20      (flags override the file)
 
+  trustmh run --model openai:gpt-4o-mini --simulator openai:gpt-4o --judge openai:gpt-4.1 --tasks crisis.multiturn_safety --option turns=30
+
+  trustmh run --model replay:vera-mh/gpt-5 --judge openai:gpt-4.1 --tasks crisis.multiturn_safety
+
 Rerun the same command with the same --run-dir to resume: only missing or failed samples are sent.
 """
 
@@ -63,6 +67,12 @@ def run(
     ] = None,
     judge: Annotated[
         str | None, typer.Option(help="Judge model spec, e.g. openai:gpt-4.1 (the paper's judge).")
+    ] = None,
+    simulator: Annotated[
+        str | None,
+        typer.Option(
+            help="Model spec of the simulated user that multi-turn subtasks (crisis.multiturn_safety) talk to, e.g. openai:gpt-4o."
+        ),
     ] = None,
     config: Annotated[
         Path | None,
@@ -141,6 +151,12 @@ def run(
             help="Environment variable holding the judge's API key. Default: OPENAI_API_KEY for openai: judges."
         ),
     ] = None,
+    simulator_api_key_env: Annotated[
+        str | None,
+        typer.Option(
+            help="Environment variable holding the simulator's API key. Default: as for --model."
+        ),
+    ] = None,
     temperature: Annotated[
         float | None,
         typer.Option(
@@ -168,13 +184,20 @@ def run(
             help="Jailbreak refusal detector (safety task option `refusal_detector`): auto, judge, keyword or longformer. Default: auto (the judge when --judge is given, else keyword)."
         ),
     ] = None,
+    option: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A task option NAME=VALUE (repeatable), e.g. --option turns=30 --option runs=5; "
+            "the same as [options] in --config."
+        ),
+    ] = None,
     progress: Annotated[bool, typer.Option(help="Show the live progress bar.")] = True,
 ) -> None:
     """Evaluate a model on TrustMH-Bench subtasks and print the results."""
     overrides = {
         k: v
         for k, v in locals().items()
-        if k not in ("config", "progress", "levels", "refusal_detector")
+        if k not in ("config", "progress", "levels", "refusal_detector", "option")
     }
     from trustmh.config import build_config
     from trustmh.engine import resolve_run_dir, run_evaluation
@@ -185,6 +208,8 @@ def run(
         cfg.options = {**cfg.options, "levels": levels}
     if refusal_detector is not None:
         cfg.options = {**cfg.options, "refusal_detector": refusal_detector}
+    if option:
+        cfg.options = {**cfg.options, **parse_options(option)}
     cfg.run_dir = resolve_run_dir(cfg)
     try:
         summary = asyncio.run(run_evaluation(cfg, progress=progress, console=err))
@@ -213,6 +238,25 @@ def run(
             markup=False,
             highlight=False,
         )
+
+
+def parse_options(items: list[str]) -> dict[str, object]:
+    """`--option NAME=VALUE` flags as task options: the value is read as a TOML value when it is
+    one (30, 0.7, true, "a,b", [1, 2]), else kept as text (Omar,Lena)."""
+    import tomllib
+
+    out: dict[str, object] = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise UserError(f"--option {item!r}: write NAME=VALUE, e.g. --option turns=30")
+        try:
+            value = tomllib.loads(f"v = {text.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = text.strip()
+        out[name] = value
+    return out
 
 
 def resume_command(run_dir: Path | None) -> str:
@@ -291,6 +335,14 @@ def report(
             help="Place comparable runs among the paper's recorded models (reproduced once, then cached)."
         ),
     ] = True,
+    include_beyond: Annotated[
+        bool,
+        typer.Option(
+            "--include-beyond",
+            help="Also count subtasks beyond the paper (BEYOND, e.g. crisis.multiturn_safety) in "
+            "the pillar scores and ranks; by default they are shown apart.",
+        ),
+    ] = False,
 ) -> None:
     """Write one self-contained HTML report comparing runs (radar, subtask table with ranks, breakdowns,
     per-sample drill-down), with CSV, JSON and PNG figures beside it.
@@ -299,7 +351,7 @@ def report(
     """
     from trustmh.cli_report import report_command
 
-    report_command(runs, output, figures, reference, out)
+    report_command(runs, output, figures, reference, out, include_beyond)
 
 
 @app.command()

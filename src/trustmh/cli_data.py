@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from trustmh.data.fetch import BASE_URL_ENV, fetch_sources
@@ -255,3 +256,41 @@ def tasks_command(pillar: str | None = None, data_dir: Path | None = None) -> No
             task_data_status(ctx, task),
         )
     out.print(table)
+    beyond = [t for t in all_tasks().values() if t.status == "BEYOND"]
+    if pillar is not None:
+        beyond = [t for t in beyond if t.pillar == pillar.lower()]
+    if beyond:
+        out.print(
+            "\nBeyond the paper (BEYOND): run only when named in --tasks; not in `all`, pillar "
+            "scores or ranks",
+            highlight=False,
+        )
+        for task in beyond:
+            out.print(beyond_block(task, ctx))
+
+
+def beyond_block(task, ctx: DataContext) -> Table:
+    """A subtask beyond the paper as a two-column block (folds at any width; the id stays whole):
+    its data, size, metric, what a run needs, and its cost per model."""
+    by_source: dict[str, list[str]] = {}
+    for entry in task.sources:
+        source, _, path = entry.partition("/")
+        by_source.setdefault(source, []).append(path.rsplit("/", 1)[-1])
+    data = "; ".join(f"{s} ({', '.join(filter(None, f))})" if any(f) else s
+                     for s, f in by_source.items())  # fmt: skip
+    needs = [f"--{role} SPEC" for role in task.roles]
+    if task.needs_judge != "no":
+        needs.insert(0, "--judge SPEC" if task.needs_judge == "required" else "--judge (optional)")
+    block = Table.grid(padding=(0, 2))
+    block.add_column(no_wrap=True, style="bold")
+    block.add_column(overflow="fold")
+    block.add_row(escape(task.id), escape(f"{task.title} [protocol {task.section}, {task.status}]"))
+    for key, value in (
+        ("data", f"{data}; present: {task_data_status(ctx, task)}"),
+        ("items", task.n_items),
+        ("metric", f"{task.metric} ({task.direction} is better)"),
+        ("needs", ", ".join(needs) or "-"),
+        ("cost/model", task.cost or "one request per item"),
+    ):
+        block.add_row(f"  {key}", escape(value))
+    return block

@@ -70,6 +70,27 @@ def bootstrap_mean_ci(values: Sequence[float], seed: int) -> tuple[float | None,
     return proportion_ci(values, seed)
 
 
+def ratio_ci(
+    numerators: Sequence[float], denominators: Sequence[float], seed: int
+) -> tuple[float | None, float | None]:
+    """Seeded percentile-bootstrap 95% interval of sum(numerators) / sum(denominators) with
+    clusters (e.g. conversations, each holding several rated dimensions) resampled as units, so
+    the interval reflects how many clusters there are, not how many cells."""
+    import numpy as np
+
+    num = np.asarray(numerators, dtype=float)
+    den = np.asarray(denominators, dtype=float)
+    n = num.size
+    if n < 2 or n != den.size:
+        return None, None
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, n, size=(BOOTSTRAP_RESAMPLES, n))
+    totals = den[idx].sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratios = num[idx].sum(axis=1) / totals
+    return percentile_interval(ratios[totals > 0])
+
+
 def pearson_or_nan(x: Sequence[float], y: Sequence[float]) -> float:
     """Pearson r of two equal-length sequences; NaN when empty, unequal or either side is constant
     (the authors' `_pearsonr`: `np.corrcoef` guarded by a zero-std check)."""

@@ -90,6 +90,7 @@ def print_summary(summary: RunSummary, console: Console) -> None:
     )
     extras = {
         "judge requests": s.judge_requests,
+        **{f"{role} requests": n for role, n in s.role_requests.items()},
         "samples re-asked because their request changed": summary.n_replaced,
         "replies the shared cache could not store (kept in the run)": s.cache_errors,
     }
@@ -169,6 +170,18 @@ def print_models(console: Console, data_dir: Path | None) -> None:
     recorded = folded_table(
         "recorded models (replay:NAME)", ("NAME", "recorded as", "group", "subtasks")
     )
-    for m in recorded_models(resolve_data_context(data_dir)):
+    ctx = resolve_data_context(data_dir)
+    for m in recorded_models(ctx):
         recorded.add_row(m.name, m.recorded_id, m.group, ", ".join(m.subtasks))
     console.print(recorded)
+    from trustmh.models.replay_conversations import conversation_set_models
+
+    sets = conversation_set_models(ctx)
+    if sets:
+        table = folded_table(
+            "recorded conversations (replay:NAME, crisis.multiturn_safety; no --simulator)",
+            ("NAME", "chatbot", "user played by", "conversations"),
+        )
+        for name, chatbot, user, n in sets:
+            table.add_row(name, chatbot, user, str(n))
+        console.print(table)

@@ -29,6 +29,13 @@ def build_backend(
 
         return BaselineBackend()
     if spec.provider == "replay":
+        from trustmh.models.replay_conversations import (
+            ConversationReplayBackend,
+            is_conversation_set,
+        )
+
+        if is_conversation_set(spec.model):
+            return ConversationReplayBackend(spec.model, data)
         from trustmh.models.replay import ReplayBackend
 
         return ReplayBackend(spec.model, data)

@@ -1,10 +1,11 @@
-"""Crisis identification and escalation subtasks (protocol section 4): the declarations; the
-functions live in `crisis_classification` and `escalation`."""
+"""Crisis identification and escalation subtasks (protocol section 4), and the multi-turn
+extension beyond the paper (protocol 14.1): the declarations; the functions live in
+`crisis_classification`, `escalation` and `multiturn_safety`."""
 
 from __future__ import annotations
 
 from trustmh.data.loaders import mh_crisis
-from trustmh.tasks import crisis_classification, escalation
+from trustmh.tasks import crisis_classification, escalation, multiturn_safety
 from trustmh.tasks.base import Task
 from trustmh.types import GenParams
 
@@ -68,5 +69,35 @@ TASKS: list[Task] = [
         option_names=("input_join",),
         judge_attribute="appropriateness",  # judge-check rates this rubric against experts H1/H2
         notes="UPSTREAM judge shape, DEFAULT per-label protocol rows (the dataset's protocol CSV is not public).",
+    ),
+    Task(
+        id="crisis.multiturn_safety",
+        pillar="crisis",
+        title="Multi-turn crisis safety with a simulated user (VERA-MH personas and rubric)",
+        section="14.1",
+        status="BEYOND",
+        metric="best-practice share of rated dimensions (VERA-MH rubric)",
+        direction="higher",
+        sources=(
+            "vera_mh/data/personas.tsv",
+            "vera_mh/data/persona_prompt_template.txt",
+            "vera_mh/data/rubric.tsv",
+            "vera_mh/data/rubric_prompt_beginning.txt",
+        ),
+        n_items="10 personas x 5 runs",
+        gen=GenParams(temperature=0.0, max_tokens=2048),
+        samples=multiturn_safety.samples,
+        solve=multiturn_safety.solve,
+        score=multiturn_safety.score,
+        aggregate=multiturn_safety.aggregate,
+        needs_judge="required",
+        roles=("simulator",),
+        option_names=("turns", "runs", "personas", "history", "simulator_temperature"),
+        in_protocol=False,
+        cost=multiturn_safety.cost_note(),
+        notes="BEYOND the paper: conversations of `turns` messages (default 10; VERA-MH uses 30) "
+        "between a simulated user (--simulator) playing a VERA-MH persona and the model; the judge "
+        "walks VERA-MH's rubric flow. Not in `all`, pillar scores or ranks. Replay the 105 "
+        "recorded conversations with --model replay:vera-mh/<chatbot> (no simulator needed).",
     ),
 ]
