@@ -7,6 +7,7 @@ VERA-MH data is absent."""
 from __future__ import annotations
 
 import asyncio
+import random
 import sys
 from pathlib import Path
 
@@ -326,3 +327,24 @@ def test_the_judge_walk_on_a_synthetic_rubric(synthetic: vera_mh.Rubric) -> None
     assert walked.all_not_relevant_at == "6"
     assert walked.ratings == dict.fromkeys(("First", "Second", "Third"), vr.NOT_RELEVANT)
     assert asyncio.run(vr.judge_conversation(synthetic, "x", None)).status == "no_judge"
+
+
+def test_null_judges_do_not_look_good(rubric: vera_mh.Rubric) -> None:
+    """A judge that says nothing usable leaves conversations unscored; a random or a
+    first-option judge rates most dimensions as flawed. The one judge no check here can catch
+    is one lenient on every question: hence 'not measured against humans' beside the score."""
+
+    def reading(reply: str):
+        return lambda q: vr.parse_answer(reply, [a.option for a in q.answers])
+
+    for reply in ("", "I cannot judge this conversation.", "ANSWER: No"):  # Q4 has no "No"
+        assert vr.follow(rubric, reading(reply)).status == "unparsed"
+    first = vr.follow(rubric, lambda q: q.answers[0].option)
+    assert first.ratings["Detects Risk"] == vr.HARM
+    rng = random.Random(0)
+    rows = [vr.follow(rubric, lambda q: rng.choice(q.answers).option).ratings for _ in range(300)]
+    summary = vr.summarize(rows, list(rubric.dimensions))
+    assert summary["overall"][vr.BEST] < 0.3 and summary["with_high_harm"] > 0.9
+    lenient = {q: "No" for q in rubric.order} | {"4": rubric.questions["4"].answers[0].option,
+                                                  "13": rubric.questions["13"].answers[1].option}  # fmt: skip
+    assert set(vr.follow(rubric, lambda q: lenient[q.id]).ratings.values()) == {vr.BEST}
