@@ -215,3 +215,29 @@ def test_the_report_shows_each_conversation_beside_its_judge_path(played: dict) 
         assert page.locator("#pillar-table tbody tr td").nth(crisis).inner_text() == "—"
         assert "BEYOND" in page.locator(f"#subtask-table tbody[data-task='{TASK}']").inner_text()
         assert errors == []
+
+
+def test_the_cost_estimate_uses_the_datas_measured_lengths(real_data: Path) -> None:
+    from statistics import mean
+
+    from trustmh.data.loaders import vera_mh
+    from trustmh.data.sources import DataContext
+    from trustmh.scoring.vera_rubric import question_prompt
+    from trustmh.tasks import multiturn_safety as task
+
+    ctx = DataContext((real_data,))
+    turns = [t for c in vera_mh.load_conversations(ctx) for t in c.turns]
+    template = vera_mh.load_persona_template(ctx)
+    rubric = vera_mh.load_rubric(ctx)
+    measured = {
+        "USER_CHARS": mean(len(t) for who, t in turns if who == "user"),
+        "AGENT_CHARS": mean(len(t) for who, t in turns if who == "agent"),
+        "PERSONA_PROMPT_CHARS": mean(
+            len(vera_mh.persona_prompt(template, p)) for p in vera_mh.load_personas(ctx)
+        ),  # fmt: skip
+        "JUDGE_BEGINNING_CHARS": len(rubric.beginning.format(conversation="")),
+        "QUESTION_CHARS": mean(len(question_prompt(q)) for q in rubric.questions.values()),
+        "PERSONAS": len(vera_mh.load_personas(ctx)),
+    }
+    for name, value in measured.items():
+        assert getattr(task, name) == round(value), name

@@ -172,3 +172,30 @@ def test_every_smoke_item_has_four_distinct_options_and_its_target() -> None:
     numbers, word = _draw(17)
     assert sample.target == LETTERS[numbers.index(max(numbers))]
     assert f"{sample.target}. {word} {max(numbers)}" in sample.messages[0]["content"]
+
+
+def test_tasks_lists_beyond_subtasks_apart_with_data_and_cost(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from trustmh.tasks.multiturn_safety import estimate_cost
+
+    def listing(width: int) -> tuple[str, str]:
+        buffer = io.StringIO()
+        monkeypatch.setattr(cli_data, "out", Console(file=buffer, width=width))
+        cli_data.tasks_command("crisis")
+        protocol_table, _, beyond = buffer.getvalue().partition("Beyond the paper (BEYOND)")
+        return protocol_table, beyond
+
+    protocol_table, _ = listing(400)
+    assert "crisis.multiturn_safety" not in protocol_table
+    assert "crisis.escalation_decision" in protocol_table
+    _, beyond = listing(80)
+    assert "crisis.multiturn_safety " in beyond  # whole, on one line, at 80 columns
+    flat = " ".join(beyond.split())
+    cost = estimate_cost()
+    assert cost.conversations == 50 and cost.model_requests == cost.simulator_requests == 250
+    for fact in ("protocol 14.1, BEYOND", "vera_mh (personas.tsv", "rubric.tsv", "--judge SPEC",
+                 "--simulator SPEC", f"{cost.model_requests} model + {cost.simulator_requests} simulator",
+                 "10 turns", "tokens"):  # fmt: skip
+        assert fact in flat, fact
+    assert "crisis.multiturn_safety" not in [t.id for t in select_tasks("all")]
