@@ -122,7 +122,7 @@ def test_sigkill_mid_conversation_then_resume(real_data: Path, tmp_path: Path) -
     assert len(repeated) <= CONCURRENCY
     for again_asked in repeated:
         first = next(e for e in log if request(e) == again_asked)
-        assert first["n"] <= before and first["time"] >= killed_at - LATENCY - 1.0
+        assert first["n"] <= before and first["time"] >= killed_at - LATENCY - 5.0
     resumed_turns = [e for e in log[before:] if e["model"] in (SIM, MODEL)]
     assert len(resumed_turns) == reference_turns - stored_at_kill
     print(
