@@ -85,22 +85,23 @@ VIEW_KEYS = ("conversation", "judge_path", "ratings", "ended")
 
 def transcript_view(detail: dict[str, Any] | None) -> dict[str, Any] | None:
     """The transcript view of a multi-step sample (its turns, the judge's path and ratings, why
-    it ended), taken out of `detail`; None when the detail holds no conversation."""
+    it ended, from the `VIEW_KEYS` of its score detail); None when the detail holds no
+    conversation."""
     if not detail or not isinstance(detail.get("conversation"), list):
         return None
-    turns = [[_text(t.get("role")), _text(t.get("content"))] for t in detail.pop("conversation")
+    turns = [[_text(t.get("role")), _text(t.get("content"))] for t in detail["conversation"]
              if isinstance(t, dict)]  # fmt: skip
     path = []
-    for step in detail.pop("judge_path", None) or []:
+    for step in detail.get("judge_path") or []:
         if isinstance(step, dict):
             raw = step.get("raw") or []
             path.append({k: _text(step.get(k)) for k in ("id", "dimension", "severity", "question",
                                                          "answer", "reasoning", "next")}
                         | {"raw": [_text(r) for r in raw] if isinstance(raw, list) else [_text(raw)]})  # fmt: skip
-    ratings = detail.pop("ratings", None)
+    ratings = detail.get("ratings")
     return {"turns": turns, "path": path,
             "ratings": {_text(k): _text(v) for k, v in ratings.items()} if isinstance(ratings, dict) else {},
-            "ended": _text(detail.pop("ended", None))}  # fmt: skip
+            "ended": _text(detail.get("ended"))}  # fmt: skip
 
 
 def _view_texts(view: dict[str, Any]) -> list[str]:
@@ -173,7 +174,7 @@ def drill_down(report: Report, budget: int = TEXT_BUDGET_BYTES) -> DrillDown:
     views: dict[int, dict[str, Any]] = {}
     for run in report.runs:
         for s in run.samples:
-            view = transcript_view(dict(s["detail"]) if s["detail"] else None)
+            view = transcript_view(s["detail"])
             raw_detail = s["detail"]
             if view is not None:
                 views[len(rows)] = view
