@@ -84,7 +84,7 @@ def test_describe_names_the_judge_and_its_agreement() -> None:
     row = make_row("openai:j", "Empathy", 1.0)
     save_results([row], "mentalalign")
     line = describe("openai:j", "Empathy")
-    assert line.startswith("judge openai:j: not trusted on Empathy vs human")
+    assert line.startswith("judge openai:j: not trusted to rate replies (item level) on Empathy vs human")
     assert f"{row.get('icc_a1'):.2f}" in line and "bias +" in line
 
 
@@ -104,5 +104,6 @@ def test_run_summary_prints_the_judge_line(tmp_path: Path) -> None:
     # one line per judge-scored task of the run; privacy.awareness has no judge
     assert len(lines) == 1
     assert lines[0].startswith(
-        "crisis.escalation_decision: judge openai:j: trusted on appropriateness"
+        "crisis.escalation_decision: judge openai:j: trusted to rate replies (item level) on "
+        "appropriateness"
     )
