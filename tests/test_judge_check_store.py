@@ -80,7 +80,7 @@ def test_unreadable_results_are_ignored(isolated_cache: Path) -> None:
 
 def test_describe_names_the_judge_and_its_agreement() -> None:
     assert describe(None, "Empathy") is None
-    assert "no judge-check result on Empathy" in describe("openai:j", "Empathy")
+    assert "no item-level judge-check result on Empathy" in describe("openai:j", "Empathy")
     row = make_row("openai:j", "Empathy", 1.0)
     save_results([row], "mentalalign")
     line = describe("openai:j", "Empathy")
