@@ -220,7 +220,10 @@ def tasks_command(pillar: str | None = None, data_dir: Path | None = None) -> No
     present), optionally for one pillar, e.g. `trustmh tasks --pillar privacy`."""
     from trustmh.tasks.registry import all_tasks, pillars
 
-    tasks = [t for t in all_tasks().values() if t.in_protocol]
+    # protocol subtasks, then the extensions beyond the paper (BEYOND: run only when named)
+    registered = list(all_tasks().values())
+    tasks = [t for t in registered if t.in_protocol]
+    tasks += [t for t in registered if not t.in_protocol and t.status == "BEYOND"]
     if pillar is not None:
         known = [p for p in pillars() if p != "smoke"]
         if pillar.lower() not in known:
@@ -229,7 +232,10 @@ def tasks_command(pillar: str | None = None, data_dir: Path | None = None) -> No
             )
         tasks = [t for t in tasks if t.pillar == pillar.lower()]
     ctx = resolve_data_context(data_dir)
-    table = Table(title="TrustMH-Bench subtasks")
+    table = Table(
+        title="TrustMH-Bench subtasks",
+        caption="BEYOND: beyond the paper; not in `all` nor in its scores, run by naming it",
+    )
     for col in (
         "id",
         "pillar",
