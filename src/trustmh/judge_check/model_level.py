@@ -339,9 +339,18 @@ def model_verdict(result: ModelLevelResult, thresholds: Thresholds) -> tuple[str
         else ""
     )
     why = "ranking models depends on consistency: an offset shared by every model leaves the ranking as it is"
+    c1 = result.icc_c1
+    flag = (
+        f"; the paper's interval [{c1.ci_low:.2f}, {c1.ci_high:.2f}] excludes the estimate "
+        f"{c1.value:.2f} because it drops resamples outside [0, 1]"
+        if c1.value is not None
+        and c1.ci_low is not None
+        and not c1.ci_low <= c1.value <= c1.ci_high  # type: ignore[operator]
+        else ""
+    )
     if low >= minimum:
-        return TRUSTED, f"{basis} >= {minimum:g}; {why}"
-    return NOT_TRUSTED, f"{basis} < {minimum:g}"
+        return TRUSTED, f"{basis} >= {minimum:g}; {why}{flag}"
+    return NOT_TRUSTED, f"{basis} < {minimum:g}{flag}"
 
 
 def as_agreement(result: ModelLevelResult, thresholds: Thresholds, created: str = "",
