@@ -261,9 +261,10 @@ def _human_cells(sums, published) -> list[Cell]:
             if pub is None:
                 note = "not in the paper's table (it lists the nine LLMs only)"
             else:
-                note = _difference_note("human_eval", value, pub)
-                if note:
-                    note = _join(note, _row_average_note(attribute, value, pub.value, paper_row))
+                row_note = _row_average_note(attribute, value, pub.value, paper_row)
+                note = _difference_note("human_eval", value, pub, row_note or SMALL_DIFFERENCE)
+                if note.startswith("NOT REPRODUCED"):
+                    note = _join(note, row_note)
             cells.append(Cell("human_eval", EXPERTS, model, attribute, "human_mean", value, None,
                               None, pub.value if pub else None, note))  # fmt: skip
     return cells
@@ -273,8 +274,10 @@ def _same_after_rounding(value: float, published: float, decimals: int) -> bool:
     return abs(round(value, decimals) - published) < 10 ** -(decimals + 3)
 
 
-def _difference_note(table: str, value: float | None, pub: Published | None) -> str:
-    """ "" when the value rounds to the published number; else by how much it differs."""
+def _difference_note(table: str, value: float | None, pub: Published | None,
+                     cause: str = SMALL_DIFFERENCE) -> str:  # fmt: skip
+    """Empty when the value rounds to the published number; else by how much it differs (and,
+    for a difference within the tolerance, its `cause`)."""
     if pub is None:
         return ""
     if value is None:
@@ -287,7 +290,7 @@ def _difference_note(table: str, value: float | None, pub: Published | None) -> 
         f"{value:.{decimals + 1}f} vs published {pub.value:.{decimals}f} ({diff:+.{decimals + 1}f})"
     )
     if abs(diff) <= TOLERANCE[table] + 1e-12:
-        return f"within {TOLERANCE[table]:g}: {shown}; {SMALL_DIFFERENCE}"
+        return f"within {TOLERANCE[table]:g}: {shown}; {cause}"
     return f"NOT REPRODUCED: {shown}"
 
 
