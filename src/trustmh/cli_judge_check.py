@@ -205,9 +205,9 @@ def _mentalalign_models(judges, data_dir, resamples, seed, thresholds):
         UPSTREAM_RESAMPLES,
         UPSTREAM_SEED,
         check_model_level,
+        self_source_note,
     )
     from trustmh.judge_check.rating_sums import load_sums
-    from trustmh.reproduce_mentalalign import self_source_note
 
     names = resolve_judges(judges)
     names = [j for j in PAPER_JUDGES if j in names]  # the paper's order

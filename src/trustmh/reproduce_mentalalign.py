@@ -37,12 +37,12 @@ from trustmh.judge_check.model_level import (
     MODERATE_MAX_WIDTH,
     PAPER_JUDGES,
     PAPER_MODELS,
-    SELF_SOURCE,
     UPSTREAM_RESAMPLES,
     ModelLevelResult,
     Spread,
     bound_spread,
     model_level,
+    self_source_note,
 )
 from trustmh.judge_check.rating_sums import HUMAN, RatingSums, load_sums
 
@@ -567,10 +567,3 @@ def rich_tables(result: MentalAlignReproduction) -> list[Table]:
         human.add_row(model, *(cell(("human_eval", EXPERTS, model, a, "human_mean"), 2)
                                for a in (*ma.ATTRIBUTES, AVERAGE)))  # fmt: skip
     return [icc, bias, human]
-
-
-def self_source_note() -> str:
-    """Which recorded source each judge leaves out (the paper's self-evaluation rule)."""
-    return "; ".join(
-        f"{PAPER_JUDGES[j]} leaves out {PAPER_MODELS[s]}" for j, s in SELF_SOURCE.items()
-    )

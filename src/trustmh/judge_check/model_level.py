@@ -93,6 +93,13 @@ ATTRIBUTE_TYPE = {**dict.fromkeys(ma.CSS, "Cognitive"), **dict.fromkeys(ma.ARS, 
 STATUS_MEANING = {"GR": "good reliability", "MR": "moderate", "PR": "poor"}
 
 
+def self_source_note() -> str:
+    """Which recorded source each judge leaves out (the paper's self-evaluation rule)."""
+    return "; ".join(
+        f"{PAPER_JUDGES[j]} leaves out {PAPER_MODELS[s]}" for j, s in SELF_SOURCE.items()
+    )
+
+
 def iccs(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """ICC(C,1) and ICC(A,1) of points (..., n, 2) (columns: experts, judge), vectorised over the
     leading axes; NaN or inf where a denominator is 0 (e.g. a resample of one point n times)."""

@@ -12,10 +12,6 @@ from trustmh.judge_check.stats import STATISTICS, Estimate, PairTables, estimate
 RowKind = Literal["judge", "ceiling"]
 # item: does the judge rate each reply like the experts; model: does it rank models like them
 Unit = Literal["item", "model"]
-UNIT_QUESTION = {
-    "item": "does the judge rate each reply like the experts",
-    "model": "does the judge rank models like the experts",
-}
 TRUSTED = "trusted"
 NOT_TRUSTED = "not trusted"
 INSUFFICIENT = "insufficient data"
