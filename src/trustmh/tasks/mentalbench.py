@@ -221,7 +221,7 @@ def aggregate(scored: list[ScoredSample], options: dict[str, Any]) -> list[Metri
             out.append(
                 MetricValue(f"{rank_name}[attribute={attribute}]", float(place), n_conv, "lower")
             )
-        parts.append(_trust(spec, recorded, attribute))
+        parts.append(_trust(spec, attribute))
         out.append(mean_metric(attribute.lower(), list(map(float, column)), seed,
                                note="; ".join(p for p in parts if p)))  # fmt: skip
     if n_conv:
@@ -250,7 +250,7 @@ def aggregate(scored: list[ScoredSample], options: dict[str, Any]) -> list[Metri
     return out
 
 
-def _trust(spec: str | None, recorded: str | None, attribute: str) -> str:
+def _trust(spec: str | None, attribute: str) -> str:
     """How far the judge ranks models like the experts on this attribute (protocol 11.2)."""
     from trustmh.judge_check.store import lookup
 
