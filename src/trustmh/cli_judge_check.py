@@ -62,7 +62,9 @@ def judge_check(
     out_dir: Annotated[
         Path,
         typer.Option(
-            "--out", help="Folder for judge_check.csv and the figures. Default: current directory."
+            "--out",
+            help="Folder for judge_check.csv (judge_check_model.csv at model level) and the "
+            "figures. Default: current directory.",
         ),
     ] = Path("."),
     resamples: Annotated[
