@@ -82,9 +82,53 @@ def test_mentalalign_writes_csv_figures_and_saves_for_lookup(
     )
 
 
+def test_model_unit_prints_the_papers_table_offline(tmp_path: Path) -> None:
+    # no data folder: the model level runs from the sums bundled with the package
+    empty = tmp_path / "no-data"
+    empty.mkdir()
+    out = tmp_path / "out"
+    result = run_cli("judge-check", "--ratings", "mentalalign", "--unit", "model", "--out",
+                     str(out), "--no-figures", env={"TRUSTMH_DATA_DIR": str(empty)})  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    header = next(line for line in result.stdout.splitlines() if "Attribute" in line)
+    columns = [c.strip() for c in re.split(r"[┃|]", header) if c.strip()]
+    assert columns[:8] == ["Judge", "Type", "Attribute", "ICC(C,1)", "95% CI", "ICC(A,1)",
+                           "CI Width", "Status"]  # fmt: skip
+    judges = [j for j in ("Claude-3.7-Sonnet", "GPT-4o", "Gemini-2.5-Flash", "o4-mini")]
+    assert [result.stdout.index(f"│ {j} ") for j in judges] == sorted(
+        result.stdout.index(f"│ {j} ") for j in judges
+    )  # the paper's order
+    guidance = next(line for line in result.stdout.splitlines() if "│ GPT-4o " in line)
+    assert re.search(r"Cognitive\s*│\s*Guidance\s*│\s*0\.849\s*│\s*\[0\.672, 0\.976\]", guidance)
+    assert "GR" in guidance and "model level" in result.stdout and "bundled" in result.stdout
+    rows = csv_rows(out / "judge_check_model.csv")
+    assert len(rows) == 4 * 9 and {r["unit"] for r in rows} == {"model"}
+    assert {r["reliability"] for r in rows} <= {"GR", "MR", "PR"}
+    assert all(r["reason"].startswith("model level (9 models)") for r in rows)
+    assert not (out / "judge_check.csv").exists()  # the item-level file is not overwritten
+    saved = lookup("mentalalign:gpt-4o", "Guidance", unit="model")
+    assert saved is not None and saved.unit == "model" and saved.reliability == "GR"
+    assert lookup("mentalalign:gpt-4o", "Guidance") is None  # no item-level check was run
+
+
+def test_item_unit_without_ratings_points_to_the_model_unit(tmp_path: Path) -> None:
+    empty = tmp_path / "no-data"
+    empty.mkdir()
+    result = run_cli("judge-check", "--ratings", "mentalalign", "--out", str(tmp_path),
+                     env={"TRUSTMH_DATA_DIR": str(empty)})  # fmt: skip
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert "mentalalign/ratings.csv" in line and "--unit model works from the bundled sums" in line
+
+
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
+        ({"unit": "rank"}, "--unit rank: choose item (rate replies) or model (rank models)"),
+        (
+            {"unit": "model", "ratings": "crisis", "judge": ["openai:j"]},
+            "--unit model needs ratings of several models' replies",
+        ),
         ({"ratings": "nope"}, "--ratings nope: choose mentalalign or crisis"),
         ({"ratings": "crisis"}, "--ratings crisis needs exactly one --judge SPEC"),
         ({"judge": ["openai:gpt-4.1"]}, "--ratings crisis --judge SPEC"),

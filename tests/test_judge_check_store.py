@@ -80,11 +80,13 @@ def test_unreadable_results_are_ignored(isolated_cache: Path) -> None:
 
 def test_describe_names_the_judge_and_its_agreement() -> None:
     assert describe(None, "Empathy") is None
-    assert "no judge-check result on Empathy" in describe("openai:j", "Empathy")
+    assert "no item-level judge-check result on Empathy" in describe("openai:j", "Empathy")
     row = make_row("openai:j", "Empathy", 1.0)
     save_results([row], "mentalalign")
     line = describe("openai:j", "Empathy")
-    assert line.startswith("judge openai:j: not trusted on Empathy vs human")
+    assert line.startswith(
+        "judge openai:j: not trusted to rate replies (item level) on Empathy vs human"
+    )
     assert f"{row.get('icc_a1'):.2f}" in line and "bias +" in line
 
 
@@ -104,5 +106,41 @@ def test_run_summary_prints_the_judge_line(tmp_path: Path) -> None:
     # one line per judge-scored task of the run; privacy.awareness has no judge
     assert len(lines) == 1
     assert lines[0].startswith(
-        "crisis.escalation_decision: judge openai:j: trusted on appropriateness"
+        "crisis.escalation_decision: judge openai:j: trusted to rate replies (item level) on "
+        "appropriateness"
     )
+
+
+def test_specs_naming_a_recorded_judge_by_a_providers_id() -> None:
+    from trustmh.judge_check.store import recorded_equivalent
+
+    expected = {
+        "openai:gpt-4o": "mentalalign:gpt-4o",
+        "openai:gpt-4o-2024-08-06@http://127.0.0.1:9/v1": "mentalalign:gpt-4o",
+        "openai:o4-mini-2025-04-16": "mentalalign:o4-mini",
+        "anthropic:claude-3-7-sonnet-20250219": "mentalalign:claude-3.7-sonnet",
+        "anthropic:claude-3-7-sonnet-latest": "mentalalign:claude-3.7-sonnet",
+        "openai:google/gemini-2.5-flash@http://127.0.0.1:9/v1": "mentalalign:gemini-2.5-flash",
+        "openai:gemini-2.5-flash-preview-05-20": "mentalalign:gemini-2.5-flash",
+        "openai:gpt-4o-mini": None,  # another model of the family
+        "openai:gpt-4.1": None,
+        "mentalalign:gpt-4o": None,
+    }
+    assert {spec: recorded_equivalent(spec) for spec in expected} == expected
+
+
+def test_model_level_lookup_is_computed_for_recorded_judges_and_kept_apart() -> None:
+    # no judge-check was run: the model level of a recorded judge comes from the ratings (or the
+    # bundled sums); the item level is not invented
+    found = lookup("openai:gpt-4o", "Guidance", unit="model")
+    assert found is not None and found.unit == "model" and found.n_items == 9
+    assert found.judge == "mentalalign:gpt-4o" and "mentalalign:gpt-4o" in found.matched_by
+    assert round(found.get("icc_c1"), 3) == 0.849 and found.reliability == "GR"
+    assert "to rank models (model level)" in found.summary()
+    assert lookup("openai:gpt-4o", "Guidance") is None
+    assert lookup("openai:gpt-4.1", "Guidance", unit="model") is None
+    # a saved item-level row is never returned for the model level, nor the reverse
+    save_results([make_row("openai:j", "Guidance", 0.0)], "mentalalign")
+    assert lookup("openai:j", "Guidance", unit="model") is None
+    line = describe("openai:j", "Guidance", "model")
+    assert "no model-level judge-check result on Guidance" in line and "--unit model" in line

@@ -242,6 +242,25 @@ def test_judges_show_their_measured_agreement(tmp_path: Path) -> None:
         assert other.verdict is None and "not measured" in other.agreement
 
 
+def test_ranking_runs_shows_the_judges_model_level_agreement_too(tmp_path: Path) -> None:
+    # one run: a score of replies, item level only; two runs ranked on it: ranking models is a
+    # claim about models, so the model level is shown beside it (not measured for this judge)
+    from trustmh.tasks.registry import all_tasks
+
+    judged = next(t for t in all_tasks().values() if t.judge_attribute and t.in_protocol)
+    tasks = [SyntheticTask(judged.id, 4, judged.direction, judged=True)]
+    runs = [write_synthetic_run(tmp_path / f"run{i}", tasks, seed=i) for i in range(2)]
+    [alone] = make_report(runs[:1], reference=False).judges
+    assert alone.rank_agreement is None
+    both = make_report(runs, reference=False).judges
+    assert len(both) == 2
+    for row in both:
+        assert "not measured at model level (ranking models)" in row.rank_agreement
+        assert row.rank_verdict is None and "not measured" in row.agreement
+    html = write_report(runs, tmp_path / "r.html", reference=False).html.read_text(encoding="utf-8")
+    assert "ranks: not measured at model level" in html and "<em>model level</em>" in html
+
+
 def test_runs_with_one_label_keep_their_own_ranks(tmp_path: Path) -> None:
     from trustmh.store import RunStore
 

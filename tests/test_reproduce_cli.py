@@ -59,9 +59,25 @@ def test_reproduce_from_bundled_subset_equals_real_data(real_data: Path, tmp_pat
         .startswith("# Reproduction")
     )
 
+    # MentalBench-Align's tables: the same file from the bundled sums as from ratings.csv
+    mentalalign = read_rows(tmp_path / "bundled" / "mentalalign_reproduction.csv")
+    assert mentalalign == read_rows(tmp_path / "full" / "mentalalign_reproduction.csv")
+    assert {r["table"] for r in mentalalign} == {"icc", "bias", "human_eval"}
+    for result in (bundled, full):
+        assert "230 of 231 published numbers reproduced" in result.stdout
+        assert "MentalBench-Align reliability" in result.stdout
+    assert "bundled with trustmh" in bundled.stdout and "ratings.csv" in full.stdout
+    markdown = (tmp_path / "bundled" / "mentalalign_reproduction.md").read_text(encoding="utf-8")
+    assert (
+        markdown.startswith("# MentalBench-Align reproduced")
+        and "| Qwen-3-4B | 2.76 (3.07)" in markdown
+    )
+
 
 def test_reproduce_single_model(tmp_path: Path) -> None:
     result = run_cli("reproduce", "--out", str(tmp_path), "--model", "GPT-4o-mini")
     assert result.returncode == 0, result.stderr
     models = {r["model"] for r in read_rows(tmp_path / "reproduction.csv")}
     assert models == {"GPT-4o-mini"}
+    assert "MentalBench-Align tables not built: --model selects" in result.stdout
+    assert not (tmp_path / "mentalalign_reproduction.csv").exists()

@@ -9,8 +9,12 @@ trustmh_prompts; the large tier-3 story file gzip-compressed) and the authors' r
 (trustmh_recorded) stripped of the fields the replay does not need (prompts and story texts, which
 the tasks rebuild) and gzip-compressed, keeping the folder layout so the same loaders read both
 (a loader reads `X.gz` when `X` is absent). The paper's published ranks go to
-`src/trustmh/bundled/reference/`. Output is deterministic (gzip mtime 0, sorted keys kept as
-recorded). Writes `data/SHA256SUMS` for the
+`src/trustmh/bundled/reference/`. MentalAlign's 13 MB `ratings.csv` is not copied: its counts
+and sums per rater x response source x attribute (`mentalalign/model_sums.csv`, 350 rows, all
+MentalBench-Align's published tables need) are written instead, by the same code that computes
+them from `ratings.csv` at run time (`trustmh.judge_check.rating_sums`); `python
+tools/build_bundle.py --mentalalign-only DATA_DIR` rebuilds only that file. Output is
+deterministic (gzip mtime 0, sorted keys kept as recorded). Writes `data/SHA256SUMS` for the
 bundled copies. Prints the total size, which must stay under 5 MB.
 """
 
@@ -95,6 +99,22 @@ def _write_sums() -> None:
     (OUT / "SHA256SUMS").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
+def build_mentalalign_sums(data_dir: Path) -> Path:
+    """`mentalalign/model_sums.csv` from `data_dir/mentalalign/ratings.csv`, plus the source's
+    LICENSE (MIT: the notice travels with the derived file)."""
+    from trustmh.data.loaders.mentalalign import SOURCE, read_ratings
+    from trustmh.data.sources import DataContext
+    from trustmh.judge_check.rating_sums import SUMS_FILE, from_ratings
+
+    folder = OUT / SOURCE
+    folder.mkdir(parents=True, exist_ok=True)
+    sums = from_ratings(read_ratings(DataContext((data_dir,))))
+    path = folder / SUMS_FILE
+    path.write_text(sums.to_csv(), encoding="utf-8", newline="")
+    shutil.copyfile(data_dir / SOURCE / "LICENSE", folder / "LICENSE")
+    return path
+
+
 def build(data_dir: Path) -> int:
     """Rebuild the bundle from `data_dir`; returns its total size in bytes."""
     if OUT.exists():
@@ -122,6 +142,7 @@ def build(data_dir: Path) -> int:
         else:
             continue
         _write_gz(OUT / rel, data)
+    build_mentalalign_sums(data_dir)
     _write_sums()
     reference = BUNDLE / "reference"
     reference.mkdir(parents=True, exist_ok=True)
@@ -133,9 +154,20 @@ def build(data_dir: Path) -> int:
 
 def main() -> None:
     """Command-line entry point."""
-    arg = sys.argv[1] if len(sys.argv) > 1 else os.environ.get("TRUSTMH_DATA_DIR")
+    args = sys.argv[1:]
+    only_mentalalign = "--mentalalign-only" in args
+    args = [a for a in args if a != "--mentalalign-only"]
+    arg = args[0] if args else os.environ.get("TRUSTMH_DATA_DIR")
     if not arg or not Path(arg).is_dir():
-        sys.exit("usage: python tools/build_bundle.py DATA_DIR (or set TRUSTMH_DATA_DIR)")
+        sys.exit(
+            "usage: python tools/build_bundle.py [--mentalalign-only] DATA_DIR "
+            "(or set TRUSTMH_DATA_DIR)"
+        )
+    if only_mentalalign:
+        path = build_mentalalign_sums(Path(arg))
+        _write_sums()
+        print(f"wrote {path.relative_to(ROOT)} ({path.stat().st_size} bytes) and data/SHA256SUMS")
+        return
     size = build(Path(arg))
     print(f"bundle: {OUT.relative_to(ROOT)} and reference/, {size / 1024 / 1024:.2f} MB total")
     if size > LIMIT_BYTES:

@@ -299,7 +299,9 @@ def reproduce(
         ),
     ] = None,
 ) -> None:
-    """Rebuild the paper's Privacy and Ethics results from the authors' recorded responses (no key, no network).
+    """Rebuild the paper's Privacy and Ethics results from the authors' recorded responses, and
+    MentalBench-Align's judge-reliability, bias and human-evaluation tables from its ratings (no key,
+    no network).
 
     Example: trustmh reproduce --out results/
     """
@@ -314,6 +316,24 @@ def reproduce(
     Console(width=max(out.width, 160)).print(rich_table(result.rows, result.unparsed))
     out.print(f"wrote {result.csv_path} and {result.markdown_path}", highlight=False)
     write_run_report([s.run_dir for s in result.summaries.values()], out_dir / REPORT_NAME, out)
+    print_mentalalign(result, out)
+
+
+def print_mentalalign(result, console: Console) -> None:
+    """The MentalAlign part of `trustmh reproduce`: its three tables and summary, or why not."""
+    if result.mentalalign is None:
+        console.print(f"MentalBench-Align tables not built: {result.mentalalign_skipped}",
+                      markup=False, highlight=False, soft_wrap=True)  # fmt: skip
+        return
+    from trustmh.reproduce_mentalalign import rich_tables
+
+    wide = Console(width=max(console.width, 160))
+    for table in rich_tables(result.mentalalign):
+        wide.print(table)
+    ma = result.mentalalign
+    for line in (ma.summary(), f"computed from {ma.origin}",
+                 f"wrote {ma.csv_path} and {ma.markdown_path}"):  # fmt: skip
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()

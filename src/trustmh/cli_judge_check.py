@@ -13,10 +13,13 @@ from rich.console import Console
 from trustmh.errors import UserError
 
 RATING_SETS = ("mentalalign", "crisis")
+UNITS = ("item", "model")
 EPILOG = """
 Examples:
 
   trustmh judge-check --ratings mentalalign --out results/
+
+  trustmh judge-check --ratings mentalalign --unit model      (MentalBench-Align's published table)
 
   trustmh judge-check --ratings mentalalign --judge gpt-4o --resamples 2000
 
@@ -25,7 +28,9 @@ Examples:
   trustmh judge-check --ratings crisis --judge openai:qwen3@http://127.0.0.1:8000/v1
 
 MentalAlign: the four recorded judges (claude-3.7-sonnet, gemini-2.5-flash, gpt-4o, o4-mini) against
-the human experts, per attribute. Crisis: a new judge rates 190 crisis answers live (cached and
+the human experts, per attribute, at one of two units: item (default; does the judge rate each reply
+like the experts) or model (does it rank models like the experts: one point per response source,
+the paper's unit). Crisis: a new judge rates 190 crisis answers live (cached and
 resumable: rerun the same command to continue) and is compared with two experts.
 Results are saved for `trustmh run` summaries and reports, which show a judge's agreement beside
 every judge-scored number.
@@ -43,24 +48,50 @@ def judge_check(
             "recorded judges (repeatable, e.g. gpt-4o)."
         ),
     ] = None,
+    unit: Annotated[
+        str,
+        typer.Option(
+            help="mentalalign: item = does the judge rate each reply like the experts (an item is "
+            "one rated reply); model = does it rank models like the experts (an item is one "
+            "response source, its mean rating; MentalBench-Align's published table)."
+        ),
+    ] = "item",
     limit: Annotated[
         int | None, typer.Option(min=1, help="crisis: rate only the first N answers.")
     ] = None,
     out_dir: Annotated[
         Path,
         typer.Option(
-            "--out", help="Folder for judge_check.csv and the figures. Default: current directory."
+            "--out",
+            help="Folder for judge_check.csv (judge_check_model.csv at model level) and the "
+            "figures. Default: current directory.",
         ),
     ] = Path("."),
     resamples: Annotated[
-        int, typer.Option(min=1, help="Bootstrap resamples (of conversations) for the 95% CIs.")
+        int,
+        typer.Option(
+            min=1,
+            help="Bootstrap resamples for the 95% CIs: of conversations (item level) or of "
+            "models (model level).",
+        ),
     ] = 1000,
-    seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
+    seed: Annotated[
+        int | None,
+        typer.Option(
+            help="Seed of the bootstrap. Default: 0 at item level; at model level upstream's "
+            "seeding (42), as in the published table."
+        ),
+    ] = None,
     min_icc: Annotated[
-        float, typer.Option(help="Trusted only if the ICC(A,1) lower 95% bound reaches this.")
+        float,
+        typer.Option(
+            help="Trusted only if the ICC's lower 95% bound reaches this: ICC(A,1) at item "
+            "level, ICC(C,1) at model level."
+        ),
     ] = 0.6,
     max_bias: Annotated[
-        float, typer.Option(help="Trusted only if |mean(judge - human)| is below this.")
+        float,
+        typer.Option(help="Item level: trusted only if |mean(judge - human)| is below this."),
     ] = 0.5,
     figures: Annotated[bool, typer.Option(help="Write the heatmap and bias PNGs.")] = True,
     data_dir: Annotated[
@@ -103,6 +134,14 @@ def judge_check(
     kind = ratings.strip().lower()
     if kind not in RATING_SETS:
         raise UserError(f"--ratings {ratings}: choose mentalalign or crisis")
+    unit = unit.strip().lower()
+    if unit not in UNITS:
+        raise UserError(f"--unit {unit}: choose item (rate replies) or model (rank models)")
+    if unit == "model" and kind != "mentalalign":
+        raise UserError(
+            "--unit model needs ratings of several models' replies: use --ratings mentalalign "
+            "(the crisis set rates one model's answers)"
+        )
     for flag, value in (("--min-icc", min_icc), ("--max-bias", max_bias)):
         if not math.isfinite(value):  # a NaN threshold would mark every judge trusted
             raise UserError(f"{flag} {value}: give a finite number (defaults 0.6 and 0.5)")
@@ -110,8 +149,15 @@ def judge_check(
     if kind == "mentalalign":
         if limit is not None:
             raise UserError("--limit applies to --ratings crisis only; MentalAlign is read whole")
-        rows, notes, title = _mentalalign(judge, data_dir, resamples, seed, thresholds)
+        if unit == "model":
+            from trustmh.judge_check.model_level import UPSTREAM_SEED
+
+            seed = UPSTREAM_SEED if seed is None else seed
+            rows, notes, title = _mentalalign_models(judge, data_dir, resamples, seed, thresholds)
+        else:
+            rows, notes, title = _mentalalign(judge, data_dir, resamples, seed or 0, thresholds)
     else:
+        seed = seed or 0
         if not judge or len(judge) != 1:
             raise UserError(
                 "--ratings crisis needs exactly one --judge SPEC, e.g. --judge openai:gpt-4.1"
@@ -122,23 +168,76 @@ def judge_check(
                     "no_cache": no_cache or None}  # fmt: skip
         rows, notes, title = _crisis(judge[0], out_dir, run_dir, limit, data_dir, resamples,
                                      seed, thresholds, settings, progress, err)  # fmt: skip
-    _report(rows, notes, title, out_dir, figures, kind, out)
+    _report(rows, notes, title, out_dir, figures, kind, unit, out)
 
 
 def _mentalalign(judges, data_dir, resamples, seed, thresholds):
-    from trustmh.data.sources import resolve_data_context
-    from trustmh.judge_check.mentalalign import check_mentalalign
+    from trustmh.data.sources import require_sources, resolve_data_context
+    from trustmh.judge_check.mentalalign import check_mentalalign, resolve_judges
 
-    rows = check_mentalalign(resolve_data_context(data_dir), judges, resamples=resamples,
-                             seed=seed, thresholds=thresholds)  # fmt: skip
+    ctx = resolve_data_context(data_dir)
+    names = resolve_judges(judges)
+    try:
+        require_sources(ctx, ["mentalalign/ratings.csv"])
+    except UserError as exc:
+        raise UserError(
+            f"{exc} (the item level reads every rating; --unit model works from the bundled sums)"
+        ) from None
+    rows = check_mentalalign(ctx, names, resamples=resamples, seed=seed, thresholds=thresholds)
     n_skipped = max(r.n_skipped_reference for r in rows)
     notes = [
-        f"items = (conversation, reply) pairs rated by the human experts and the judge; up to "
+        "item level: does the judge rate each reply like the experts. An item is one "
+        "(conversation, reply) rated by the human experts and the judge; up to "
         f"{n_skipped} per attribute skipped where the experts gave no score in 1-5; "
-        f"95% CIs from {resamples} bootstrap resamples of conversations"
+        f"95% CIs from {resamples} bootstrap resamples of conversations. Trusted: ICC(A,1) lower "
+        "bound and |bias| within the thresholds (a score is read as an absolute number). "
+        "MentalBench-Align's published table is model level: --unit model"
     ]
     notes += _findings(rows)
-    return rows, notes, "MentalAlign-70k: recorded LLM judges vs human experts"
+    return rows, notes, "MentalAlign-70k, item level: recorded LLM judges vs human experts"
+
+
+def _mentalalign_models(judges, data_dir, resamples, seed, thresholds):
+    from trustmh.data.sources import resolve_data_context
+    from trustmh.judge_check.mentalalign import resolve_judges
+    from trustmh.judge_check.model_level import (
+        GOOD_MAX_WIDTH,
+        MODERATE_MAX_WIDTH,
+        PAPER_JUDGES,
+        UPSTREAM_RESAMPLES,
+        UPSTREAM_SEED,
+        check_model_level,
+        self_source_note,
+    )
+    from trustmh.judge_check.rating_sums import load_sums
+
+    names = resolve_judges(judges)
+    names = [j for j in PAPER_JUDGES if j in names]  # the paper's order
+    loaded = load_sums(resolve_data_context(data_dir))
+    rows = check_model_level(loaded.sums, names, thresholds=thresholds, resamples=resamples,
+                             seed=seed)  # fmt: skip
+    how = (
+        "upstream's seeding"
+        if (resamples, seed) == (UPSTREAM_RESAMPLES, UPSTREAM_SEED)
+        else f"seed {seed}"
+    )
+    notes = [
+        "model level: does the judge rank models like the experts. A point is one response "
+        "source (9 LLMs and the original human reply): the experts' and the judge's mean rating "
+        f"of its replies over the conversations both rated; the judge's own model is left out "
+        f"({self_source_note()}). 95% CIs: percentile bootstrap over models ({resamples} "
+        f"resamples, {how}; resamples outside [0, 1] dropped, as upstream). Status from the "
+        f"ICC(C,1) CI width: GR <= {GOOD_MAX_WIDTH}, MR <= {MODERATE_MAX_WIDTH}, PR above. "
+        "Trusted to rank models: the ICC(C,1) lower bound over every resample reaches --min-icc "
+        "(an offset shared by every model does not change a ranking, so bias is no condition)",
+        f"computed from {loaded.origin}",
+    ]
+    notes += _findings(rows)
+    return (
+        rows,
+        notes,
+        "MentalAlign-70k, model level (MentalBench-Align's table): recorded LLM judges vs human experts",
+    )
 
 
 def _crisis(judge, out_dir, run_dir, limit, data_dir, resamples, seed, thresholds, settings,
@@ -181,23 +280,25 @@ def _findings(rows) -> list[str]:
         mine = [r for r in rows if column_label(r) == name and r.kind == "judge"]
         trusted = [r.attribute for r in mine if r.trusted] or ["none"]
         above = sum((r.get("bias") or 0) > 0 for r in mine)
+        claim = "to rank models" if mine[0].unit == "model" else "to rate replies"
         lines.append(
-            f"{name}: trusted on {', '.join(trusted)}; rates higher than the experts on "
+            f"{name}: trusted {claim} on {', '.join(trusted)}; rates higher than the experts on "
             f"{above} of {len(mine)}"
         )
     return lines
 
 
-def _report(rows, notes, title, out_dir, figures, kind, out) -> None:
-    from trustmh.judge_check.output import rich_table, write_csv, write_figures
+def _report(rows, notes, title, out_dir, figures, kind, unit, out) -> None:
+    from trustmh.judge_check.output import model_table, rich_table, write_csv, write_figures
     from trustmh.judge_check.store import results_dir, save_results
 
-    Console(width=max(out.width, 180)).print(rich_table(rows, title))
+    table = model_table(rows, title) if unit == "model" else rich_table(rows, title)
+    Console(width=max(out.width, 180)).print(table)
     for line in notes:
         out.print(line, highlight=False, markup=False, soft_wrap=True)
     try:
-        written = [write_csv(rows, out_dir)]
-        pngs = write_figures(rows, out_dir) if figures else []
+        written = [write_csv(rows, out_dir, unit)]
+        pngs = write_figures(rows, out_dir, unit) if figures else []
     except OSError as exc:
         raise UserError(
             f"--out {out_dir}: cannot write there ({exc.strerror or exc}); choose another folder"
@@ -208,6 +309,6 @@ def _report(rows, notes, title, out_dir, figures, kind, out) -> None:
             markup=False,  # "[report]" is not a style tag
         )
     written += pngs
-    save_results(rows, kind)
+    save_results(rows, kind if unit == "item" else f"{kind}:{unit}")
     out.print(f"wrote {', '.join(str(p) for p in written)}", highlight=False, soft_wrap=True)
     out.print(f"saved for reports in {results_dir()}", highlight=False, soft_wrap=True)

@@ -118,7 +118,7 @@ def print_judge_agreement(summary: RunSummary, console: Console) -> None:
     for task_id in summary.results:
         task = get_task(task_id)
         if task.needs_judge != "no":
-            line = describe(summary.judge, task.judge_attribute)
+            line = describe(summary.judge, task.judge_attribute, task.judge_unit)
             console.print(f"{task_id}: {line}", highlight=False, markup=False, soft_wrap=True)
 
 

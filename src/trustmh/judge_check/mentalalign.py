@@ -52,14 +52,17 @@ def resolve_judges(selection: list[str] | None) -> list[str]:
     return chosen
 
 
-def score_cube(table: ma.RatingsTable) -> tuple[np.ndarray, np.ndarray]:
+def score_cube(
+    table: ma.RatingsTable, *, in_rubric_only: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
     """Scores as an array (rater, conversation, response source, attribute), NaN where a rater
-    gave no score inside the rubric; and the conversation ids along axis 1."""
+    gave no score inside the rubric (any score, with `in_rubric_only=False`); and the
+    conversation ids along axis 1."""
     conv_ids, conv_index = np.unique(table.conv_id, return_inverse=True)
     cube = np.full(
         (len(ma.RATERS), len(conv_ids), len(ma.RESPONSE_SOURCES), len(ma.ATTRIBUTES)), np.nan
     )
-    keep = table.in_rubric
+    keep = table.in_rubric if in_rubric_only else np.ones(len(table), dtype=bool)
     cube[
         table.rater[keep],
         conv_index[keep],

@@ -14,6 +14,7 @@ from trustmh.judge_check.stats import Estimate
 CSV_NAME = "judge_check.csv"
 HEATMAP_NAME = "judge_check_agreement.png"
 BIAS_NAME = "judge_check_bias.png"
+MODEL_SUFFIX = "_model"  # model-level files: judge_check_model.csv, ...
 TABLE_COLUMNS = (
     ("pearson", "r"),
     ("spearman", "rho"),
@@ -64,10 +65,55 @@ def rich_table(rows: list[JudgeAgreement], title: str) -> Table:
     return table
 
 
-def write_csv(rows: list[JudgeAgreement], out_dir: Path) -> Path:
-    """`judge_check.csv`: one row per judge x attribute, one column per statistic and bound."""
+def model_table(rows: list[JudgeAgreement], title: str) -> Table:
+    """The model-level terminal table in the shape of MentalBench-Align's published one: Judge,
+    Type, Attribute, ICC(C,1), its 95% CI, ICC(A,1), CI width, status; then the bias over the
+    paired ratings and our verdict (to rank models)."""
+    from trustmh.judge_check.model_level import ATTRIBUTE_TYPE, PAPER_JUDGES
+
+    table = Table(title=title, caption="GR good, MR moderate, PR poor reliability (CI width)")
+    for col in ("Judge", "Type", "Attribute", "ICC(C,1)", "95% CI", "ICC(A,1)", "CI Width",
+                "Status", "bias", "verdict (to rank models)"):  # fmt: skip
+        table.add_column(col, overflow="fold")
+    previous = None
+    for row in rows:
+        name = row.judge.removeprefix(JUDGE_PREFIX)
+        c1 = row.stats["icc_c1"]
+        width = None if c1.ci_low is None else c1.ci_high - c1.ci_low  # type: ignore[operator]
+        verdict = f"[green]{row.verdict}[/]" if row.verdict == TRUSTED else f"[red]{row.verdict}[/]"
+        table.add_row(
+            PAPER_JUDGES.get(name, name) if name != previous else "",
+            ATTRIBUTE_TYPE.get(row.attribute, ""),
+            row.attribute,
+            _three(c1.value),
+            f"[{_three(c1.ci_low)}, {_three(c1.ci_high)}]",
+            _three(row.get("icc_a1")),
+            _three(width),
+            row.reliability,
+            format_number(row.get("bias"), signed=True),
+            verdict,
+        )
+        previous = name
+    return table
+
+
+def _three(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def file_name(name: str, unit: str) -> str:
+    """A judge-check output file name; model-level files carry `_model` before the extension."""
+    if unit != "model":
+        return name
+    stem, dot, ext = name.rpartition(".")
+    return f"{stem}{MODEL_SUFFIX}{dot}{ext}"
+
+
+def write_csv(rows: list[JudgeAgreement], out_dir: Path, unit: str = "item") -> Path:
+    """`judge_check.csv` (`judge_check_model.csv` at model level): one row per judge x
+    attribute, one column per statistic and bound."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / CSV_NAME
+    path = out_dir / file_name(CSV_NAME, unit)
     flats = [r.flat() for r in rows]
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(flats[0]) if flats else ["judge"])
@@ -85,9 +131,10 @@ def figures_available() -> bool:
     return True
 
 
-def write_figures(rows: list[JudgeAgreement], out_dir: Path) -> list[Path]:
-    """The attribute x judge heatmap of ICC(A,1) and the bias plot (PNG, matplotlib's Agg canvas,
-    no pyplot state); [] without matplotlib."""
+def write_figures(rows: list[JudgeAgreement], out_dir: Path, unit: str = "item") -> list[Path]:
+    """The attribute x judge heatmap of the ICC the verdict rests on (ICC(A,1) at item level,
+    ICC(C,1) at model level) and the bias plot (PNG, matplotlib's Agg canvas, no pyplot state);
+    [] without matplotlib."""
     if not figures_available():
         return []
     from matplotlib.figure import Figure
@@ -96,23 +143,24 @@ def write_figures(rows: list[JudgeAgreement], out_dir: Path) -> list[Path]:
     attributes = list(dict.fromkeys(r.attribute for r in rows))
     columns = list(dict.fromkeys(column_label(r) for r in rows))
     cell = {(r.attribute, column_label(r)): r for r in rows}
-    paths = [out_dir / HEATMAP_NAME, out_dir / BIAS_NAME]
+    paths = [out_dir / file_name(HEATMAP_NAME, unit), out_dir / file_name(BIAS_NAME, unit)]
+    metric, label = (
+        ("icc_c1", "ICC(C,1) over models") if unit == "model" else ("icc_a1", "ICC(A,1)")
+    )
 
     fig = Figure(figsize=(1.6 + 1.8 * len(columns), 2.4 + 0.55 * len(attributes)))
     ax = fig.subplots()
-    grid = [[_value(cell.get((a, c)), "icc_a1") for c in columns] for a in attributes]
+    grid = [[_value(cell.get((a, c)), metric) for c in columns] for a in attributes]
     image = ax.imshow(grid, cmap="RdYlGn", vmin=0, vmax=1, aspect="auto")
     for i, a in enumerate(attributes):
         for j, c in enumerate(columns):
             row = cell.get((a, c))
-            if row is not None and row.get("icc_a1") is not None:
+            if row is not None and row.get(metric) is not None:
                 mark = "\n(trusted)" if row.verdict == TRUSTED else ""
-                ax.text(
-                    j, i, f"{row.get('icc_a1'):.2f}{mark}", ha="center", va="center", fontsize=8
-                )
+                ax.text(j, i, f"{row.get(metric):.2f}{mark}", ha="center", va="center", fontsize=8)
     ax.set_xticks(range(len(columns)), columns, rotation=30, ha="right", fontsize=8)
     ax.set_yticks(range(len(attributes)), attributes, fontsize=8)
-    ax.set_title("Agreement with human experts: ICC(A,1)", fontsize=10)
+    ax.set_title(f"Agreement with human experts: {label}", fontsize=10)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     fig.tight_layout()
     fig.savefig(paths[0], dpi=120)

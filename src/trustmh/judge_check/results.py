@@ -10,6 +10,8 @@ import numpy as np
 from trustmh.judge_check.stats import STATISTICS, Estimate, PairTables, estimate_all, pair_tables
 
 RowKind = Literal["judge", "ceiling"]
+# item: does the judge rate each reply like the experts; model: does it rank models like them
+Unit = Literal["item", "model"]
 TRUSTED = "trusted"
 NOT_TRUSTED = "not trusted"
 INSUFFICIENT = "insufficient data"
@@ -20,8 +22,9 @@ CEILING = "ceiling"
 class Thresholds:
     """When a judge is trusted on an attribute (protocol 11, DEFAULT values)."""
 
-    min_icc_a1_low: float = 0.6  # lower 95% bound of ICC(A,1) must reach this
-    max_abs_bias: float = 0.5  # |mean(judge - reference)| must stay below this
+    # lower 95% bound the ICC must reach: ICC(A,1) at item level, ICC(C,1) at model level
+    min_icc_a1_low: float = 0.6
+    max_abs_bias: float = 0.5  # item level: |mean(judge - reference)| must stay below this
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,11 @@ class JudgeAgreement:
     counts items the reference left unscored (or scored outside the rubric), `n_skipped_judge`
     items the judge did not rate (missing or unparsed verdict). `matched_by` is set by `lookup`
     when the result was found for another spec naming the same model.
+
+    `unit` says what the row measures (protocol 11.2): `item` (an item is one rated reply; the
+    verdict rests on ICC(A,1) and the bias) or `model` (an item is one response source, the
+    experts' and the judge's mean rating of its replies; `n_items` counts those models, the
+    verdict rests on ICC(C,1), and `reliability` holds the published table's GR/MR/PR status).
     """
 
     judge: str
@@ -55,6 +63,8 @@ class JudgeAgreement:
     created: str = ""
     matched_by: str | None = None
     thresholds: Thresholds = field(default_factory=Thresholds)
+    unit: Unit = "item"
+    reliability: str = ""
 
     def get(self, name: str) -> float | None:
         """Point estimate of a statistic (see `STATISTICS`)."""
@@ -66,13 +76,23 @@ class JudgeAgreement:
         return self.verdict == TRUSTED
 
     def summary(self) -> str:
-        """One line: verdict, ICC(A,1) with its interval, bias, n, the reference (and how `lookup`
-        matched it, when not by the exact spec)."""
+        """One line: verdict and unit, the ICC the verdict rests on with its interval (ICC(A,1)
+        and the bias at item level, ICC(C,1) and the paper's status at model level), n, the
+        reference (and how `lookup` matched it, when not by the exact spec)."""
+        via = f" [{self.matched_by}]" if self.matched_by else ""
+        if self.unit == "model":
+            icc = self.stats["icc_c1"]
+            status = f", {self.reliability}" if self.reliability else ""
+            return (
+                f"{self.verdict} to rank models (model level) on {self.attribute} vs "
+                f"{self.reference} ({self.source}, {self.n_items} models): ICC(C,1) "
+                f"{format_number(icc.value)} [{format_number(icc.ci_low)}, "
+                f"{format_number(icc.ci_high)}]{status}{via}"
+            )
         icc, bias = self.stats["icc_a1"], self.stats["bias"]
         label = f"{self.attribute} vs {self.reference} ({self.source}, n={self.n_items})"
-        via = f" [{self.matched_by}]" if self.matched_by else ""
         return (
-            f"{self.verdict} on {label}: ICC(A,1) {format_number(icc.value)} "
+            f"{self.verdict} to rate replies (item level) on {label}: ICC(A,1) {format_number(icc.value)} "
             f"[{format_number(icc.ci_low)}, {format_number(icc.ci_high)}], bias {format_number(bias.value, signed=True)}{via}"
         )
 
@@ -80,12 +100,14 @@ class JudgeAgreement:
         """A flat dict: identity columns, then `<stat>`, `<stat>_ci_low`, `<stat>_ci_high`."""
         row: dict[str, Any] = {
             "judge": self.judge,
+            "unit": self.unit,
             "attribute": self.attribute,
             "reference": self.reference,
             "source": self.source,
             "kind": self.kind,
             "verdict": self.verdict,
             "reason": self.reason,
+            "reliability": self.reliability,
             "n_items": self.n_items,
             "n_conversations": self.n_conversations,
             "n_skipped_reference": self.n_skipped_reference,
@@ -135,6 +157,8 @@ class JudgeAgreement:
             thresholds=Thresholds(
                 float(row.get("min_icc_a1_low", 0.6)), float(row.get("max_abs_bias", 0.5))
             ),
+            unit="model" if row.get("unit") == "model" else "item",
+            reliability=row.get("reliability") or "",
         )
 
     def with_match(self, note: str) -> JudgeAgreement:
@@ -143,21 +167,22 @@ class JudgeAgreement:
 
 
 def verdict(stats: dict[str, Estimate], thresholds: Thresholds) -> tuple[str, str]:
-    """(verdict, reason): trusted when the ICC(A,1) lower bound reaches the threshold and the
-    absolute bias stays below its threshold (protocol 11)."""
+    """(verdict, reason) at item level: trusted to rate replies when the ICC(A,1) lower bound
+    reaches the threshold and the absolute bias stays below its threshold (protocol 11)."""
     low, bias = stats["icc_a1"].ci_low, stats["bias"].value
     if low is None or bias is None:
-        return INSUFFICIENT, "too few scored items for an interval"
+        return INSUFFICIENT, "item level: too few scored items for an interval"
     failures = []
     if low < thresholds.min_icc_a1_low:
         failures.append(f"ICC(A,1) lower bound {low:.2f} < {thresholds.min_icc_a1_low:g}")
     if abs(bias) >= thresholds.max_abs_bias:
         failures.append(f"|bias| {abs(bias):.2f} >= {thresholds.max_abs_bias:g}")
     if failures:
-        return NOT_TRUSTED, "; ".join(failures)
+        return NOT_TRUSTED, "item level: " + "; ".join(failures)
     return TRUSTED, (
-        f"ICC(A,1) lower bound {low:.2f} >= {thresholds.min_icc_a1_low:g}, "
-        f"|bias| {abs(bias):.2f} < {thresholds.max_abs_bias:g}"
+        f"item level: ICC(A,1) lower bound {low:.2f} >= {thresholds.min_icc_a1_low:g}, "
+        f"|bias| {abs(bias):.2f} < {thresholds.max_abs_bias:g}; a score of a reply is read as "
+        "an absolute number, so it needs absolute agreement and no offset"
     )
 
 

@@ -12,11 +12,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
+from functools import cache
 from pathlib import Path
 
 from trustmh.judge_check.mentalalign import GROUPS, JUDGE_PREFIX, RECORDED_JUDGES
-from trustmh.judge_check.results import JudgeAgreement
+from trustmh.judge_check.results import JudgeAgreement, Unit
 
 FOLDER = "judge_checks"
 # other names an attribute may be asked for by (lower case) -> the stored attribute name
@@ -108,15 +110,25 @@ def _mentalalign_attributes() -> tuple[str, ...]:
 
 
 def recorded_equivalent(judge_spec: str) -> str | None:
-    """`mentalalign:<name>` when the spec names the same model as a recorded MentalAlign judge
-    (`openai:gpt-4o`, `openai:gpt-4o@URL` -> `mentalalign:gpt-4o`), else None."""
+    """`mentalalign:<name>` when the spec names the same model as a recorded MentalAlign judge,
+    else None: `openai:gpt-4o`, `openai:gpt-4o@URL` -> `mentalalign:gpt-4o`; a provider's dated
+    or routed id names it too (`openai:o4-mini-2025-04-16`,
+    `anthropic:claude-3-7-sonnet-20250219`, `openai:google/gemini-2.5-flash@URL`), while another
+    model of the family does not (`gpt-4o-mini` is not `gpt-4o`)."""
     if judge_spec.startswith(JUDGE_PREFIX):
         return None
-    model = judge_spec.split(":", 1)[-1].split("@", 1)[0].strip().lower()
+    model = judge_spec.split(":", 1)[-1].split("@", 1)[0].strip().lower().rsplit("/", 1)[-1]
+    model = _DATED.sub("", model).replace("claude-3-7-sonnet", "claude-3.7-sonnet")
     return JUDGE_PREFIX + model if model in RECORDED_JUDGES else None
 
 
-def lookup(judge_spec: str, attribute: str, root: Path | None = None) -> JudgeAgreement | None:
+# a release date or channel a provider appends to a model id
+_DATED = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{8}|latest|preview(-[\w.-]+)?)$")
+
+
+def lookup(
+    judge_spec: str, attribute: str, root: Path | None = None, unit: Unit = "item"
+) -> JudgeAgreement | None:
     """The saved agreement of a judge on an attribute, or None when no judge-check covers it.
 
     This is the API reports and summaries use to show, beside a judge-scored number, how far its
@@ -129,13 +141,18 @@ def lookup(judge_spec: str, attribute: str, root: Path | None = None) -> JudgeAg
       a recorded MentalAlign judge.
     - `attribute`: a MentalAlign attribute (`Guidance`, ..., `Understanding`), a group (`CSS`,
       `ARS`, or `cognitive` / `affective`), or `appropriateness` (the crisis rubric); any case.
+    - `unit` (protocol 11.2): the claim the number beside it makes. `item` for a score of
+      replies (does the judge rate each reply like the experts), `model` for a ranking of models
+      (does it rank models like the experts).
 
     A result saved for the spec itself wins. Otherwise, when the spec names the same model as one
     of MentalAlign's recorded judges (e.g. `openai:gpt-4o`), that judge's published-ratings
-    agreement is returned with `matched_by` saying so (a different prompt, so only indicative).
-    When several human references were checked (crisis: experts H1 and H2), the most
-    conservative row (lowest ICC(A,1) lower bound) is returned. Ceiling rows (expert vs expert)
-    are never returned. Reading never raises for a missing or unreadable results folder.
+    agreement is returned with `matched_by` saying so (a different prompt, so only indicative);
+    at model level it is computed from the MentalAlign ratings (or their bundled sums) when no
+    `judge-check --unit model` result was saved. When several human references were checked
+    (crisis: experts H1 and H2), the most conservative row (lowest ICC lower bound) is returned.
+    Ceiling rows (expert vs expert) are never returned. Reading never raises for a missing or
+    unreadable results folder.
     """
     wanted = canonical_attribute(attribute)
     candidates = [(judge_spec, None)]
@@ -148,29 +165,62 @@ def lookup(judge_spec: str, attribute: str, root: Path | None = None) -> JudgeAg
         rows = [
             r
             for r in saved_results(key, root)
-            if r.kind == "judge" and r.attribute.lower() == wanted.lower()
+            if r.kind == "judge" and r.unit == unit and r.attribute.lower() == wanted.lower()
         ]
+        if not rows and unit == "model" and key.startswith(JUDGE_PREFIX):
+            rows = _recorded_model_level(key.removeprefix(JUDGE_PREFIX), wanted)
         if rows:
             best = min(rows, key=_conservative_order)
             return best.with_match(note) if note else best
     return None
 
 
+def _recorded_model_level(name: str, attribute: str) -> list[JudgeAgreement]:
+    """A recorded judge's model-level row computed from the ratings ([] when unavailable)."""
+    from trustmh.judge_check.model_level import ATTRIBUTES
+
+    if name not in RECORDED_JUDGES or attribute not in ATTRIBUTES:
+        return []
+    rows = _recorded_model_rows()
+    return [r for r in rows if r.judge == JUDGE_PREFIX + name and r.attribute == attribute]
+
+
+@cache
+def _recorded_model_rows() -> tuple[JudgeAgreement, ...]:
+    """Every recorded judge's model-level rows at the default thresholds, once per process, from
+    the bundled sums (the same numbers as from ratings.csv, without reading 13 MB), else from the
+    data folder."""
+    from trustmh.data.sources import BUNDLED_DIR, DataContext, resolve_data_context
+    from trustmh.errors import DataError
+    from trustmh.judge_check.model_level import check_model_level
+    from trustmh.judge_check.rating_sums import load_sums
+
+    for ctx in (DataContext((BUNDLED_DIR,)), None):
+        try:
+            sums = load_sums(ctx or resolve_data_context()).sums
+        except DataError:
+            continue
+        return tuple(check_model_level(sums, list(RECORDED_JUDGES)))
+    return ()
+
+
 def _conservative_order(row: JudgeAgreement) -> float:
-    low = row.stats["icc_a1"].ci_low
+    low = row.stats["icc_c1" if row.unit == "model" else "icc_a1"].ci_low
     return float("inf") if low is None else low
 
 
-def describe(judge_spec: str | None, attribute: str | None) -> str | None:
-    """One line naming a task's judge and, when a judge-check covers it, its agreement; None
-    when there is no judge."""
+def describe(judge_spec: str | None, attribute: str | None, unit: Unit = "item") -> str | None:
+    """One line naming a task's judge and, when a judge-check covers it, its agreement at the
+    unit of the task's claim (`lookup`); None when there is no judge."""
     if not judge_spec:
         return None
     if not attribute:
         return f"judge {judge_spec}: not measured against humans"
-    found = lookup(judge_spec, attribute)
+    found = lookup(judge_spec, attribute, unit=unit)
     if found is None:
+        flag = " --unit model" if unit == "model" else ""
         return (
-            f"judge {judge_spec}: no judge-check result on {attribute} (see `trustmh judge-check`)"
+            f"judge {judge_spec}: no {unit}-level judge-check result on {attribute} "
+            f"(see `trustmh judge-check{flag}`)"
         )
     return f"judge {judge_spec}: {found.summary()}"

@@ -45,6 +45,7 @@ class TaskInfo:
     judge_attribute: str | None
     option_names: tuple[str, ...] = ()
     scale: tuple[float, float] | None = None  # declared value range, if the task declares one
+    judge_unit: str = "item"  # the claim of its judge-scored number: item (scores) or model (ranks)
 
 
 @dataclass
@@ -142,6 +143,10 @@ class JudgeRow:
     attribute: str | None
     agreement: str | None
     verdict: str | None
+    # when the report ranks several runs on a score of replies, the judge's model-level
+    # agreement too: ranking models is a claim about models (protocol 11.2)
+    rank_agreement: str | None = None
+    rank_verdict: str | None = None
 
 
 @dataclass
@@ -208,6 +213,7 @@ def task_info(
         judge_attribute=task.judge_attribute,
         option_names=task.option_names,
         scale=getattr(task, "scale", None),
+        judge_unit=getattr(task, "judge_unit", "item"),
     )
 
 
@@ -449,9 +455,12 @@ def _number(text: str) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def judge_agreement(judge: str | None, attribute: str | None) -> tuple[str | None, str | None]:
-    """(one-line agreement summary, verdict) of a judge on a MentalAlign attribute from
-    `trustmh.judge_check.lookup`; a readable reason when it cannot be looked up."""
+def judge_agreement(
+    judge: str | None, attribute: str | None, unit: str = "item"
+) -> tuple[str | None, str | None]:
+    """(one-line agreement summary, verdict) of a judge on a MentalAlign attribute at a unit
+    (item: rating replies; model: ranking models) from `trustmh.judge_check.lookup`; a readable
+    reason when it cannot be looked up."""
     if not judge:
         return None, None
     if not attribute:  # no human-rated attribute is near what this judge rates
@@ -463,10 +472,17 @@ def judge_agreement(judge: str | None, attribute: str | None) -> tuple[str | Non
     except (ImportError, AttributeError):
         return "judge-check is not available in this version of trustmh", None
     try:
-        found = lookup(judge, attribute)
+        found = lookup(judge, attribute, unit=unit)
     except UserError as exc:
         return f"no judge-check result: {exc}", None
     if found is None:
+        if unit == "model":
+            return (
+                "not measured at model level (ranking models): that needs this judge's ratings "
+                "of several models' replies beside the experts' (MentalAlign's reply texts are "
+                "not released)",
+                None,
+            )
         return f"not measured: run `trustmh judge-check --judge {judge}`", None
     # summary() already names how lookup matched the judge (`matched_by`)
     summary = found.summary() if hasattr(found, "summary") else str(found)
@@ -482,10 +498,16 @@ def judges(runs: Sequence[RunData], rows: Sequence[SubtaskRow]) -> list[JudgeRow
             models = run.judge_models.get(row.task.id, [])
             if not models:
                 continue
-            agreement, verdict = judge_agreement(run.judge, row.task.judge_attribute)
+            unit = row.task.judge_unit
+            agreement, verdict = judge_agreement(run.judge, row.task.judge_attribute, unit)
+            rank_agreement = rank_verdict = None
+            if len(runs) > 1 and unit == "item":
+                rank_agreement, rank_verdict = judge_agreement(
+                    run.judge, row.task.judge_attribute, "model"
+                )
             status = dict(run.judge_status.get(row.task.id, {}))
             out.append(JudgeRow(row.task.id, run.index, models, status, row.task.judge_attribute,
-                                agreement, verdict))  # fmt: skip
+                                agreement, verdict, rank_agreement, rank_verdict))  # fmt: skip
     return out
 
 

@@ -85,11 +85,15 @@ class Rubric:
     max_tokens: int | None = None
     source: str = ""
     digest: str = ""
+    temperature: float = (
+        0.0  # protocol 1.4; a rubric copied from another benchmark may keep its own
+    )
 
     @property
     def gen(self) -> GenParams:
-        """The judge's generation parameters (temperature 0, protocol 1.4)."""
-        return GenParams(temperature=0.0, max_tokens=self.max_tokens)
+        """The judge's generation parameters (temperature 0 unless the rubric says otherwise,
+        protocol 1.4)."""
+        return GenParams(temperature=self.temperature, max_tokens=self.max_tokens)
 
     def field(self, name: str) -> RubricField:
         """The field called `name`."""
@@ -250,6 +254,7 @@ def parse_rubric(rubric_id: str, text: str, source: str = "") -> Rubric:
             system=data.get("system"),
             stricter=str(data.get("stricter", "")),
             max_tokens=data.get("max_tokens"),
+            temperature=float(data.get("temperature", 0.0)),
             source=str(data.get("source", "")),
             digest=f"{rubric_id}@{hashlib.sha256(text.encode()).hexdigest()[:12]}",
         )

@@ -38,9 +38,9 @@ from trustmh.types import (
 if TYPE_CHECKING:
     from trustmh.data.sources import DataContext
 
-# BEYOND: an extension past the paper (kept out of `all`, pillar scores and ranks; `in_protocol`
-# is False for such tasks)
-StatusLabel = Literal["EXACT", "UPSTREAM", "DEFAULT", "BEYOND"]
+# EXACT / UPSTREAM / DEFAULT (protocol 0); STAND-IN: a substitute dataset; BEYOND: an extension
+# beyond the paper (in_protocol=False: out of `all`, of paper-comparable scores and ranks)
+StatusLabel = Literal["EXACT", "UPSTREAM", "DEFAULT", "STAND-IN", "BEYOND"]
 
 
 class Judge(Protocol):
@@ -118,6 +118,10 @@ class Task:
     # the MentalAlign attribute (protocol 11) nearest to what this task's judge rates, so reports can
     # show the judge's measured agreement beside the score (None: not judge-scored)
     judge_attribute: str | None = None
+    # the claim the task's judge-scored number makes (protocol 11.2), which picks the unit of the
+    # judge agreement shown beside it: "item" (a score of replies: does the judge rate each reply
+    # like the experts) or "model" (a placement among models: does it rank models like them)
+    judge_unit: Literal["item", "model"] = "item"
     # the range the primary metric can take when it is not 0-1 (a 1-5 judge mean, a correlation),
     # so reports can put every subtask on one 0-1 scale (1 = best, after `direction`)
     scale: tuple[float, float] | None = None

@@ -33,6 +33,7 @@ BUILTIN_MODULES = {
     "sycophancy": "trustmh.tasks.sycophancy",
     "ethics": "trustmh.tasks.ethics",
     "judge_check": "trustmh.judge_check.crisis",  # judge-check's live task (not in `all`)
+    "mentalbench": "trustmh.tasks.mentalbench",  # MentalBench's evaluation (BEYOND, not in `all`)
 }
 ENTRY_POINT_GROUP = "trustmh.tasks"
 T = TypeVar("T")
