@@ -60,31 +60,42 @@ class SampleRef:
 
 @dataclass(frozen=True, slots=True)
 class GenRequest:
-    """One chat request to a backend."""
+    """One chat request to a backend. `epoch` > 0 marks a repeat of the same request (`--epochs`):
+    part of its cache key, so that each repeat is a fresh sample; backends ignore it."""
 
     messages: tuple[Message, ...]
     params: GenParams
     ref: SampleRef | None = None
+    epoch: int = 0
 
 
 @dataclass(slots=True)
 class Usage:
-    """Token usage reported by the backend (0 when unknown)."""
+    """Token usage reported by the backend (0 when unknown). `reasoning_tokens` is the part of
+    `completion_tokens` the model spent reasoning (hidden or shown apart from the answer)."""
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    reasoning_tokens: int = 0
 
 
 @dataclass(slots=True)
 class Response:
-    """A model's reply. `extra` carries backend-specific fields a scorer may need
-    (for example the separately stored choice of a recorded run)."""
+    """A model's reply. `text` is the answer, the only part scorers parse; `reasoning` is what the
+    model wrote while thinking (a `<think>` block or a separate reasoning field), kept apart for
+    auditing. `extra` carries backend-specific fields a scorer may need (for example the separately
+    stored choice of a recorded run). `sent_params` is set when the generation parameters sent
+    differ from the request's own (a model profile or an adaptation to the provider's rules), and
+    `adapted` describes the adaptations made after the provider rejected a parameter (protocol 1.7)."""
 
     text: str
     usage: Usage = field(default_factory=Usage)
     finish_reason: str | None = None
     extra: dict[str, Any] | None = None
     cached: bool = False
+    reasoning: str | None = None
+    sent_params: dict[str, Any] | None = None
+    adapted: list[dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,14 +1,46 @@
-"""Backend for `anthropic:MODEL` through the official async client (optional extra)."""
+"""Backend for `anthropic:MODEL` through the official async client (optional extra).
+
+What is sent follows the model's parameter profile (protocol 1.7): the required `max_tokens`,
+temperature at most 1, temperature or top_p but not both on current models, and extended thinking
+(`--reasoning-effort`, sent as a thinking budget) at the default temperature. Anthropic's 400s name
+no parameter field, so a rejected parameter is read from the message and adapted once, as for
+OpenAI. Thinking blocks are kept in `Response.reasoning`, never in the text that is parsed.
+"""
 
 from __future__ import annotations
 
-from trustmh.errors import FatalBackendError, UserError
-from trustmh.models.base import SampleError, TransientError
-from trustmh.models.openai_compat import retry_after_seconds
-from trustmh.models.spec import ModelSpec
-from trustmh.types import GenRequest, Response, Usage
+from typing import Any
 
-DEFAULT_MAX_TOKENS = 4096  # the Messages API requires max_tokens; used when a task leaves it open
+from trustmh.errors import FatalBackendError, UserError
+from trustmh.models.adapt import anthropic_adaptation, provider_message
+from trustmh.models.base import SampleError, TransientError
+from trustmh.models.openai_compat import MAX_ADAPTATIONS, retry_after_seconds
+from trustmh.models.profiles import (
+    ANTHROPIC_DEFAULT_MAX_TOKENS,
+    Adaptation,
+    ParameterRules,
+    Profile,
+    RequestPlan,
+)
+from trustmh.models.spec import ModelSpec
+from trustmh.types import GenParams, GenRequest, Message, Response, Usage
+
+
+def messages_body(model: str, messages: tuple[Message, ...], plan: RequestPlan) -> dict[str, Any]:
+    """The Messages API request body of a request under its plan: system messages joined into
+    the `system` parameter, the cap filled in when the subtask leaves it open."""
+    system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
+    # The Messages API has no seed: a request's `seed` only keys the cache for this backend.
+    sampling = {k: v for k, v in plan.wire.items() if k != "seed"}
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": [m for m in messages if m["role"] != "system"],
+        **sampling,
+    }
+    body.setdefault("max_tokens", ANTHROPIC_DEFAULT_MAX_TOKENS)
+    if system:
+        body["system"] = system
+    return body
 
 
 class AnthropicBackend:
@@ -17,7 +49,17 @@ class AnthropicBackend:
     cacheable = True
     endpoint = "https://api.anthropic.com"
 
-    def __init__(self, spec: ModelSpec, api_key: str | None, timeout: float, concurrency: int):
+    def __init__(
+        self,
+        spec: ModelSpec,
+        api_key: str | None,
+        timeout: float,
+        concurrency: int,
+        *,
+        profiles: tuple[Profile, ...] | None = None,
+        reasoning_effort: str | None = None,
+        effort_flag: str = "--reasoning-effort",
+    ):
         try:
             import anthropic
         except ImportError:
@@ -28,30 +70,68 @@ class AnthropicBackend:
         self.spec = spec.canonical
         self.label = spec.canonical
         self.model = spec.model
+        self.rules = ParameterRules("anthropic", spec.model, spec.canonical, profiles=profiles,
+                                    effort=reasoning_effort, effort_flag=effort_flag)  # fmt: skip
         self._client = anthropic.AsyncAnthropic(api_key=api_key, max_retries=0, timeout=timeout)
+
+    def plan(self, params: GenParams) -> RequestPlan:
+        """What is sent for these parameters (profile, reasoning effort, learned adaptations)."""
+        return self.rules.plan(params)
 
     async def generate(self, request: GenRequest) -> Response:
         """One Messages API call; errors classified for the runner."""
+        plan = self.plan(request.params)
+        adapted: list[Adaptation] = []
+        while True:
+            try:
+                msg = await self._send(messages_body(self.model, request.messages, plan))
+                break
+            except self._anthropic.BadRequestError as exc:
+                plan = self._adapt(exc, request.params, plan, adapted)
+        text = "".join(b.text for b in msg.content if getattr(b, "type", None) == "text")
+        thinking = [
+            b.thinking if b.type == "thinking" else "[redacted thinking]"
+            for b in msg.content
+            if getattr(b, "type", None) in ("thinking", "redacted_thinking")
+        ]
+        response = Response(
+            text=text,
+            usage=Usage(msg.usage.input_tokens or 0, msg.usage.output_tokens or 0),
+            finish_reason=msg.stop_reason,
+            reasoning="\n\n".join(thinking) or None,
+        )
+        if plan.wire != request.params.as_dict():
+            response.sent_params = plan.wire
+        if adapted:
+            response.adapted = [a.as_dict() for a in adapted]
+        return response
+
+    def _adapt(self, exc: Exception, params: GenParams, plan: RequestPlan,
+               adapted: list[Adaptation]) -> RequestPlan:  # fmt: skip
+        """The plan to send again after a 400 naming a parameter; SampleError otherwise."""
+        adaptation = anthropic_adaptation(getattr(exc, "body", None), plan.wire)
+        if adaptation is not None and len(adapted) < MAX_ADAPTATIONS:
+            self.rules.learn(adaptation)
+            new_plan = self.plan(params)
+            if new_plan.wire != plan.wire:
+                adapted.append(adaptation)
+                return new_plan
+        message = provider_message(getattr(exc, "body", None)) or str(exc)[:300]
+        suffix = f" (after adapting {', '.join(a.param for a in adapted)})" if adapted else ""
+        raise SampleError(f"HTTP 400: {' '.join(message.split())[:500]}{suffix}") from None
+
+    async def _send(self, body: dict[str, Any]) -> Any:
+        """One Messages API call of a built body; failures classified for the runner (a 400 is
+        left to `generate`, which may adapt the request)."""
         a = self._anthropic
-        system = "\n\n".join(m["content"] for m in request.messages if m["role"] == "system")
-        messages = [m for m in request.messages if m["role"] != "system"]
-        params = request.params
-        # Sampling parameters go in the body as-is: recent SDKs (2.x) no longer list temperature
-        # and top_p among create()'s typed arguments, but the API still takes them.
-        # (The Messages API has no seed: `params.seed` only keys the cache for this backend.)
-        sampling = {"temperature": params.temperature}
-        if params.top_p is not None:
-            sampling["top_p"] = params.top_p
-        kwargs: dict = {"extra_body": sampling}
-        if system:
-            kwargs["system"] = system
+        # Sampling and thinking parameters go in the body as-is: recent SDKs (2.x) no longer list
+        # temperature and top_p among create()'s typed arguments, but the API still takes them.
+        typed = {k: body[k] for k in ("model", "messages", "max_tokens", "system") if k in body}
+        extra = {k: v for k, v in body.items() if k not in typed}
         try:
-            msg = await self._client.messages.create(
-                model=self.model,
-                messages=messages,
-                max_tokens=params.max_tokens or DEFAULT_MAX_TOKENS,
-                **kwargs,
-            )
+            return await self._client.messages.create(**typed, extra_body=extra)
+        except a.BadRequestError:
+            raise
         except a.RateLimitError as exc:
             raise TransientError(
                 "429 rate limited", retry_after_seconds(exc.response.headers)
@@ -76,12 +156,6 @@ class AnthropicBackend:
             raise TransientError("request timed out") from None
         except a.APIConnectionError:
             raise TransientError("connection error") from None
-        text = "".join(getattr(block, "text", "") for block in msg.content)
-        return Response(
-            text=text,
-            usage=Usage(msg.usage.input_tokens or 0, msg.usage.output_tokens or 0),
-            finish_reason=msg.stop_reason,
-        )
 
     async def aclose(self) -> None:
         """Close the HTTP connection pool."""

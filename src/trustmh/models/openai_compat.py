@@ -9,6 +9,13 @@ HTTP library's Response), and the reply JSON is read here: the client still buil
 classes, but skips its per-request body transform and its reply model construction, about 40% of
 the client's CPU per request at hundreds in flight (bench/throughput.py). `chat_poster` says how
 the request options are built.
+
+What is sent follows the model's parameter profile (`profiles.py`, protocol 1.7): `chat_body`
+builds the body from a request and its plan, for this transport or any other. A 400 naming a
+parameter is adapted once (the parameter dropped or renamed, the request sent again) and the
+adaptation is kept for the following requests; any other 400 fails the request with the provider's
+message. Reasoning written apart from the answer (`reasoning_content`, `<think>` blocks) is kept in
+`Response.reasoning`, never in the text that is parsed.
 """
 
 from __future__ import annotations
@@ -22,11 +29,15 @@ from typing import Any
 import openai
 
 from trustmh.errors import FatalBackendError
+from trustmh.models.adapt import openai_adaptation, provider_message
 from trustmh.models.base import SampleError, TransientError
+from trustmh.models.profiles import Adaptation, ParameterRules, Profile, RequestPlan
+from trustmh.models.reasoning import split_reasoning
 from trustmh.models.spec import ModelSpec
-from trustmh.types import GenRequest, Response, Usage
+from trustmh.types import GenParams, GenRequest, Message, Response, Usage
 
 OPENAI_URL = "https://api.openai.com/v1"
+MAX_ADAPTATIONS = 3  # parameters adapted within one request (each one once) before it fails
 
 
 def retry_after_seconds(headers: Any) -> float | None:
@@ -59,11 +70,23 @@ class OpenAICompatBackend:
 
     cacheable = True
 
-    def __init__(self, spec: ModelSpec, api_key: str | None, timeout: float, concurrency: int):
+    def __init__(
+        self,
+        spec: ModelSpec,
+        api_key: str | None,
+        timeout: float,
+        concurrency: int,
+        *,
+        profiles: tuple[Profile, ...] | None = None,
+        reasoning_effort: str | None = None,
+        effort_flag: str = "--reasoning-effort",
+    ):
         self.spec = spec.canonical
         self.label = spec.canonical
         self.model = spec.model
         self.endpoint = spec.url or OPENAI_URL
+        self.rules = ParameterRules("openai", spec.model, spec.canonical, profiles=profiles,
+                                    effort=reasoning_effort, effort_flag=effort_flag)  # fmt: skip
         self._api_key = api_key
         self._timeout = timeout
         self._concurrency = concurrency
@@ -86,13 +109,49 @@ class OpenAICompatBackend:
             self._post = chat_poster(self._client)
         return self._post
 
+    def plan(self, params: GenParams) -> RequestPlan:
+        """What is sent for these parameters (profile, reasoning effort, learned adaptations)."""
+        return self.rules.plan(params)
+
     async def generate(self, request: GenRequest) -> Response:
         """One chat completion; errors classified for the runner."""
-        body = {"model": self.model, "messages": list(request.messages), **request.params.as_dict()}
+        plan = self.plan(request.params)
+        adapted: list[Adaptation] = []
+        while True:
+            try:
+                completion = await self._send(chat_body(self.model, request.messages, plan))
+                break
+            except openai.BadRequestError as exc:
+                plan = self._adapt(exc, request.params, plan, adapted)
+        response = _to_response(completion)
+        if plan.wire != request.params.as_dict():
+            response.sent_params = plan.wire
+        if adapted:
+            response.adapted = [a.as_dict() for a in adapted]
+        return response
+
+    def _adapt(self, exc: openai.BadRequestError, params: GenParams, plan: RequestPlan,
+               adapted: list[Adaptation]) -> RequestPlan:  # fmt: skip
+        """The plan to send again after a 400 naming a parameter (the adaptation learned for the
+        requests after this one too); SampleError with the provider's message otherwise."""
+        adaptation = openai_adaptation(exc.body, plan.wire)
+        if adaptation is not None and len(adapted) < MAX_ADAPTATIONS:
+            self.rules.learn(adaptation)
+            new_plan = self.plan(params)
+            if new_plan.wire != plan.wire:
+                adapted.append(adaptation)
+                return new_plan
+        raise SampleError(rejection(exc, self._api_key, adapted)) from None
+
+    async def _send(self, body: dict[str, Any]) -> Any:
+        """One POST of a built body: the reply JSON, failures classified for the runner (a 400 is
+        left to `generate`, which may adapt the request)."""
         post = self._connect()
         try:
             reply = await post(body)
-            completion = json.loads(reply.content)
+            return json.loads(reply.content)
+        except openai.BadRequestError:
+            raise
         except openai.RateLimitError as exc:
             raise TransientError(
                 "429 rate limited", retry_after_seconds(exc.response.headers)
@@ -123,7 +182,6 @@ class OpenAICompatBackend:
             ) from None
         except (openai.APIResponseValidationError, ValueError, TypeError) as exc:
             raise TransientError(f"malformed reply: {type(exc).__name__}") from None
-        return _to_response(completion)
 
     async def aclose(self) -> None:
         """Close the HTTP connection pool (if a request opened one)."""
@@ -197,11 +255,35 @@ def _http_library() -> Any:
     return sys.modules[base.__module__.split(".")[0]]
 
 
+def chat_body(
+    model: str, messages: tuple[Message, ...] | list[Message], plan: RequestPlan
+) -> dict[str, Any]:
+    """The chat-completions request body of a request under its plan: the one place a body is
+    built, so that any transport sends what the cache key covers."""
+    return {"model": model, "messages": list(messages), **plan.wire}
+
+
+def rejection(exc: Exception, api_key: str | None, adapted: list[Adaptation] = ()) -> str:  # type: ignore[assignment]
+    """The line recorded for a request the provider rejected: its status and its own message
+    (the API key masked), and which parameters had been adapted before."""
+    status = getattr(exc, "status_code", "?")
+    message = provider_message(getattr(exc, "body", None)) or _short(exc, api_key)
+    if api_key:
+        message = message.replace(api_key, "***")
+    text = f"HTTP {status}: {' '.join(message.split())[:500]}"
+    if adapted:
+        text += f" (after adapting {', '.join(a.param for a in adapted)})"
+    return text
+
+
 def _to_response(completion: Any) -> Response:
-    """A chat.completion JSON object as a Response; TransientError when it is not one."""
+    """A chat.completion JSON object as a Response; TransientError when it is not one. Reasoning
+    in a separate field (`reasoning_content`, or `reasoning` in newer servers) or in `<think>`
+    blocks of the content goes to `Response.reasoning`; only the rest is the answer text."""
     try:
         choice = completion["choices"][0]
-        text = choice["message"].get("content")
+        message = choice["message"]
+        text = message.get("content")
     except (KeyError, IndexError, TypeError, AttributeError):
         raise TransientError("malformed reply: no choices[0].message") from None
     if text is None:
@@ -214,17 +296,24 @@ def _to_response(completion: Any) -> Response:
         )
     elif not isinstance(text, str):
         raise TransientError("malformed reply: message content is not text")
+    text, thought = split_reasoning(text)
+    field = message.get("reasoning_content") or message.get("reasoning")
+    separate = field if isinstance(field, str) and field.strip() else None
+    reasoning = "\n\n".join(p for p in (separate, thought) if p) or None
     usage = completion.get("usage") or {}
     try:
         prompt_tokens = int(usage.get("prompt_tokens") or 0)
         completion_tokens = int(usage.get("completion_tokens") or 0)
+        details = usage.get("completion_tokens_details") or {}
+        reasoning_tokens = int(details.get("reasoning_tokens") or 0)
     except (AttributeError, TypeError, ValueError, OverflowError):  # OverflowError: Infinity
-        prompt_tokens = completion_tokens = 0  # usage is informational: a bad one is not fatal
+        prompt_tokens = completion_tokens = reasoning_tokens = 0  # usage is informational
     finish_reason = choice.get("finish_reason")
     return Response(
         text=text,
-        usage=Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens),
+        usage=Usage(prompt_tokens, completion_tokens, reasoning_tokens),
         finish_reason=finish_reason if isinstance(finish_reason, str) else None,
+        reasoning=reasoning,
     )
 
 
