@@ -30,6 +30,8 @@ from tenacity import (
 from trustmh.data.sources import DataContext
 from trustmh.errors import FatalBackendError
 from trustmh.models.base import ModelBackend, NotRecorded, SampleError, TransientError
+from trustmh.models.profiles import RequestPlan, plan_for
+from trustmh.models.reasoning import CUT_EMPTY, cut_short, with_reasoning_apart
 from trustmh.store import (
     ResponseCache,
     RunStore,
@@ -55,6 +57,10 @@ class RunStats:
     retries: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    reasoning_tokens: int = 0  # part of completion_tokens spent reasoning
+    adapted: int = 0  # requests sent again after the provider rejected a parameter (protocol 1.7)
+    cut_short: int = 0  # model replies cut by their token cap or with no answer after reasoning
+    judge_cut_short: int = 0  # the same for judge replies
     judge_requests: int = 0
     # requests sent for the other roles of multi-step tasks (e.g. a simulated user), by role
     role_requests: dict[str, int] = field(default_factory=dict)
@@ -112,6 +118,9 @@ class WorkItem:
     request: GenRequest
     key: str
     options: dict[str, Any]
+    # the generation parameters the key covers (as the model's profile sends them); None: the
+    # request's own parameters
+    sent: dict[str, Any] | None = None
 
 
 class Endpoint:
@@ -281,8 +290,11 @@ class Steps:
             tuple(messages), params, SampleRef(item.task.id, sample.id, sample.variant, role, turn)
         )
         spec = endpoint.backend.spec
-        key = request_key(spec, request, include_ref=not endpoint.backend.cacheable)
-        response, source, attempts, latency = await runner._reply(endpoint, request, key)
+        sent = plan_for(endpoint.backend, params).wire  # what the role's model is sent (1.7)
+        key = request_key(spec, request, include_ref=not endpoint.backend.cacheable, params=sent)
+        response, source, attempts, latency, key = await runner._reply(
+            endpoint, request, key, sent
+        )
         if source != "run":
             if source == "api" and role != "model":
                 runner.stats.role_requests[role] = runner.stats.role_requests.get(role, 0) + 1
@@ -342,6 +354,8 @@ class Runner:
         self.roles = roles or {}  # the other models multi-step tasks ask, by role
         self.data = data  # handed to scorers (ScoreContext.data)
         self._inflight: dict[str, asyncio.Future] = {}
+        # per task: the distinct plans of its judge requests (what was sent, for the report)
+        self.judge_plans: dict[str, dict[str, RequestPlan]] = {}
 
     def endpoint(self, role: str) -> Endpoint:
         """The endpoint of the model playing `role` ("model" is the one under test)."""
@@ -424,17 +438,18 @@ class Runner:
 
     async def process(self, item: WorkItem) -> None:
         """Reply, store, score and store the score of one sample."""
-        task, sample, key = item.task, item.sample, item.key
+        task, sample = item.task, item.sample
         try:
             if task.solve is None:
-                response, source, attempts, latency = await self._reply(
-                    self.model, item.request, key
+                response, source, attempts, latency, key = await self._reply(
+                    self.model, item.request, item.key, item.sent
                 )
             else:
                 response, source, attempts, latency = await self._solve(item)
+                key = item.key
         except NotRecorded:
             self.stats.missing += 1
-            self.store.put_score(task.id, sample, key, SampleScore(None, status="missing"))
+            self.store.put_score(task.id, sample, item.key, SampleScore(None, status="missing"))
             self._advance()
             return
         except FatalBackendError:
@@ -447,7 +462,7 @@ class Runner:
             )
             self._count_error(message)
             self.store.put_score(
-                task.id, sample, key, SampleScore(None, status="error"), error=message
+                task.id, sample, item.key, SampleScore(None, status="error"), error=message
             )
             self._advance()
             return
@@ -467,14 +482,23 @@ class Runner:
                 latency,
                 commit=not batch,
             )
+        if key != item.key:  # adapted to the provider's rules while it was being answered
+            self.store.rekey_sample(task.id, sample, key)
         judge = (
             BoundJudge(self, SampleRef(task.id, sample.id, sample.variant, "judge"))
             if self.judge
             else None
         )
         context = ScoreContext(judge=judge, options=item.options, seed=self.seed, data=self.data)
+        cut = cut_short(response)
+        self.stats.cut_short += cut is not None
         try:
-            score = await task.score(sample, response, context)  # type: ignore[misc]
+            if cut == CUT_EMPTY:  # no answer to parse or judge: neither right nor a refusal
+                score = SampleScore(None, status="unparsed", detail={"cut_short": cut})
+            else:
+                score = await task.score(sample, response, context)  # type: ignore[misc]
+                if cut is not None:
+                    score.detail["cut_short"] = cut
             error = None
             if judge is not None and judge.failure is not None:
                 score.status, error = "error", f"judge failed: {judge.failure}"
@@ -516,25 +540,28 @@ class Runner:
             self.on_progress(self.stats)
 
     async def _reply(
-        self, endpoint: Endpoint, request: GenRequest, key: str
-    ) -> tuple[Response, str, int, float]:
-        """(response, source, attempts, latency): source is "run", "cache" or "api"."""
+        self, endpoint: Endpoint, request: GenRequest, key: str, sent: dict[str, Any] | None = None
+    ) -> tuple[Response, str, int, float, str]:
+        """(response, source, attempts, latency, key): source is "run", "cache", "dedup" or "api";
+        the key is the one the reply is stored under: the request's, or, when the request had to
+        be adapted to the provider's rules on the way, the adapted request's (protocol 1.7)."""
+        live = endpoint.backend.cacheable  # replay and baseline replies are never split
         stored = self.store.get_response(key)
         if stored is not None:
             self.stats.reused += 1
-            return stored, "run", 0, 0.0
-        cacheable = endpoint.backend.cacheable and self.cache is not None
+            return with_reasoning_apart(stored) if live else stored, "run", 0, 0.0, key
+        cacheable = live and self.cache is not None
         if cacheable:
             cached = self.cache.get(key)  # type: ignore[union-attr]
             if cached is not None:
                 self.stats.cache_hits += 1
-                return cached, "cache", 0, 0.0
+                return with_reasoning_apart(cached), "cache", 0, 0.0, key
         pending = self._inflight.get(key)
         if (
             pending is not None
         ):  # the same request is already on its way: wait for it, do not pay twice
             response = await asyncio.shield(pending)
-            return response, "dedup", 0, 0.0
+            return response, "dedup", 0, 0.0, self._sent_key(endpoint, request, key, sent, response)
         future: asyncio.Future = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         started = time.monotonic()
@@ -552,13 +579,50 @@ class Runner:
         future.set_result(response)
         self.stats.prompt_tokens += response.usage.prompt_tokens
         self.stats.completion_tokens += response.usage.completion_tokens
+        self.stats.reasoning_tokens += response.usage.reasoning_tokens
+        key = self._sent_key(endpoint, request, key, sent, response)
+        if response.adapted:
+            self.stats.adapted += len(response.adapted)
+            self.stats.requests += len(response.adapted)  # the rejected attempts were sent too
+            self._record_adaptations(endpoint)
         if cacheable:
             try:
                 self.cache.put(key, endpoint.backend.spec, response)  # type: ignore[union-attr]
             except sqlite3.Error as exc:  # a paid reply is kept in the run even if the cache fails
                 self.stats.cache_errors += 1
                 self.stats.first_error = self.stats.first_error or f"response cache: {exc}"
-        return response, "api", attempts, time.monotonic() - started
+        return response, "api", attempts, time.monotonic() - started, key
+
+    @staticmethod
+    def _sent_key(endpoint: Endpoint, request: GenRequest, key: str, sent: dict[str, Any] | None,
+                  response: Response) -> str:  # fmt: skip
+        """The key of the request as it was sent: `key`, unless the parameters the provider
+        received differ from those the key covers (`sent`, else the request's own): adapted on
+        the way, or planned with an adaptation learned after the key was made."""
+        if response.sent_params is None or response.sent_params == (
+            sent if sent is not None else request.params.as_dict()
+        ):
+            return key
+        backend = endpoint.backend
+        return request_key(backend.spec, request, include_ref=not backend.cacheable,
+                           params=response.sent_params)  # fmt: skip
+
+    def _record_adaptations(self, endpoint: Endpoint) -> None:
+        """Keep what a backend learned from the provider's 400s with the run and in the shared
+        cache, so that a resumed or new run sends the adapted request at once."""
+        rules = getattr(endpoint.backend, "rules", None)
+        if rules is None:
+            return
+        learned = [a.as_dict() for a in rules.learned]
+        spec = endpoint.backend.spec
+        self.store.set_meta(
+            "adaptations", {**(self.store.get_meta("adaptations") or {}), spec: learned}
+        )
+        if self.cache is not None:
+            try:
+                self.cache.put_adaptations(spec, learned)
+            except sqlite3.Error:
+                self.stats.cache_errors += 1
 
     async def ask_judge(
         self, messages: tuple[Message, ...], params: GenParams, ref: SampleRef
@@ -567,10 +631,15 @@ class Runner:
         request does."""
         assert self.judge is not None
         request = GenRequest(messages, params, ref)
-        key = request_key(
-            self.judge.backend.spec, request, include_ref=not self.judge.backend.cacheable
+        backend = self.judge.backend
+        plan = plan_for(backend, params)
+        self.judge_plans.setdefault(ref.task, {}).setdefault(repr(plan.wire), plan)
+        key = request_key(backend.spec, request, include_ref=not backend.cacheable,
+                          params=plan.wire)  # fmt: skip
+        response, source, attempts, latency, key = await self._reply(
+            self.judge, request, key, plan.wire
         )
-        response, source, attempts, latency = await self._reply(self.judge, request, key)
+        self.stats.judge_cut_short += cut_short(response) is not None
         if source in ("api", "cache", "dedup"):
             self.stats.judge_requests += source == "api"
             self.store.put_response(

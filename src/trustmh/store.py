@@ -60,18 +60,28 @@ CACHE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
     request_key TEXT PRIMARY KEY, model TEXT NOT NULL, text TEXT NOT NULL, finish_reason TEXT,
     prompt_tokens INTEGER, completion_tokens INTEGER, extra TEXT, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS adaptations (model TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+
+# Response fields kept in the `extra` JSON column (no schema change, old rows read as before).
+_RESPONSE_EXTRAS = ("reasoning", "reasoning_tokens", "sent_params", "adapted")
 
 
 def request_key(
-    model_spec: str, request: GenRequest, include_ref: bool = False, extra: Any = None
+    model_spec: str,
+    request: GenRequest,
+    include_ref: bool = False,
+    extra: Any = None,
+    params: dict[str, Any] | None = None,
 ) -> str:
     """Hash of (model spec, generation parameters, messages); the sample ref joins it for backends
     whose answer depends on the sample rather than on the prompt (replay), and `extra` (any JSON
-    value) for whatever else shapes the answer (a multi-step sample's settings and other models)."""
+    value) for whatever else shapes the answer (a multi-step sample's settings and other models).
+    `params` are the parameters as sent when the model's profile changes them (protocol 1.7): the
+    key covers the request the provider received. Unchanged requests keep the keys they always had."""
     payload: dict[str, Any] = {
         "m": model_spec,
-        "p": request.params.as_dict(),
+        "p": request.params.as_dict() if params is None else params,
         "msg": request.messages,
     }
     if include_ref and request.ref is not None:
@@ -79,6 +89,8 @@ def request_key(
         payload["ref"] = [r.task, r.sample_id, r.variant, r.role]
     if extra is not None:
         payload["x"] = extra
+    if request.epoch:
+        payload["epoch"] = request.epoch
     blob = json.dumps(payload, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -139,6 +151,19 @@ def _loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
+def _extra_json(resp: Response) -> str | None:
+    """The `extra` column of a response: its backend fields plus the reasoning, reasoning tokens
+    and what was sent when those are set."""
+    fields = {
+        "reasoning": resp.reasoning,
+        "reasoning_tokens": resp.usage.reasoning_tokens or None,
+        "sent_params": resp.sent_params,
+        "adapted": resp.adapted,
+    }
+    merged = {**(resp.extra or {}), **{k: v for k, v in fields.items() if v is not None}}
+    return _dumps(merged) if merged else None
+
+
 def _fetch_response(conn: sqlite3.Connection, key: str) -> Response | None:
     """The response stored under a request key in either database (same columns in both)."""
     row = conn.execute(
@@ -147,7 +172,18 @@ def _fetch_response(conn: sqlite3.Connection, key: str) -> Response | None:
     ).fetchone()
     if row is None:
         return None
-    return Response(row[0], Usage(row[2] or 0, row[3] or 0), row[1], _loads(row[4]), cached=True)
+    extra = _loads(row[4]) or {}
+    fields = {k: extra.pop(k) for k in _RESPONSE_EXTRAS if k in extra}
+    return Response(
+        row[0],
+        Usage(row[2] or 0, row[3] or 0, int(fields.get("reasoning_tokens") or 0)),
+        row[1],
+        extra or None,
+        cached=True,
+        reasoning=fields.get("reasoning"),
+        sent_params=fields.get("sent_params"),
+        adapted=fields.get("adapted"),
+    )
 
 
 def _commit_open(conn: sqlite3.Connection) -> None:
@@ -227,10 +263,18 @@ class RunStore:
         self.conn.execute(
             "INSERT OR REPLACE INTO responses VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
             (key, model, role, resp.text, resp.finish_reason, resp.usage.prompt_tokens,
-             resp.usage.completion_tokens, _dumps(resp.extra), source, attempts, latency, time.time()),
+             resp.usage.completion_tokens, _extra_json(resp), source, attempts, latency, time.time()),
         )  # fmt: skip
         if commit:
             _commit_open(self.conn)
+
+    def rekey_sample(self, task: str, sample: Sample, key: str) -> None:
+        """Point a sample at another request key: its request was adapted to the provider's rules
+        while it was being answered (protocol 1.7), and the adapted request is what is stored."""
+        self.conn.execute(
+            "UPDATE samples SET request_key=? WHERE task=? AND sample_id=? AND variant=?",
+            (key, task, sample.id, sample.variant),
+        )
 
     # scores -----------------------------------------------------------------------------------
     def put_score(
@@ -321,7 +365,7 @@ class RunStore:
         rows = self.conn.execute(
             """SELECT s.task, s.sample_id, s.variant, s.messages, s.target, s.meta, s.request_key,
                       r.model, r.text, r.finish_reason, r.prompt_tokens, r.completion_tokens, r.source,
-                      c.status, c.value, c.parsed, c.detail, c.error
+                      c.status, c.value, c.parsed, c.detail, c.error, r.extra
                FROM samples s LEFT JOIN responses r ON r.request_key = s.request_key
                LEFT JOIN scores c USING (task, sample_id, variant) ORDER BY s.rowid"""
         )
@@ -329,8 +373,14 @@ class RunStore:
                  "response", "finish_reason", "prompt_tokens", "completion_tokens", "response_source",
                  "status", "score", "parsed", "detail", "error"]  # fmt: skip
         decode = {"messages", "target", "meta", "parsed", "detail"}
-        for row in rows:
-            yield {k: (_loads(v) if k in decode else v) for k, v in zip(names, row, strict=True)}
+        for *row, extra in rows:
+            out = {k: (_loads(v) if k in decode else v) for k, v in zip(names, row, strict=True)}
+            fields = _loads(extra) or {}
+            # the reasoning kept apart from the answer, and the parameters as sent (protocol 1.7)
+            out["reasoning"] = fields.get("reasoning")
+            out["reasoning_tokens"] = fields.get("reasoning_tokens")
+            out["sent_params"] = fields.get("sent_params")
+            yield out
 
     @contextmanager
     def _tx(self) -> Iterator[None]:
@@ -419,12 +469,26 @@ class ResponseCache:
         self.conn.execute(
             "INSERT OR REPLACE INTO responses VALUES (?,?,?,?,?,?,?,?)",
             (key, model, resp.text, resp.finish_reason, resp.usage.prompt_tokens,
-             resp.usage.completion_tokens, _dumps(resp.extra), time.time()),
+             resp.usage.completion_tokens, _extra_json(resp), time.time()),
         )  # fmt: skip
 
     def flush(self) -> None:
         """Commit the pending cache writes."""
         _commit_open(self.conn)
+
+    def adaptations(self, model: str) -> list[dict[str, Any]]:
+        """The adaptations to a provider's rules learned for this model spec by earlier runs
+        (protocol 1.7): a new run sends the adapted request, and finds its replies here, at once."""
+        row = self.conn.execute("SELECT value FROM adaptations WHERE model=?", (model,)).fetchone()
+        return _loads(row[0]) if row else []
+
+    def put_adaptations(self, model: str, adaptations: list[dict[str, Any]]) -> None:
+        """Record the adaptations learned for a model spec (committed with the next flush)."""
+        if not self.conn.in_transaction:
+            self.conn.execute("BEGIN")
+        self.conn.execute(
+            "INSERT OR REPLACE INTO adaptations VALUES (?, ?)", (model, _dumps(adaptations))
+        )
 
     def close(self) -> None:
         """Commit what is pending and close the connection."""
