@@ -41,6 +41,8 @@ Examples:
 
   trustmh run --model openai:deepseek-chat@https://api.deepseek.com/v1 --api-key-env DEEPSEEK_API_KEY --tasks all
 
+  trustmh run --model openai:o4-mini --reasoning-effort low --epochs 3 --tasks reliability
+
   trustmh run --config run.toml --limit 20      (flags override the file)
 
   trustmh run --model openai:gpt-4o-mini --simulator openai:gpt-4o --judge openai:gpt-4.1 --tasks crisis.multiturn_safety --option turns=30
@@ -166,6 +168,30 @@ def run(
     max_tokens: Annotated[
         int | None, typer.Option(help="Override every subtask's max_tokens.")
     ] = None,
+    reasoning_effort: Annotated[
+        str | None,
+        typer.Option(
+            help="Reasoning effort of a reasoning model, e.g. low (values per model profile: `trustmh models`). Default: the provider's."
+        ),
+    ] = None,
+    judge_reasoning_effort: Annotated[
+        str | None,
+        typer.Option(
+            help="Reasoning effort of a reasoning judge, e.g. low. Default: the provider's."
+        ),
+    ] = None,
+    model_profiles: Annotated[
+        Path | None,
+        typer.Option(
+            help="TOML file of model parameter profiles tried before the built-in table (docs/protocol.md 1.7), e.g. profiles.toml."
+        ),
+    ] = None,
+    epochs: Annotated[
+        int | None,
+        typer.Option(
+            help="Ask every item N times and report the spread, e.g. 5 for a model whose temperature cannot be set. Default: 1."
+        ),
+    ] = None,
     system_prompt: Annotated[
         str | None, typer.Option(help="Replace or add the system message of every request.")
     ] = None,
@@ -238,6 +264,7 @@ def run(
             markup=False,
             highlight=False,
         )
+        raise typer.Exit(3)  # a run that ended incomplete
 
 
 def parse_options(items: list[str]) -> dict[str, object]:

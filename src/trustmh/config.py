@@ -75,6 +75,18 @@ class RunConfig(BaseModel):
         None, description="environment variable holding the simulator's API key"
     )
     temperature: float | None = Field(None, ge=0, description="override every task's temperature")
+    reasoning_effort: str | None = Field(
+        None, description="reasoning effort of a reasoning model (e.g. low; see its profile)"
+    )
+    judge_reasoning_effort: str | None = Field(
+        None, description="reasoning effort of a reasoning judge (e.g. low)"
+    )
+    model_profiles: Path | None = Field(
+        None, description="TOML file of model parameter profiles, tried before the built-in ones"
+    )
+    epochs: int = Field(
+        1, ge=1, description="ask every item this many times and report the spread over epochs"
+    )
     max_tokens: int | None = Field(None, gt=0, description="override every task's max_tokens")
     system_prompt: str | None = Field(
         None, description="replace or add the system message of every request"

@@ -20,11 +20,14 @@ from platformdirs import user_cache_dir
 from trustmh.config import RunConfig
 from trustmh.data.sources import DataContext, require_sources, resolve_data_context
 from trustmh.data.verify import data_fingerprint
+from trustmh.epochs import aggregate_epochs, epoch_of, with_epochs
 from trustmh.errors import FatalBackendError, UserError
 from trustmh.metrics import warm_up as warm_up_intervals
 from trustmh.models.base import ModelBackend
 from trustmh.models.factory import build_backend
+from trustmh.models.profiles import Adaptation, Profile, load_profiles, plan_for
 from trustmh.progress import ProgressDisplay
+from trustmh.run_notes import cut_short_note, plans_record, request_notes, with_notes
 from trustmh.runner import (
     Endpoint,
     RetryPolicy,
@@ -56,6 +59,11 @@ class RunSummary:
     n_replaced: int = 0  # stored samples whose request changed, asked again
     status: str = "complete"
     seconds: float = 0.0
+    # protocol 1.7: the parameter profile of the model (and judge), the notes every table of the
+    # run carries, and the adaptations learned from the providers' 400s
+    profiles: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    adaptations: list[str] = field(default_factory=list)
 
     @property
     def n_requests(self) -> int:
@@ -202,6 +210,8 @@ def _check_same_run(store: RunStore, cfg: RunConfig) -> None:
         "temperature",
         "max_tokens",
         "system_prompt",
+        "reasoning_effort",
+        "judge_reasoning_effort",
     ):
         old, new = stored.get(key), current.get(key)
         if old != new:
@@ -236,15 +246,24 @@ async def _run_evaluation(cfg: RunConfig, progress: bool, console: Any) -> RunSu
     tasks = [t for t in tasks if t not in unjudged]
     for task in tasks:
         require_sources(data, task)  # fail early, naming the missing data and how to get it
+    profiles = load_profiles(cfg.model_profiles) if cfg.model_profiles else None
     model = build_backend(cfg.model, api_key_env=cfg.api_key_env, timeout=cfg.request_timeout,
-                          concurrency=cfg.concurrency, data=data)  # fmt: skip
+                          concurrency=cfg.concurrency, data=data, profiles=profiles,
+                          reasoning_effort=cfg.reasoning_effort)  # fmt: skip
+    if cfg.epochs > 1 and not model.cacheable:
+        await _close_backends(model)
+        raise UserError(
+            f"--epochs {cfg.epochs}: {model.spec} gives the same reply every time; "
+            "epochs repeat requests to a live model (openai: or anthropic:)"
+        )
     judge: ModelBackend | None = None
     role_backends: dict[str, ModelBackend] = {}
     try:
         if cfg.judge:
             judge = build_backend(cfg.judge, api_key_env=cfg.judge_api_key_env, timeout=cfg.request_timeout,
-                                  concurrency=cfg.judge_concurrency or cfg.concurrency, data=data, flag="--judge")  # fmt: skip
-        role_backends = _role_backends(cfg, tasks, model, data)
+                                  concurrency=cfg.judge_concurrency or cfg.concurrency, data=data, flag="--judge",
+                                  profiles=profiles, reasoning_effort=cfg.judge_reasoning_effort)  # fmt: skip
+        role_backends = _role_backends(cfg, tasks, model, data, profiles)
         run_dir = resolve_run_dir(cfg)
         store = RunStore(run_dir)
     except BaseException:
@@ -266,6 +285,9 @@ async def _run_evaluation(cfg: RunConfig, progress: bool, console: Any) -> RunSu
         _check_same_run(store, cfg)
         store.set_meta("config", cfg.model_dump(mode="json", exclude={"run_dir"}))
         store.set_meta("model_label", model.label)
+        _seed_adaptations(store, cache, model, judge)
+        summary.profiles = _profiles(model, judge)
+        store.set_meta("model_profiles", summary.profiles)
         # protocol Appendix B: the rule set's status label and the data files behind each subtask
         store.set_meta(
             "task_info",
@@ -318,14 +340,30 @@ async def _run_evaluation(cfg: RunConfig, progress: bool, console: Any) -> RunSu
                 store.set_meta("status", "failed")
                 raise
         remaining = 0
+        plans: dict[str, Any] = {**(store.get_meta("request_plans") or {})}
+        applied: set[str] = set()  # plan notes of this run (adaptations that changed a request)
         for task in tasks:
             # only this invocation's samples: a run dir resumed with another --limit or --tasks
             # keeps its other rows, but they do not enter this run's numbers
             scored = store.scored_samples(task.id, only=selection[task.id])
             remaining += sum(s.score.status == "error" for s in scored)
-            metrics = task.aggregate(scored, task_options(cfg, task))  # type: ignore[misc]
+            metrics = aggregate_epochs(scored, task.aggregate, task_options(cfg, task))  # type: ignore[arg-type]
+            model_plan = plan_for(model, gen_params(cfg, task))
+            judge_plans = list(runner.judge_plans.get(task.id, {}).values())
+            notes = request_notes(model_plan, judge_plans, cfg.epochs)
+            summary.notes.extend(n for n in notes if n not in summary.notes)
+            metrics = with_notes(metrics, [*notes, *filter(None, [cut_short_note(scored)])])
+            plans[task.id] = plans_record(model_plan, judge_plans)
+            applied.update(n for plan in (model_plan, *judge_plans) for n in plan.notes)
             store.put_results(task.id, metrics)
             summary.results[task.id] = metrics
+        store.set_meta("request_plans", plans)
+        store.set_meta("request_notes", summary.notes)
+        summary.adaptations = [
+            line
+            for line in _record_adaptations(store, model, judge)
+            if line.split(": ", 1)[1] in applied
+        ]
         # in the order the user selected them ("not scored: no judge" rows were set up first)
         summary.results = {t: summary.results[t] for t in selected_ids if t in summary.results}
         summary.status = "complete" if remaining == 0 else "incomplete"
@@ -345,6 +383,46 @@ async def _run_evaluation(cfg: RunConfig, progress: bool, console: Any) -> RunSu
     return summary
 
 
+def _seed_adaptations(store: RunStore, cache: ResponseCache | None,
+                      *backends: ModelBackend | None) -> None:  # fmt: skip
+    """Give the live backends what earlier runs learned from their providers' 400s (this run's
+    store, then the shared cache), so their first requests are already adapted (protocol 1.7)."""
+    stored = store.get_meta("adaptations") or {}
+    for backend in backends:
+        rules = getattr(backend, "rules", None)
+        if backend is None or rules is None:
+            continue
+        known = [*stored.get(backend.spec, []), *(cache.adaptations(backend.spec) if cache else [])]
+        for record in known:
+            rules.learn(Adaptation.from_dict(record))
+
+
+def _record_adaptations(store: RunStore, *backends: ModelBackend | None) -> list[str]:
+    """Store what the live backends know of their providers' rules from 400s (learned in this
+    run or earlier ones) and return one line per adaptation ("spec: description")."""
+    known = {
+        backend.spec: backend.rules.learned  # type: ignore[attr-defined]
+        for backend in backends
+        if backend is not None and getattr(backend, "rules", None) is not None
+    }
+    stored = store.get_meta("adaptations") or {}
+    store.set_meta(
+        "adaptations", {**stored, **{s: [a.as_dict() for a in v] for s, v in known.items() if v}}
+    )
+    return [f"{spec}: {a.describe()}" for spec, learned in known.items() for a in learned]
+
+
+def _profiles(model: ModelBackend, judge: ModelBackend | None) -> dict[str, str]:
+    """spec -> "profile: what it does" for the live backends whose requests a profile changes."""
+    out = {}
+    for backend in (model, judge):
+        rules = getattr(backend, "rules", None)
+        if backend is not None and rules is not None and rules.profile.models:
+            effort = f"; reasoning effort {rules.effort}" if rules.effort else ""
+            out[backend.spec] = f"{rules.profile.name}: {rules.profile.about}{effort}"
+    return out
+
+
 async def _close_backends(*backends: ModelBackend | None) -> None:
     closed: set[int] = set()
     for backend in backends:
@@ -357,8 +435,8 @@ async def _close_backends(*backends: ModelBackend | None) -> None:
 ROLE_FLAGS = {"simulator": ("simulator", "simulator_api_key_env")}
 
 
-def _role_backends(cfg: RunConfig, tasks: list[Task], model: ModelBackend,
-                   data: DataContext) -> dict[str, ModelBackend]:  # fmt: skip
+def _role_backends(cfg: RunConfig, tasks: list[Task], model: ModelBackend, data: DataContext,
+                   profiles: tuple[Profile, ...] | None = None) -> dict[str, ModelBackend]:  # fmt: skip
     """The backends of the roles the selected tasks ask for (besides the model under test): the
     model given by the role's flag, or the model itself when it replays a recording that holds
     that role's turns too (`plays`). UserError naming the flag when neither exists."""
@@ -382,7 +460,8 @@ def _role_backends(cfg: RunConfig, tasks: list[Task], model: ModelBackend,
             out[role] = model
         elif spec:
             out[role] = build_backend(spec, api_key_env=getattr(cfg, key_field), timeout=cfg.request_timeout,
-                                      concurrency=cfg.concurrency, data=data, flag=flag)  # fmt: skip
+                                      concurrency=cfg.concurrency, data=data, flag=flag,
+                                      profiles=profiles)  # fmt: skip
         else:
             raise UserError(
                 f"--tasks {needing}: needs a {role} model; pass {flag} SPEC (any model spec, e.g. "
@@ -433,15 +512,18 @@ async def _pending_work(cfg: RunConfig, tasks: list[Task], data: DataContext, mo
         params = gen_params(cfg, task)
         declared = SampleDeclaration(store, task.id)
         covered = selection.setdefault(task.id, set())
-        samples = iter_limited(task.samples(data, options), cfg.limit)  # type: ignore[misc]
+        items = iter_limited(task.samples(data, options), cfg.limit)  # type: ignore[misc]
+        samples = with_epochs(items, cfg.epochs)
         while chunk := list(islice(samples, PREPARE_CHUNK)):
+            # what the model's profile sends (and the key covers); learned adaptations included
+            sent = plan_for(model, params).wire
             requests = [
                 GenRequest(with_system_prompt(s.messages, cfg.system_prompt), params,
-                           SampleRef(task.id, s.id, s.variant, "model"))
+                           SampleRef(task.id, s.id, s.variant, "model"), epoch_of(s.meta))
                 for s in chunk
             ]  # fmt: skip
             keys = [request_key(model.spec, r, include_ref=not model.cacheable,
-                                extra=_steps_key(task, s, role_specs))
+                                extra=_steps_key(task, s, role_specs), params=sent)
                     for r, s in zip(requests, chunk, strict=True)]  # fmt: skip
             pending = declared.pending(chunk, keys)
             covered.update((s.id, s.variant) for s in chunk)
@@ -449,7 +531,7 @@ async def _pending_work(cfg: RunConfig, tasks: list[Task], data: DataContext, mo
             summary.n_pending += len(pending)
             stats.total += len(pending)
             for i in pending:
-                yield WorkItem(task, chunk[i], requests[i], keys[i], options)
+                yield WorkItem(task, chunk[i], requests[i], keys[i], options, sent)
             await asyncio.sleep(0)  # let replies in between chunks
         summary.n_replaced += declared.replaced
     # Everything is queued and the replies are out: load what aggregating needs (numpy, a fifth of

@@ -81,18 +81,23 @@ def print_summary(summary: RunSummary, console: Console) -> None:
             detail.add_row(*row)
         console.print(detail)
     s = summary.stats
+    reasoning = f" ({s.reasoning_tokens} reasoning)" if s.reasoning_tokens else ""
     console.print(
         f"samples {summary.n_samples} (pending at start {summary.n_pending}) · requests sent {s.requests}"
         f" · cache hits {s.cache_hits} · reused from run {s.reused} · retries {s.retries}"
-        f" · errors {s.errors} · missing {s.missing} · tokens {s.prompt_tokens}+{s.completion_tokens}"
+        f" · errors {s.errors} · missing {s.missing} · tokens {s.prompt_tokens}+{s.completion_tokens}{reasoning}"
         f" · {summary.seconds:.1f}s · status {summary.status}",
         highlight=False,
     )
+    print_request_notes(summary, console)
     extras = {
         "judge requests": s.judge_requests,
         **{f"{role} requests": n for role, n in s.role_requests.items()},
         "samples re-asked because their request changed": summary.n_replaced,
         "replies the shared cache could not store (kept in the run)": s.cache_errors,
+        "replies cut short by their token cap (see each subtask's note)": s.cut_short,
+        "judge replies cut short by their token cap": s.judge_cut_short,
+        "requests sent again after the provider rejected a parameter": s.adapted,
     }
     for label, n in extras.items():
         if n:
@@ -106,6 +111,19 @@ def print_summary(summary: RunSummary, console: Console) -> None:
     for task, reason in summary.skipped.items():
         console.print(f"skipped {task}: {reason}", highlight=False)
     print_judge_agreement(summary, console)
+
+
+def print_request_notes(summary: RunSummary, console: Console) -> None:
+    """How the requests were sent (protocol 1.7): each live model's parameter profile, the notes
+    every table of the run carries, and what was learned from the providers' 400s."""
+    for spec, profile in summary.profiles.items():
+        console.print(
+            f"profile of {spec}: {profile}", highlight=False, markup=False, soft_wrap=True
+        )
+    for note in summary.notes:
+        console.print(f"note: {note}", highlight=False, markup=False, soft_wrap=True)
+    for line in summary.adaptations:
+        console.print(f"adapted: {line}", highlight=False, markup=False, soft_wrap=True)
 
 
 def print_judge_agreement(summary: RunSummary, console: Console) -> None:
