@@ -232,6 +232,10 @@ def load_run(run_dir: Path, index: int, paper_models: Sequence[str]) -> RunData:
                 "finished",
                 "versions",
                 "task_info",
+                "model_profiles",
+                "request_plans",
+                "request_notes",
+                "adaptations",
             )
         }
         results = store.results()

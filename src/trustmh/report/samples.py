@@ -27,8 +27,13 @@ MAX_FIELD_CHARS = 20_000  # no single text longer than this, even in a small rep
 MIN_FIELD_CHARS = 120
 SHORT_FIELD_CHARS = 600  # parsed answer and target
 COLUMNS = ("run", "task", "id", "variant", "status", "score", "parsed", "target", "prompt",
-           "response", "judge", "detail", "error", "wrong")  # fmt: skip
-LONG_FIELDS = ("response", "judge", "detail")  # per row; prompts are shortened once each
+           "response", "judge", "detail", "error", "wrong", "reasoning", "cut")  # fmt: skip
+LONG_FIELDS = (
+    "response",
+    "judge",
+    "detail",
+    "reasoning",
+)  # per row; prompts are shortened once each
 
 
 @dataclass
@@ -166,7 +171,9 @@ def _binary_bad(report: Report) -> dict[str, float]:
 def drill_down(report: Report, budget: int = TEXT_BUDGET_BYTES) -> DrillDown:
     """Every sample of every run as a row of `COLUMNS`, texts shortened to fit `budget` bytes.
 
-    `wrong` is 1 for an unparseable reply, or a 0/1 score on the bad side of the metric."""
+    `wrong` is 1 for an unparseable reply, or a 0/1 score on the bad side of the metric;
+    `reasoning` is what the model wrote while thinking (kept apart, never parsed) and `cut` why
+    the reply is not a whole answer ("length", "empty"; protocol 1.7)."""
     task_index = {row.task.id: i for i, row in enumerate(report.rows)}
     bad = _binary_bad(report)
     prompt_ids: dict[str, int] = {}
@@ -189,6 +196,7 @@ def drill_down(report: Report, budget: int = TEXT_BUDGET_BYTES) -> DrillDown:
                 _text(s["parsed"]), _text(s["target"]),
                 prompt_ids.setdefault(prompt_text(s["messages"]), len(prompt_ids)),
                 s["response"] or "", judge, detail, s["error"] or "", int(wrong),
+                s.get("reasoning") or "", (s["detail"] or {}).get("cut_short") or "",
             ])  # fmt: skip
     long_at = [COLUMNS.index(f) for f in LONG_FIELDS]
     prompts = list(prompt_ids)

@@ -10,6 +10,7 @@
     ["refused", "refused", (r, c) => r[c.status] === "refused"],
     ["unparsed", "unparseable", (r, c) => r[c.status] === "unparsed"],
     ["failed", "failed", (r, c) => FAILED[r[c.status]] === 1],
+    ["cut", "cut short", (r, c) => Boolean(r[c.cut])],
   ];
   const meta = JSON.parse(document.getElementById("trustmh-meta").textContent);
   const data = JSON.parse(document.getElementById("trustmh-samples").textContent);
@@ -71,7 +72,7 @@
     if (!state.query) return true;
     const q = state.query;
     return data.prompts[row[col.prompt]].toLowerCase().includes(q) ||
-      [col.id, col.variant, col.response, col.parsed, col.judge, col.error]
+      [col.id, col.variant, col.response, col.parsed, col.judge, col.error, col.reasoning]
         .some((i) => String(row[i]).toLowerCase().includes(q));
   }
 
@@ -161,7 +162,12 @@
     td.colSpan = 7;
     const view = views[String(index)];
     if (view) td.appendChild(conversationView(view));
-    const parts = [["Prompt", data.prompts[row[col.prompt]]], ["Response", view ? "" : row[col.response]],
+    const cut = { length: "the answer was cut by its token cap (what there is of it was scored)",
+      empty: "no answer: the token cap was reached, or the model stopped, after reasoning (not scored)" };
+    const parts = [["Prompt", data.prompts[row[col.prompt]]],
+      ["Response (the answer: the only part parsed)", view ? "" : row[col.response]],
+      ["Reasoning (kept apart from the answer, never parsed)", row[col.reasoning]],
+      ["Cut short", cut[row[col.cut]] || row[col.cut]],
       ["Judge verdict", row[col.judge]], ["Detail", row[col.detail]], ["Error", row[col.error]]];
     parts.forEach(([title, text]) => {
       if (text === "" || text === null || text === undefined) return;
