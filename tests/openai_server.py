@@ -29,13 +29,20 @@ conditions that must all hold (a rule without conditions matches every request):
 Kinds: 429 (with `retry_after` seconds, default 0), 500, 502, 503 (optional `retry_after`), 401,
 `timeout` (answer after `delay` seconds, default 30), `malformed` (status 200 with `body`:
 truncated | garbage | no_choices), `drop` (close the connection without a response).
-Faults apply to chat completions; `api_key` makes every /v1 request without that key a 401.
+`400` (a request error: `message`, optional `param`, as a provider's 400 that adaptation cannot
+fix). Faults apply to chat completions; `api_key` makes every /v1 request without that key a 401.
+
+Provider rules (`provider_rules.py`, on unless `rules=False`): model ids of OpenAI's reasoning
+families (o1/o3/o4-mini, gpt-5, gpt-5.1+) and Claude models get the providers' 400s with their
+real error bodies, hidden reasoning tokens and thinking blocks. `reasoning_style` ("think" or
+"reasoning_content") makes every other model reason first, inside the content or apart; a reply
+function may also return its own `<think>...</think>` reasoning before the answer.
 
 Control endpoints: `POST /_control` {"faults": plan, "latency": s, "seed": n, "reset": bool},
 `GET /_log`, `POST /_reset`. The log records each /v1 request: number, time, path, model, sha256 of
 the messages, the sampling seed if any, attempt number of that prompt, whether an Authorization
-header came and the sha256
-of its value (never the value), and the outcome ("ok" or the fault kind).
+header came and the sha256 of its value (never the value), the generation parameters received
+(`params`) and the outcome ("ok", the fault kind, or "400" with the provider's `error` message).
 """
 
 from __future__ import annotations
@@ -56,10 +63,22 @@ from pathlib import Path
 from typing import IO, Any
 
 from aiohttp import web
+from provider_rules import (
+    REASONING_STYLES,
+    anthropic_error_body,
+    anthropic_rejection,
+    default_reasoning,
+    hidden_reasoning_scale,
+    openai_rejection,
+    split_think,
+)
 
 ReplyFn = Callable[[list[dict[str, Any]], str], str]  # (messages, model) -> reply text
 
-FAULT_KINDS = ("429", "500", "502", "503", "401", "timeout", "malformed", "drop")
+FAULT_KINDS = ("429", "500", "502", "503", "401", "400", "timeout", "malformed", "drop")
+# generation parameters recorded in the request log
+PARAM_KEYS = ("temperature", "top_p", "max_tokens", "max_completion_tokens", "reasoning_effort",
+              "thinking")  # fmt: skip
 MALFORMED_BODIES = ("truncated", "garbage", "no_choices")
 DEFAULT_MODELS = ("test-model", "bench-model")
 STATE: web.AppKey[ServerState] = web.AppKey("state")
@@ -109,11 +128,13 @@ def rating_scale(text: str) -> list[str]:
     return points if len(points) >= 2 else []
 
 
-def default_reply(messages: list[dict[str, Any]]) -> str:
+def default_reply(messages: list[dict[str, Any]], draw: int = 0) -> str:
     """The server's reply: a letter for lettered options, a scale point for a rating prompt, "No"
-    to a yes/no question, else a short supportive sentence; choices come from a sha256 of the messages."""
+    to a yes/no question, else a short supportive sentence; choices come from a sha256 of the
+    messages (and of `draw` when it is not 0: a model sampling at its default temperature 1 answers
+    each repeat of a prompt afresh)."""
     digest = messages_hash(messages)
-    pick = int(digest[:16], 16)
+    pick = int(digest[:16], 16) if not draw else int(_sha256(f"{digest}|{draw}")[:16], 16)
     last_user = next(
         (_text(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), ""
     )
@@ -151,6 +172,8 @@ class FaultRule:
     retry_after: float | None = None
     delay: float = 30.0
     body: str = "truncated"
+    message: str = "Invalid request."  # kind 400: the provider's message
+    param: str | None = None  # kind 400: the parameter it names (None: none)
 
     def __post_init__(self) -> None:
         self.kind = str(self.kind)
@@ -266,10 +289,18 @@ class ServerState:
         reply_fn: ReplyFn | None = None,
         api_key: str | None = None,
         models: tuple[str, ...] = DEFAULT_MODELS,
+        reasoning_style: str | None = None,
+        rules: bool = True,
     ):
         self.latency = latency
         self.reply_fn = reply_fn
         self.models = models
+        if reasoning_style not in (None, *REASONING_STYLES):
+            raise ValueError(
+                f"reasoning_style {reasoning_style!r}: expected one of {REASONING_STYLES}"
+            )
+        self.reasoning_style = reasoning_style
+        self.rules = rules
         # Only the hash of the expected Authorization header is kept, never the key itself.
         self.key_sha256 = _sha256(f"Bearer {api_key}") if api_key else None
         self.lock = threading.Lock()
@@ -334,33 +365,73 @@ def _unauthorized() -> web.Response:
     )
 
 
+def _params(body: dict[str, Any]) -> dict[str, Any]:
+    return {k: body[k] for k in PARAM_KEYS if k in body}
+
+
+def _last_user(messages: list[dict[str, Any]]) -> str:
+    return next(
+        (_text(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), ""
+    )
+
+
 async def anthropic_messages(request: web.Request) -> web.Response:
     """POST /v1/messages: the Anthropic Messages API shape, same deterministic replies (system
-    text goes first, as a system message would); logged like chat completions, without faults."""
+    text goes first, as a system message would), Anthropic's parameter rules and extended
+    thinking; logged like chat completions, without faults."""
     state: ServerState = request.app[STATE]
     body = await request.json()
     messages = list(body["messages"])
     if body.get("system"):
         messages.insert(0, {"role": "system", "content": body["system"]})
     prompt_hash = messages_hash(messages)
-    reply = (
-        state.reply_fn(messages, body.get("model", ""))
-        if state.reply_fn
-        else default_reply(messages)
-    )
+    model = str(body.get("model", ""))
+    entry = {"path": request.path, "model": model, "prompt_hash": prompt_hash, "attempt": None,
+             "temperature": body.get("temperature"), "params": _params(body), **_auth_fields(request)}  # fmt: skip
+    rejected = anthropic_rejection(model, body) if state.rules else None
+    if rejected is not None:
+        state.record({**entry, "outcome": "400", "error": rejected})
+        return web.json_response(
+            anthropic_error_body(rejected, f"req_{prompt_hash[:24]}"), status=400
+        )
+    reply = state.reply_fn(messages, model) if state.reply_fn else default_reply(messages)
+    answer, thought = split_think(reply)
+    thinking = body.get("thinking")
+    content: list[dict[str, Any]] = []
+    budget = body["max_tokens"] if isinstance(body.get("max_tokens"), int) else None
+    stop_reason = "end_turn"
+    used = 0
+    if isinstance(thinking, dict) and thinking.get("type") == "enabled":
+        words = (thought or default_reasoning(_last_user(messages), answer)).split()
+        if budget is not None and len(words) >= budget:
+            words, stop_reason = words[:budget], "max_tokens"
+        used = len(words)
+        content.append(
+            {
+                "type": "thinking",
+                "thinking": " ".join(words),
+                "signature": "sig-" + prompt_hash[:16],
+            }
+        )
+    elif thought is not None:
+        answer = reply  # a model without extended thinking writes its <think> block as text
+    words = answer.split()
+    if stop_reason == "end_turn" and budget is not None and used + len(words) > budget:
+        answer, stop_reason = " ".join(words[: budget - used]), "max_tokens"
+    if answer or not content:
+        content.append({"type": "text", "text": answer})
     prompt_tokens = sum(count_tokens(_text(m.get("content"))) for m in messages)
-    state.record({"path": request.path, "model": body.get("model"), "prompt_hash": prompt_hash,
-                  "attempt": None, "temperature": body.get("temperature"), **_auth_fields(request), "outcome": "ok"})  # fmt: skip
+    state.record({**entry, "outcome": "ok"})
     return web.json_response(
         {
             "id": f"msg_{prompt_hash[:24]}",
             "type": "message",
             "role": "assistant",
-            "model": body.get("model", ""),
-            "content": [{"type": "text", "text": reply}],
-            "stop_reason": "end_turn",
+            "model": model,
+            "content": content,
+            "stop_reason": stop_reason,
             "stop_sequence": None,
-            "usage": {"input_tokens": prompt_tokens, "output_tokens": count_tokens(reply)},
+            "usage": {"input_tokens": prompt_tokens, "output_tokens": used + count_tokens(answer)},
         }
     )
 
@@ -393,18 +464,32 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     prompt_hash = messages_hash(messages)
     text = "\n".join(_text(m.get("content")) for m in messages)
     base = {"path": request.path, "model": model, "prompt_hash": prompt_hash,
-            "seed": body.get("seed"), **auth}  # fmt: skip
+            "seed": body.get("seed"), "params": _params(body), **auth}  # fmt: skip
     if _auth_rejected(state, auth):
         state.record({**base, "attempt": None, "outcome": "401"})
         return _unauthorized()
+    rejected = openai_rejection(model, body) if state.rules else None
+    if rejected is not None:
+        state.record({**base, "attempt": None, "outcome": "400", "error": rejected["message"]})
+        return web.json_response({"error": rejected}, status=400)
     with state.lock:
         rule, attempt = state.schedule.decide(prompt_hash, text)
-        latency, reply_fn = state.latency, state.reply_fn
+        latency, reply_fn, style = state.latency, state.reply_fn, state.reasoning_style
     if rule is not None:
         state.record({**base, "attempt": attempt, "outcome": rule.kind})
         return await _fault_response(request, rule, model, messages, max_tokens, reply_fn)
-    reply = reply_fn(messages, model) if reply_fn else default_reply(messages)
-    completion = _completion(model, messages, reply, max_tokens, prompt_hash)
+    scale = hidden_reasoning_scale(model, body) if state.rules else 0
+    # a reasoning model samples at temperature 1: each attempt at a prompt is a fresh draw
+    draw = attempt if scale and "temperature" not in body else 0
+    reply = reply_fn(messages, model) if reply_fn else default_reply(messages, draw)
+    answer, thought = split_think(reply)
+    if scale:
+        thought = " ".join([default_reasoning(_last_user(messages), answer)] * scale)
+        style = "hidden"
+    elif style or thought is not None:
+        thought = thought or default_reasoning(_last_user(messages), answer)
+        style = style or "think"
+    completion = _completion(model, messages, answer, max_tokens, prompt_hash, thought, style)
     usage = completion["usage"]
     state.record({**base, "attempt": attempt, "outcome": "ok",
                   "prompt_tokens": usage["prompt_tokens"], "completion_tokens": usage["completion_tokens"]})  # fmt: skip
@@ -414,33 +499,53 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 
 
 def _completion(
-    model: str, messages: list[dict[str, Any]], reply: str, max_tokens: Any, prompt_hash: str
+    model: str,
+    messages: list[dict[str, Any]],
+    reply: str,
+    max_tokens: Any,
+    prompt_hash: str,
+    reasoning: str | None = None,
+    style: str | None = None,
 ) -> dict[str, Any]:
-    """A chat.completion object; a reply longer than max_tokens words is cut (finish_reason "length")."""
+    """A chat.completion object. Reasoning (`style` "think": a `<think>` block in the content;
+    "reasoning_content": its own field; "hidden": only counted) comes first and counts against
+    max_tokens with the answer; what does not fit is cut (finish_reason "length")."""
+    budget = max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else None
+    thought = reasoning.split() if reasoning and style else []
     words = reply.split()
     finish_reason = "stop"
-    if isinstance(max_tokens, int) and 0 < max_tokens < len(words):
-        reply, finish_reason = " ".join(words[:max_tokens]), "length"
+    if budget is not None and len(thought) >= budget:
+        thought, words, finish_reason = thought[:budget], [], "length"
+    elif budget is not None and len(thought) + len(words) > budget:
+        words, finish_reason = words[: budget - len(thought)], "length"
+    cut = finish_reason == "length"
+    answer = " ".join(words) if cut else reply
+    thinking = " ".join(thought) if cut else (reasoning or "").strip()
+    message: dict[str, Any] = {"role": "assistant", "content": answer}
+    if style == "think" and thought:
+        closing = "" if cut and not words else "\n</think>\n\n"
+        message["content"] = "<think>\n" + thinking + closing + answer
+    elif style == "reasoning_content" and thought:
+        message["reasoning_content"] = thinking
+        message["content"] = answer or None
     prompt_tokens = sum(count_tokens(_text(m.get("content"))) for m in messages)
-    completion_tokens = count_tokens(reply)
+    completion_tokens = len(thought) + count_tokens(answer)
+    usage: dict[str, Any] = {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+    if thought:
+        usage["completion_tokens_details"] = {"reasoning_tokens": len(thought)}
     return {
         "id": f"chatcmpl-{prompt_hash[:24]}",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
         "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": reply},
-                "finish_reason": finish_reason,
-                "logprobs": None,
-            }
+            {"index": 0, "message": message, "finish_reason": finish_reason, "logprobs": None}
         ],
-        "usage": {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens,
-        },  # fmt: skip
+        "usage": usage,
     }
 
 
@@ -465,6 +570,10 @@ async def _fault_response(
         )
     if kind == "401":
         return _unauthorized()
+    if kind == "400":
+        body = {"error": {"message": rule.message, "type": "invalid_request_error",
+                          "param": rule.param, "code": None}}  # fmt: skip
+        return web.json_response(body, status=400)
     if kind == "timeout":
         await asyncio.sleep(
             rule.delay
@@ -523,6 +632,11 @@ async def control(request: web.Request) -> web.Response:
             state.set_faults(faults, None if seed is None else int(seed))
         if "latency" in body:
             state.latency = float(body["latency"])
+        if "reasoning_style" in body:
+            style = body["reasoning_style"]
+            if style not in (None, *REASONING_STYLES):
+                raise ValueError(f"reasoning_style {style!r}: expected one of {REASONING_STYLES}")
+            state.reasoning_style = style
         if body.get("reset"):
             state.reset()
     except (ValueError, TypeError, KeyError) as exc:
@@ -581,10 +695,11 @@ class FakeOpenAIServer:
         models: tuple[str, ...] = DEFAULT_MODELS,
         host: str = "127.0.0.1",
         port: int = 0,
+        reasoning_style: str | None = None,
+        rules: bool = True,
     ):
-        self.state = ServerState(
-            latency, faults, seed, Path(log_file) if log_file else None, reply_fn, api_key, models
-        )
+        self.state = ServerState(latency, faults, seed, Path(log_file) if log_file else None,
+                                 reply_fn, api_key, models, reasoning_style, rules)  # fmt: skip
         self.host = host
         self.port = port
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -664,6 +779,12 @@ class FakeOpenAIServer:
     def set_reply_fn(self, reply_fn: ReplyFn | None) -> None:
         """Replace the reply function (None: `default_reply`)."""
         self.state.reply_fn = reply_fn
+
+    def set_reasoning_style(self, style: str | None) -> None:
+        """Make every model without provider rules reason first ("think", "reasoning_content")."""
+        if style not in (None, *REASONING_STYLES):
+            raise ValueError(f"reasoning_style {style!r}: expected one of {REASONING_STYLES}")
+        self.state.reasoning_style = style
 
 
 @contextmanager
@@ -781,6 +902,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--api-key-env", default=None, help="require the key held by this environment variable"
     )
+    parser.add_argument(
+        "--reasoning-style", default=None, choices=REASONING_STYLES,
+        help="models without provider rules reason first: in a <think> block or reasoning_content",
+    )  # fmt: skip
+    parser.add_argument(
+        "--no-rules", action="store_true", help="accept every parameter (no provider 400s)"
+    )
     return parser.parse_args(argv)
 
 
@@ -789,7 +917,8 @@ async def _serve_forever(args: argparse.Namespace) -> None:
     import signal
 
     api_key = os.environ.get(args.api_key_env) if args.api_key_env else None
-    state = ServerState(args.latency, args.faults, args.seed, args.log_file, api_key=api_key)
+    state = ServerState(args.latency, args.faults, args.seed, args.log_file, api_key=api_key,
+                        reasoning_style=args.reasoning_style, rules=not args.no_rules)  # fmt: skip
     runner, port = await _start_site(state, args.host, args.port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
