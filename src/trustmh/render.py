@@ -176,6 +176,24 @@ SPEC_FORMS = (
 )  # fmt: skip
 
 
+def print_profiles(console: Console) -> None:
+    """The built-in model parameter profiles (protocol 1.7): which models, what is sent."""
+    from trustmh.models.profiles import builtin_profiles
+
+    table = folded_table(
+        "model parameter profiles (docs/protocol.md 1.7; extend with --model-profiles FILE)",
+        ("profile", "backends", "model ids", "reasoning efforts", "what is sent"),
+    )
+    for p in builtin_profiles():
+        efforts = ", ".join(
+            p.efforts or (("none", *p.thinking_budgets) if p.thinking_budgets else ())
+        )
+        cells = (p.name, ", ".join(p.providers), ", ".join(p.models), efforts or "-", p.about)
+        table.add_row(*map(escape, cells))
+    console.print(table)
+    console.print("other models: the subtask's parameters as they are", highlight=False)
+
+
 def print_models(console: Console, data_dir: Path | None) -> None:
     """The model spec forms and the recorded models available for replay."""
     from trustmh.data.sources import resolve_data_context
@@ -183,8 +201,9 @@ def print_models(console: Console, data_dir: Path | None) -> None:
 
     forms = folded_table("model specs", ("spec", "backend", "key"))
     for row in SPEC_FORMS:
-        forms.add_row(*row)
+        forms.add_row(*map(escape, row))  # text, not markup: "trustmh[anthropic]"
     console.print(forms)
+    print_profiles(console)
     recorded = folded_table(
         "recorded models (replay:NAME)", ("NAME", "recorded as", "group", "subtasks")
     )
