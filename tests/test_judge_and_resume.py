@@ -52,7 +52,7 @@ def test_failed_judge_marks_the_sample_and_resume_only_rejudges(
     try:
         fake_openai.set_reply_fn(judge_reply)
         first = ethics_run(fake_openai.base_url, judge.base_url, tmp_path / "run")
-        assert first.returncode == 0, first.stderr
+        assert first.returncode == 3, first.stderr  # incomplete: the judge failed
         assert set(statuses(tmp_path / "run").values()) == {"error"}
         assert (
             "first error: judge failed: HTTP 500" in first.stdout

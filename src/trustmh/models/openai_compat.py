@@ -23,7 +23,7 @@ from __future__ import annotations
 import inspect
 import json
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import openai
@@ -263,7 +263,7 @@ def chat_body(
     return {"model": model, "messages": list(messages), **plan.wire}
 
 
-def rejection(exc: Exception, api_key: str | None, adapted: list[Adaptation] = ()) -> str:  # type: ignore[assignment]
+def rejection(exc: Exception, api_key: str | None, adapted: Sequence[Adaptation] = ()) -> str:
     """The line recorded for a request the provider rejected: its status and its own message
     (the API key masked), and which parameters had been adapted before."""
     status = getattr(exc, "status_code", "?")

@@ -16,6 +16,7 @@ from trustmh.types import Response
 
 _OPEN = re.compile(r"<think>", re.I)
 _CLOSE = re.compile(r"</think>", re.I)
+_ANY_TAG = re.compile(r"think>", re.I)  # the cheap test every reply goes through
 
 # finish reasons meaning "stopped by the token cap" (OpenAI-compatible; Anthropic)
 CAP_REASONS = ("length", "max_tokens")
@@ -30,7 +31,7 @@ def split_reasoning(text: str) -> tuple[str, str | None]:
     hit while thinking) makes the rest of the text reasoning; a `</think>` with no opening tag
     before it (chat templates that put `<think>` in the prompt) makes everything before it
     reasoning. Without any tag the text is returned unchanged with reasoning None."""
-    if "think>" not in text.lower():
+    if _ANY_TAG.search(text) is None:
         return text, None
     reasoning: list[str] = []
     answer: list[str] = []
