@@ -12,9 +12,15 @@ chose), is not adapted: the request fails with the provider's message.
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
-from trustmh.models.profiles import Adaptation
+from trustmh.models.base import SampleError
+from trustmh.models.profiles import Adaptation, ParameterRules, RequestPlan
+from trustmh.types import GenParams, Response
+
+MAX_ADAPTATIONS = 3  # parameters adapted within one request (each one once) before it fails
+Reply = TypeVar("Reply")
 
 # Parameters a request can do without: the provider then uses its own default.
 DROPPABLE = ("temperature", "top_p", "top_k", "presence_penalty", "frequency_penalty", "seed",
@@ -72,3 +78,48 @@ def anthropic_adaptation(body: Any, wire: dict[str, Any]) -> Adaptation | None:
     if default is None and "only be set to 1" in message:
         default = 1.0
     return Adaptation(param, "drop", default=default, message=message)
+
+
+async def send_adapting(
+    rules: ParameterRules,
+    params: GenParams,
+    send: Callable[[RequestPlan], Awaitable[Reply]],
+    rejected: type[Exception],
+    adaptation_of: Callable[[Exception, dict[str, Any]], Adaptation | None],
+    failure: Callable[[Exception, Sequence[Adaptation]], str],
+) -> tuple[Reply, RequestPlan, list[Adaptation]]:
+    """Send the request planned for `params`; when the provider rejects it (`rejected`, a 400)
+    naming a parameter it sent, learn the adaptation (kept for the backend's later requests too)
+    and send it again, each parameter once. Returns (reply, the plan sent, the adaptations made);
+    a rejection that cannot be adapted raises SampleError with `failure`'s line."""
+    plan = rules.plan(params)
+    adapted: list[Adaptation] = []
+    while True:
+        try:
+            return await send(plan), plan, adapted
+        except rejected as exc:
+            adaptation = adaptation_of(exc, plan.wire)
+            if adaptation is not None and len(adapted) < MAX_ADAPTATIONS:
+                rules.learn(adaptation)
+                new_plan = rules.plan(params)
+                if new_plan.wire != plan.wire:
+                    adapted.append(adaptation)
+                    plan = new_plan
+                    continue
+            raise SampleError(failure(exc, adapted)) from None
+
+
+def with_sent(response: Response, params: GenParams, plan: RequestPlan,
+              adapted: Sequence[Adaptation]) -> Response:  # fmt: skip
+    """The response with what was sent, when it differs from the request's own parameters, and
+    the adaptations made on the way."""
+    if plan.wire != params.as_dict():
+        response.sent_params = plan.wire
+    if adapted:
+        response.adapted = [a.as_dict() for a in adapted]
+    return response
+
+
+def adapted_suffix(adapted: Sequence[Adaptation]) -> str:
+    """ " (after adapting temperature, ...)" for a failure line, or ""."""
+    return f" (after adapting {', '.join(a.param for a in adapted)})" if adapted else ""

@@ -9,12 +9,19 @@ OpenAI. Thinking blocks are kept in `Response.reasoning`, never in the text that
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from trustmh.errors import FatalBackendError, UserError
-from trustmh.models.adapt import anthropic_adaptation, provider_message
+from trustmh.models.adapt import (
+    adapted_suffix,
+    anthropic_adaptation,
+    provider_message,
+    send_adapting,
+    with_sent,
+)
 from trustmh.models.base import SampleError, TransientError
-from trustmh.models.openai_compat import MAX_ADAPTATIONS, retry_after_seconds
+from trustmh.models.openai_compat import retry_after_seconds
 from trustmh.models.profiles import (
     ANTHROPIC_DEFAULT_MAX_TOKENS,
     Adaptation,
@@ -24,6 +31,12 @@ from trustmh.models.profiles import (
 )
 from trustmh.models.spec import ModelSpec
 from trustmh.types import GenParams, GenRequest, Message, Response, Usage
+
+
+def _rejection(exc: Exception, adapted: Sequence[Adaptation]) -> str:
+    """The line recorded for a request Anthropic rejected: its own message."""
+    message = provider_message(getattr(exc, "body", None)) or str(exc)[:300]
+    return f"HTTP 400: {' '.join(message.split())[:500]}{adapted_suffix(adapted)}"
 
 
 def messages_body(model: str, messages: tuple[Message, ...], plan: RequestPlan) -> dict[str, Any]:
@@ -79,15 +92,16 @@ class AnthropicBackend:
         return self.rules.plan(params)
 
     async def generate(self, request: GenRequest) -> Response:
-        """One Messages API call; errors classified for the runner."""
-        plan = self.plan(request.params)
-        adapted: list[Adaptation] = []
-        while True:
-            try:
-                msg = await self._send(messages_body(self.model, request.messages, plan))
-                break
-            except self._anthropic.BadRequestError as exc:
-                plan = self._adapt(exc, request.params, plan, adapted)
+        """One Messages API call; errors classified for the runner (a 400 naming a parameter is
+        adapted, see `send_adapting`)."""
+        msg, plan, adapted = await send_adapting(
+            self.rules,
+            request.params,
+            lambda plan: self._send(messages_body(self.model, request.messages, plan)),
+            self._anthropic.BadRequestError,
+            lambda exc, wire: anthropic_adaptation(getattr(exc, "body", None), wire),
+            _rejection,
+        )
         text = "".join(b.text for b in msg.content if getattr(b, "type", None) == "text")
         thinking = [
             b.thinking if b.type == "thinking" else "[redacted thinking]"
@@ -100,25 +114,7 @@ class AnthropicBackend:
             finish_reason=msg.stop_reason,
             reasoning="\n\n".join(thinking) or None,
         )
-        if plan.wire != request.params.as_dict():
-            response.sent_params = plan.wire
-        if adapted:
-            response.adapted = [a.as_dict() for a in adapted]
-        return response
-
-    def _adapt(self, exc: Exception, params: GenParams, plan: RequestPlan,
-               adapted: list[Adaptation]) -> RequestPlan:  # fmt: skip
-        """The plan to send again after a 400 naming a parameter; SampleError otherwise."""
-        adaptation = anthropic_adaptation(getattr(exc, "body", None), plan.wire)
-        if adaptation is not None and len(adapted) < MAX_ADAPTATIONS:
-            self.rules.learn(adaptation)
-            new_plan = self.plan(params)
-            if new_plan.wire != plan.wire:
-                adapted.append(adaptation)
-                return new_plan
-        message = provider_message(getattr(exc, "body", None)) or str(exc)[:300]
-        suffix = f" (after adapting {', '.join(a.param for a in adapted)})" if adapted else ""
-        raise SampleError(f"HTTP 400: {' '.join(message.split())[:500]}{suffix}") from None
+        return with_sent(response, request.params, plan, adapted)
 
     async def _send(self, body: dict[str, Any]) -> Any:
         """One Messages API call of a built body; failures classified for the runner (a 400 is

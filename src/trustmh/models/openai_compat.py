@@ -29,7 +29,13 @@ from typing import Any
 import openai
 
 from trustmh.errors import FatalBackendError
-from trustmh.models.adapt import openai_adaptation, provider_message
+from trustmh.models.adapt import (
+    adapted_suffix,
+    openai_adaptation,
+    provider_message,
+    send_adapting,
+    with_sent,
+)
 from trustmh.models.base import SampleError, TransientError
 from trustmh.models.profiles import Adaptation, ParameterRules, Profile, RequestPlan
 from trustmh.models.reasoning import split_reasoning
@@ -37,7 +43,6 @@ from trustmh.models.spec import ModelSpec
 from trustmh.types import GenParams, GenRequest, Message, Response, Usage
 
 OPENAI_URL = "https://api.openai.com/v1"
-MAX_ADAPTATIONS = 3  # parameters adapted within one request (each one once) before it fails
 
 
 def retry_after_seconds(headers: Any) -> float | None:
@@ -114,34 +119,17 @@ class OpenAICompatBackend:
         return self.rules.plan(params)
 
     async def generate(self, request: GenRequest) -> Response:
-        """One chat completion; errors classified for the runner."""
-        plan = self.plan(request.params)
-        adapted: list[Adaptation] = []
-        while True:
-            try:
-                completion = await self._send(chat_body(self.model, request.messages, plan))
-                break
-            except openai.BadRequestError as exc:
-                plan = self._adapt(exc, request.params, plan, adapted)
-        response = _to_response(completion)
-        if plan.wire != request.params.as_dict():
-            response.sent_params = plan.wire
-        if adapted:
-            response.adapted = [a.as_dict() for a in adapted]
-        return response
-
-    def _adapt(self, exc: openai.BadRequestError, params: GenParams, plan: RequestPlan,
-               adapted: list[Adaptation]) -> RequestPlan:  # fmt: skip
-        """The plan to send again after a 400 naming a parameter (the adaptation learned for the
-        requests after this one too); SampleError with the provider's message otherwise."""
-        adaptation = openai_adaptation(exc.body, plan.wire)
-        if adaptation is not None and len(adapted) < MAX_ADAPTATIONS:
-            self.rules.learn(adaptation)
-            new_plan = self.plan(params)
-            if new_plan.wire != plan.wire:
-                adapted.append(adaptation)
-                return new_plan
-        raise SampleError(rejection(exc, self._api_key, adapted)) from None
+        """One chat completion; errors classified for the runner (a 400 naming a parameter is
+        adapted, see `send_adapting`)."""
+        completion, plan, adapted = await send_adapting(
+            self.rules,
+            request.params,
+            lambda plan: self._send(chat_body(self.model, request.messages, plan)),
+            openai.BadRequestError,
+            lambda exc, wire: openai_adaptation(getattr(exc, "body", None), wire),
+            lambda exc, adapted: rejection(exc, self._api_key, adapted),
+        )
+        return with_sent(_to_response(completion), request.params, plan, adapted)
 
     async def _send(self, body: dict[str, Any]) -> Any:
         """One POST of a built body: the reply JSON, failures classified for the runner (a 400 is
@@ -270,10 +258,7 @@ def rejection(exc: Exception, api_key: str | None, adapted: Sequence[Adaptation]
     message = provider_message(getattr(exc, "body", None)) or _short(exc, api_key)
     if api_key:
         message = message.replace(api_key, "***")
-    text = f"HTTP {status}: {' '.join(message.split())[:500]}"
-    if adapted:
-        text += f" (after adapting {', '.join(a.param for a in adapted)})"
-    return text
+    return f"HTTP {status}: {' '.join(message.split())[:500]}{adapted_suffix(adapted)}"
 
 
 def _to_response(completion: Any) -> Response:
