@@ -107,6 +107,10 @@ def test_every_subtask_runs_with_zero_400s_and_says_what_was_not_set(
     if case == "o4-mini":  # ELEPHANT's 2-token judge cap got room for the judge's reasoning
         assert "judge max_tokens 2 sent as 25002" in notes["sycophancy.oeq"]
         assert {"max_completion_tokens": 25002} in [e["params"] for e in server.log()]
+        # resumed with nothing left to ask, the run's tables say the same
+        server.reset()
+        run_live(server, run_dir, *flags, judge=judge, model=model)
+        assert server.log() == [] and primary_notes(run_dir) == notes
 
 
 def smoke(server, run_dir: Path, *flags: str, model: str = "o4-mini", n: int = 6):

@@ -25,7 +25,7 @@ from trustmh.errors import FatalBackendError, UserError
 from trustmh.metrics import warm_up as warm_up_intervals
 from trustmh.models.base import ModelBackend
 from trustmh.models.factory import build_backend
-from trustmh.models.profiles import Adaptation, Profile, load_profiles, plan_for
+from trustmh.models.profiles import Adaptation, Profile, RequestPlan, load_profiles, plan_for
 from trustmh.progress import ProgressDisplay
 from trustmh.run_notes import cut_short_note, plans_record, request_notes, with_notes
 from trustmh.runner import (
@@ -349,7 +349,10 @@ async def _run_evaluation(cfg: RunConfig, progress: bool, console: Any) -> RunSu
             remaining += sum(s.score.status == "error" for s in scored)
             metrics = aggregate_epochs(scored, task.aggregate, task_options(cfg, task))  # type: ignore[arg-type]
             model_plan = plan_for(model, gen_params(cfg, task))
-            judge_plans = list(runner.judge_plans.get(task.id, {}).values())
+            # a subtask whose samples were all judged by an earlier invocation keeps its plans
+            judge_plans = list(runner.judge_plans.get(task.id, {}).values()) or [
+                RequestPlan.from_record(r) for r in (plans.get(task.id) or {}).get("judge", [])
+            ]
             notes = request_notes(model_plan, judge_plans, cfg.epochs)
             summary.notes.extend(n for n in notes if n not in summary.notes)
             metrics = with_notes(metrics, [*notes, *filter(None, [cut_short_note(scored)])])
@@ -360,9 +363,9 @@ async def _run_evaluation(cfg: RunConfig, progress: bool, console: Any) -> RunSu
         store.set_meta("request_plans", plans)
         store.set_meta("request_notes", summary.notes)
         summary.adaptations = [
-            line
-            for line in _record_adaptations(store, model, judge)
-            if line.split(": ", 1)[1] in applied
+            f"{spec}: {a.describe()}"
+            for spec, a in _record_adaptations(store, model, judge)
+            if a.describe() in applied
         ]
         # in the order the user selected them ("not scored: no judge" rows were set up first)
         summary.results = {t: summary.results[t] for t in selected_ids if t in summary.results}
@@ -397,9 +400,11 @@ def _seed_adaptations(store: RunStore, cache: ResponseCache | None,
             rules.learn(Adaptation.from_dict(record))
 
 
-def _record_adaptations(store: RunStore, *backends: ModelBackend | None) -> list[str]:
+def _record_adaptations(
+    store: RunStore, *backends: ModelBackend | None
+) -> list[tuple[str, Adaptation]]:
     """Store what the live backends know of their providers' rules from 400s (learned in this
-    run or earlier ones) and return one line per adaptation ("spec: description")."""
+    run or earlier ones) and return them as (spec, adaptation)."""
     known = {
         backend.spec: backend.rules.learned  # type: ignore[attr-defined]
         for backend in backends
@@ -409,7 +414,7 @@ def _record_adaptations(store: RunStore, *backends: ModelBackend | None) -> list
     store.set_meta(
         "adaptations", {**stored, **{s: [a.as_dict() for a in v] for s, v in known.items() if v}}
     )
-    return [f"{spec}: {a.describe()}" for spec, learned in known.items() for a in learned]
+    return [(spec, a) for spec, learned in known.items() for a in learned]
 
 
 def _profiles(model: ModelBackend, judge: ModelBackend | None) -> dict[str, str]:

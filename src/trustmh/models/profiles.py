@@ -130,7 +130,15 @@ class RequestPlan:
     def record(self) -> dict[str, Any]:
         """The JSON form stored with the run."""
         return {"profile": self.profile, "sent": self.wire, "notes": list(self.notes),
-                "unsettable": self.unsettable, "reasoning": self.reasoning}  # fmt: skip
+                "unsettable": self.unsettable, "reasoning": self.reasoning,
+                "asked_cap": self.asked_cap, "headroom": self.headroom}  # fmt: skip
+
+    @classmethod
+    def from_record(cls, data: dict[str, Any]) -> RequestPlan:
+        """A plan from its stored JSON form."""
+        return cls(data["profile"], data["sent"], tuple(data.get("notes", ())),
+                   data.get("unsettable", {}), bool(data.get("reasoning")),
+                   data.get("asked_cap"), int(data.get("headroom") or 0))  # fmt: skip
 
 
 def _fmt(value: Any) -> str:
