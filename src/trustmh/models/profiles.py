@@ -179,11 +179,10 @@ def plan_request(
     reasoning = profile.reasoning(effort)
     thinking_budget = None
     if effort is not None:
-        if provider == "anthropic" and profile.thinking_budgets:
-            if reasoning:
-                thinking_budget = profile.thinking_budgets[effort]
-                wire["thinking"] = {"type": "enabled", "budget_tokens": thinking_budget}
-        else:
+        if provider == "anthropic" and effort in profile.thinking_budgets:
+            thinking_budget = profile.thinking_budgets[effort]
+            wire["thinking"] = {"type": "enabled", "budget_tokens": thinking_budget}
+        elif not (provider == "anthropic" and effort == "none"):
             wire["reasoning_effort"] = effort
     dropped = set(profile.not_settable) | (
         set(profile.not_settable_when_reasoning) if reasoning else set()
@@ -223,12 +222,12 @@ def plan_request(
     if cap is not None:
         wire[profile.max_tokens_param] = cap
     for adaptation in learned:
-        _apply(adaptation, wire, notes, unsettable, params)
+        _apply(adaptation, wire, notes, unsettable)
     return RequestPlan(profile.name, wire, tuple(notes), unsettable, reasoning, asked_cap, headroom)
 
 
 def _apply(a: Adaptation, wire: dict[str, Any], notes: list[str],
-           unsettable: dict[str, float | None], params: GenParams) -> None:  # fmt: skip
+           unsettable: dict[str, float | None]) -> None:  # fmt: skip
     if a.param not in wire:
         return
     value = wire.pop(a.param)
