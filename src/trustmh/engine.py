@@ -285,8 +285,9 @@ async def _run_evaluation(cfg: RunConfig, progress: bool, console: Any) -> RunSu
         _check_same_run(store, cfg)
         store.set_meta("config", cfg.model_dump(mode="json", exclude={"run_dir"}))
         store.set_meta("model_label", model.label)
-        _seed_adaptations(store, cache, model, judge)
-        summary.profiles = _profiles(model, judge)
+        live = (model, judge, *role_backends.values())
+        _seed_adaptations(store, cache, *live)
+        summary.profiles = _profiles(*live)
         store.set_meta("model_profiles", summary.profiles)
         # protocol Appendix B: the rule set's status label and the data files behind each subtask
         store.set_meta(
@@ -364,7 +365,7 @@ async def _run_evaluation(cfg: RunConfig, progress: bool, console: Any) -> RunSu
         store.set_meta("request_notes", summary.notes)
         summary.adaptations = [
             f"{spec}: {a.describe()}"
-            for spec, a in _record_adaptations(store, model, judge)
+            for spec, a in _record_adaptations(store, *live)
             if a.describe() in applied
         ]
         # in the order the user selected them ("not scored: no judge" rows were set up first)
@@ -417,10 +418,10 @@ def _record_adaptations(
     return [(spec, a) for spec, learned in known.items() for a in learned]
 
 
-def _profiles(model: ModelBackend, judge: ModelBackend | None) -> dict[str, str]:
+def _profiles(*backends: ModelBackend | None) -> dict[str, str]:
     """spec -> "profile: what it does" for the live backends whose requests a profile changes."""
     out = {}
-    for backend in (model, judge):
+    for backend in backends:
         rules = getattr(backend, "rules", None)
         if backend is not None and rules is not None and rules.profile.models:
             effort = f"; reasoning effort {rules.effort}" if rules.effort else ""

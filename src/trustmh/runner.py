@@ -292,9 +292,7 @@ class Steps:
         spec = endpoint.backend.spec
         sent = plan_for(endpoint.backend, params).wire  # what the role's model is sent (1.7)
         key = request_key(spec, request, include_ref=not endpoint.backend.cacheable, params=sent)
-        response, source, attempts, latency, key = await runner._reply(
-            endpoint, request, key, sent
-        )
+        response, source, attempts, latency, key = await runner._reply(endpoint, request, key, sent)
         if source != "run":
             if source == "api" and role != "model":
                 runner.stats.role_requests[role] = runner.stats.role_requests.get(role, 0) + 1
