@@ -3,10 +3,12 @@ OpenAI-compatible server."""
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +20,12 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 # Tests read the real data through TRUSTMH_DATA_DIR, defaulting to ../shared/data when it exists.
 if not os.environ.get("TRUSTMH_DATA_DIR") and SHARED_DATA.is_dir():
     os.environ["TRUSTMH_DATA_DIR"] = str(SHARED_DATA)
+
+# No test writes into the user's data directory (the index of runs): this process gets a home of
+# its own (module-scoped runs start before `isolated_cache`), and every test one of its own.
+_SESSION_HOME = tempfile.mkdtemp(prefix="trustmh-home-")
+atexit.register(shutil.rmtree, _SESSION_HOME, True)
+os.environ["TRUSTMH_HOME"] = _SESSION_HOME
 
 
 def data_dir() -> Path | None:
@@ -52,9 +60,11 @@ def user_cache(tmp_path_factory) -> dict[str, str]:
 
 @pytest.fixture(autouse=True)
 def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Every test gets its own user cache (responses and fetched data)."""
+    """Every test gets its own user cache (responses and fetched data) and its own user data
+    directory (the index of runs, `$TRUSTMH_HOME`)."""
     cache = tmp_path / "user-cache"
     monkeypatch.setenv("TRUSTMH_CACHE_DIR", str(cache))
+    monkeypatch.setenv("TRUSTMH_HOME", str(tmp_path / "user-home"))
     return cache
 
 

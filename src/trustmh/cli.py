@@ -403,12 +403,23 @@ def report(
 
 @app.command()
 def runs(
-    runs_root: Annotated[Path, typer.Option(help="Folder holding run directories.")] = Path("runs"),
+    runs_root: Annotated[
+        Path | None,
+        typer.Option(
+            help="List the runs in this folder only. Default: every run trustmh has written (its index of runs) and ./runs."
+        ),
+    ] = None,
+    prune: Annotated[
+        bool,
+        typer.Option("--prune", help="Forget indexed runs whose directory no longer exists."),
+    ] = False,
 ) -> None:
-    """List runs with their model, subtasks, progress and status, e.g. `trustmh runs --runs-root runs`."""
+    """List runs with their model, subtasks, progress and status, e.g. `trustmh runs` or
+    `trustmh runs --runs-root results/runs`. Run names shown here work wherever a command takes a
+    run directory (`trustmh compare`, `trustmh report`)."""
     from trustmh.render import print_runs
 
-    print_runs(runs_root, out)
+    print_runs(out, runs_root, prune)
 
 
 @app.command()

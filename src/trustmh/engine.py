@@ -17,6 +17,7 @@ from typing import Any
 
 from platformdirs import user_cache_dir
 
+from trustmh import run_index
 from trustmh.config import RunConfig
 from trustmh.data.sources import DataContext, require_sources, resolve_data_context
 from trustmh.data.verify import data_fingerprint
@@ -311,6 +312,9 @@ async def _run_evaluation(cfg: RunConfig, progress: bool, console: Any) -> RunSu
         store.set_meta(
             "started", store.get_meta("started") or datetime.now().isoformat(timespec="seconds")
         )
+        unindexed = run_index.register(run_dir, model=cfg.model, started=store.get_meta("started"))
+        if unindexed and console is not None:
+            console.print(unindexed, markup=False, highlight=False, soft_wrap=True)
         for task_id, metrics in summary.results.items():
             store.put_results(task_id, metrics)
         selection: dict[str, set[tuple[str, str]]] = {}

@@ -140,30 +140,49 @@ def print_judge_agreement(summary: RunSummary, console: Console) -> None:
             console.print(f"{task_id}: {line}", highlight=False, markup=False, soft_wrap=True)
 
 
-def print_runs(root: Path, console: Console) -> None:
-    """A table of the runs under `root`."""
-    from trustmh.store import RUN_DB, RunStore
+def print_runs(console: Console, runs_root: Path | None = None, prune: bool = False) -> None:
+    """A table of the runs: those under `runs_root`, or every run in the index of runs (and under
+    ./runs); stale index entries (deleted or moved directories) are counted, or forgotten with
+    `prune`."""
+    from trustmh import run_index
+    from trustmh.store import RunStore
 
-    dbs = sorted(root.glob(f"*/{RUN_DB}")) if root.is_dir() else []
-    if not dbs:
-        console.print(f"no runs under {root}")
-        return
-    table = folded_table(
-        f"runs under {root}",
-        ("run", "model", "subtasks", "scored/samples", "errors", "status", "started"),
+    dbs, stale = run_index.discover(runs_root)
+    where = (
+        f"under {runs_root}" if runs_root is not None else f"indexed in {run_index.index_path()}"
     )
-    for db in dbs:
-        store = RunStore(db.parent)
-        try:
-            totals = store.totals()
-            samples, errors = totals.get("samples", 0), totals.get("error", 0)
-            scored = sum(n for status, n in totals.items() if status not in ("samples", "error"))
-            config = store.get_meta("config") or {}
-            table.add_row(db.parent.name, config.get("model", "?"), ",".join(store.get_meta("tasks") or []),
-                          f"{scored}/{samples}", str(errors), str(store.get_meta("status")), str(store.get_meta("started")))  # fmt: skip
-        finally:
-            store.close()
-    console.print(table)
+    if not dbs:
+        console.print(f"no runs {where}", highlight=False, soft_wrap=True)
+    else:
+        table = folded_table(
+            f"runs {where}",
+            ("run", "folder", "model", "subtasks", "scored/samples", "errors", "status", "started"),
+        )
+        for db in dbs:
+            store = RunStore(db)
+            try:
+                totals = store.totals()
+                samples, errors = totals.get("samples", 0), totals.get("error", 0)
+                scored = sum(
+                    n for status, n in totals.items() if status not in ("samples", "error")
+                )
+                config = store.get_meta("config") or {}
+                table.add_row(escape(db.name), escape(str(db.parent)), escape(config.get("model", "?")),
+                              ",".join(store.get_meta("tasks") or []), f"{scored}/{samples}", str(errors),
+                              str(store.get_meta("status")), str(store.get_meta("started")))  # fmt: skip
+            finally:
+                store.close()
+        console.print(table)
+    if stale and prune:
+        n = run_index.forget(r.path for r in stale)
+        console.print(f"forgot {n} indexed runs whose directory no longer exists", highlight=False)
+    elif stale:
+        example = stale[-1].path
+        console.print(
+            f"{len(stale)} indexed runs no longer exist (e.g. {example}); "
+            "`trustmh runs --prune` forgets them",
+            markup=False, highlight=False, soft_wrap=True,
+        )  # fmt: skip
 
 
 SPEC_FORMS = (

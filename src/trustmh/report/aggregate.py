@@ -20,7 +20,8 @@ from trustmh.errors import UserError
 from trustmh.metrics import split_metric_name
 from trustmh.report.reference import PaperRank, PaperRanks, ReproducedScores, recorded_subtasks
 from trustmh.reproduce_table import pillar_of, primary_metric, rank_models
-from trustmh.store import RUN_DB, RunStore
+from trustmh.run_index import expand_run_dirs
+from trustmh.store import RunStore
 from trustmh.tasks.base import Task
 from trustmh.tasks.registry import all_tasks
 from trustmh.types import MetricValue
@@ -169,27 +170,6 @@ class Report:
 
 
 # ------------------------------------------------------------------------------------- loading
-
-
-def expand_run_dirs(paths: Sequence[Path]) -> list[Path]:
-    """Run directories: each path is one, or a folder whose subfolders are runs (e.g. the `runs/`
-    of `trustmh reproduce`). UserError naming the path otherwise."""
-    out: list[Path] = []
-    for path in paths:
-        if (path / RUN_DB).is_file():
-            out.append(path)
-            continue
-        inner = sorted(p.parent for p in path.glob(f"*/{RUN_DB}")) if path.is_dir() else []
-        if not inner:
-            raise UserError(
-                f"{path}: not a run directory (no {RUN_DB}) nor a folder of runs; see `trustmh runs`"
-            )
-        out.extend(inner)
-    if not out:
-        raise UserError(
-            "no run given; pass one or more run directories, e.g. runs/2026...-baseline"
-        )
-    return out
 
 
 def task_info(
