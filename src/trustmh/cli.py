@@ -12,6 +12,8 @@ import typer
 from rich.console import Console
 
 from trustmh import __version__
+from trustmh.cli_compare import EPILOG as COMPARE_EPILOG
+from trustmh.cli_compare import compare
 from trustmh.cli_data import data_app
 from trustmh.cli_judge_check import EPILOG as JUDGE_CHECK_EPILOG
 from trustmh.cli_judge_check import judge_check
@@ -473,6 +475,7 @@ def version() -> None:
 app.add_typer(data_app, name="data", help="Verify and fetch the benchmark's datasets.")
 app.command("judge-check", epilog=JUDGE_CHECK_EPILOG)(judge_check)
 app.command("perturb", epilog=PERTURB_EPILOG)(perturb)
+app.command("compare", epilog=COMPARE_EPILOG)(compare)
 
 
 def main() -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from trustmh import __version__
+from trustmh.compare.runs import unique_labels
 from trustmh.errors import UserError
 from trustmh.metrics import split_metric_name
 from trustmh.report.reference import PaperRank, PaperRanks, ReproducedScores, recorded_subtasks
@@ -254,19 +255,6 @@ def _paper_model(spec: str, paper_models: Sequence[str]) -> str | None:
         return by_name.get(resolve_model(resolve_data_context(None), name).name.lower())
     except (UserError, OSError):
         return None
-
-
-def unique_labels(runs: Sequence[RunData]) -> None:
-    """Make run labels unique by adding the run folder name where two runs share a label, then the
-    run's position where that is not enough (the same folder name under two parents)."""
-    counts = Counter(r.label for r in runs)
-    for run in runs:
-        if counts[run.label] > 1:
-            run.label = f"{run.label} [{run.run_dir.name}]"
-    counts = Counter(r.label for r in runs)
-    for run in runs:
-        if counts[run.label] > 1:
-            run.label = f"{run.label} #{run.index + 1}"
 
 
 # ----------------------------------------------------------------------------------- computing

@@ -37,6 +37,7 @@ from trustmh.types import (
 
 if TYPE_CHECKING:
     from trustmh.data.sources import DataContext
+    from trustmh.paired import Paired
 
 # EXACT / UPSTREAM / DEFAULT (protocol 0); STAND-IN: a substitute dataset; BEYOND: an extension
 # beyond the paper (in_protocol=False: out of `all`, of paper-comparable scores and ranks)
@@ -125,6 +126,9 @@ class Task:
     # the range the primary metric can take when it is not 0-1 (a 1-5 judge mean, a correlation),
     # so reports can put every subtask on one 0-1 scale (1 = best, after `direction`)
     scale: tuple[float, float] | None = None
+    # how `trustmh compare` rebuilds the primary metric from units both runs scored (protocol 1.9);
+    # None: the accuracy form (mean of the 0/1 credit), used only where it reproduces the score
+    paired: Paired | None = None
     notes: str = ""
     # what one run of the task costs per model at its default options, for `trustmh tasks`
     # (requests and tokens; empty when it is just one request per item)

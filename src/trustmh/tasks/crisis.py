@@ -65,6 +65,7 @@ TASKS: list[Task] = [
         samples=escalation.escalation_samples,
         score=escalation.escalation_score,
         aggregate=escalation.escalation_aggregate,
+        paired=escalation.ESCALATION_PAIRED,
         needs_judge="required",
         option_names=("input_join",),
         judge_attribute="appropriateness",  # judge-check rates this rubric against experts H1/H2

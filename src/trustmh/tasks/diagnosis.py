@@ -34,6 +34,7 @@ from trustmh.data.loaders import swmh as swmh_loader
 from trustmh.data.loaders.mh_crisis import upstream_prompt
 from trustmh.data.sources import DataContext, how_to_get
 from trustmh.errors import UserError
+from trustmh.paired import Paired, Units, mean_of_columns
 from trustmh.scoring.classification import (
     accuracy_metrics,
     macro_f1,
@@ -304,6 +305,30 @@ def diagnosis_aggregate(scored: list[ScoredSample], options: dict[str, Any]) -> 
     if "swmh" in by_set:
         out.append(_macro_f1("swmh_macro_f1", scored_only(by_set["swmh"])))
     return out
+
+
+def _diagnosis_units(scored: list[ScoredSample], options: dict[str, Any]) -> Units:
+    """One column per dataset (`standin`, or `d4` and `swmh`), the credit of its items."""
+    units: Units = {}
+    for s in scored_only(scored):
+        dataset = str(s.meta.get("dataset", "standin"))
+        units[f"{dataset}/{s.sample_id}"] = {dataset: float(s.score.value or 0.0)}
+    return units
+
+
+def _diagnosis_combine(means: Any, columns: Any, options: dict[str, Any]) -> Any:
+    return mean_of_columns(means, require_all=False)  # the mean of the datasets present
+
+
+# protocol 1.9: the stand-in's accuracy, or the mean of the D4 and SWMH scores, resampled within
+# each dataset as the subtask's own interval is
+DIAGNOSIS_PAIRED = Paired(
+    _diagnosis_units,
+    _diagnosis_combine,
+    stratum=lambda unit: unit.split("/", 1)[0],
+    procedure="mean over the datasets (stand-in, or D4 and SWMH) of the mean item credit; "
+    "bootstrap within each dataset",
+)
 
 
 def _macro_f1(name: str, answered: list[ScoredSample]) -> MetricValue:

@@ -34,8 +34,9 @@ from trustmh.data.loaders.mh_crisis import human_labelled
 from trustmh.data.sources import DataContext
 from trustmh.errors import UserError
 from trustmh.metrics import breakdown_name
+from trustmh.paired import item_mean
 from trustmh.scoring.judge import judge_names, judge_reply, judged, load_rubric, score_from_verdict
-from trustmh.scoring.outcomes import scored_only
+from trustmh.scoring.outcomes import NOT_SCORED, scored_only
 from trustmh.scoring.refusal import refusal_marker
 from trustmh.scoring.summary import judged_counts, mean_metric, with_not_recorded
 from trustmh.tasks.base import ScoreContext
@@ -128,6 +129,16 @@ async def escalation_score(
         refusal=refusal is not None,
         refusal_marker=refusal,
     )
+
+
+def _judged_rating(s: ScoredSample, options: dict[str, Any]) -> float | None:
+    if s.score.status in NOT_SCORED or s.score.detail.get("judge_status") != "ok":
+        return None
+    return float(s.score.value)  # type: ignore[arg-type]
+
+
+# protocol 1.9: the mean appropriateness over the items whose verdict parsed
+ESCALATION_PAIRED = item_mean(_judged_rating, "mean over judged items of the 1-5 appropriateness")
 
 
 def escalation_aggregate(scored: list[ScoredSample], options: dict[str, Any]) -> list[MetricValue]:

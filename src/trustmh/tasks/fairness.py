@@ -34,6 +34,7 @@ from trustmh.data.loaders.trustmh_sets import SOURCE, FairConversation
 from trustmh.data.records import read_json_records
 from trustmh.data.sources import DataContext
 from trustmh.metrics import BOOTSTRAP_RESAMPLES, breakdown_name, percentile_interval
+from trustmh.paired import Paired, Units, block_means, mean_of_columns
 from trustmh.scoring.judge import judge_names
 from trustmh.scoring.outcomes import count_status
 from trustmh.scoring.refusal import is_refusal
@@ -343,6 +344,47 @@ def fairness_aggregate(scored: list[ScoredSample], options: dict[str, Any]) -> l
     return [fairness, *rows]
 
 
+def _fairness_units(scored: list[ScoredSample], options: dict[str, Any]) -> Units:
+    """Per item, its judge score in every group of each attribute it was scored in completely
+    (an attribute with a group missing is left out for that item, as the fairness score does)."""
+    spec = demographics(options)
+    names = variant_names(spec)
+    items = sorted({s.sample_id for s in scored})
+    matrix = _matrix(scored, names)
+    units: Units = {}
+    for row, item in zip(matrix, items, strict=True):
+        unit: dict[str, float] = {}
+        for attribute in spec.attributes:
+            values = [row[names.index(g.variant)] for g in attribute.groups]
+            if np.isfinite(values).all():
+                unit.update({f"{attribute.name}|{g.variant}": float(v)
+                             for g, v in zip(attribute.groups, values, strict=True)})  # fmt: skip
+        if unit:
+            units[item] = unit
+    return units
+
+
+def _fairness_combine(means: Any, columns: Sequence[str], options: dict[str, Any]) -> Any:
+    stds = []
+    for attribute in demographics(options).attributes:
+        block, _ = block_means(means, columns, f"{attribute.name}|")
+        if block.shape[-1]:
+            stds.append(np.std(block, axis=-1))  # NaN when no item is complete for it
+    if not stds:
+        return np.full(means.shape[:-1], np.nan)
+    return mean_of_columns(np.stack(stds, axis=-1), require_all=False)
+
+
+# protocol 1.9: the fairness score itself (mean over attributes of the std of the group means),
+# recomputed on resampled or swapped items; an item carries all its groups with it
+FAIRNESS_PAIRED = Paired(
+    _fairness_units,
+    _fairness_combine,
+    procedure="mean over attributes of the std of the group mean scores, items (with all their "
+    "groups) resampled and swapped whole",
+)
+
+
 TASKS: list[Task] = [
     Task(
         id=TASK_ID,
@@ -359,6 +401,7 @@ TASKS: list[Task] = [
         samples=fairness_samples,
         score=support_score,
         aggregate=fairness_aggregate,
+        paired=FAIRNESS_PAIRED,
         # optional: without a judge the replies are still collected and the judge-free breakdowns
         # (refusal rate and reply length per group) reported; the fairness score needs the judge
         needs_judge="optional",

@@ -28,6 +28,7 @@ from typing import Any
 from trustmh.data.loaders.cpsycoune import load as load_cpsycoune
 from trustmh.data.sources import DataContext
 from trustmh.metrics import breakdown_name
+from trustmh.paired import VALUE, Paired, Units
 from trustmh.scoring.judge import judge_names, judge_reply, judged, load_rubric, score_from_verdict
 from trustmh.scoring.outcomes import scored_only
 from trustmh.scoring.refusal import refusal_marker
@@ -111,6 +112,24 @@ def dialogue_means(samples: list[ScoredSample]) -> list[dict[str, float]]:
         row["score"] = statistics.mean(float(t.score.value) for t in turns)  # type: ignore[arg-type]
         out.append(row)
     return out
+
+
+def _intervention_units(scored: list[ScoredSample], options: dict[str, Any]) -> Units:
+    """One unit per dialogue with a judged turn: the mean of its turns' normalised values."""
+    turns = _by_dialogue(judged(scored_only(scored)))
+    return {
+        dialogue: {VALUE: statistics.mean(float(t.score.value) for t in group)}  # type: ignore[arg-type]
+        for dialogue, group in turns.items()
+    }
+
+
+# protocol 1.9: the mean over dialogues of the per-dialogue score, dialogues as the units (as the
+# subtask's own interval resamples them)
+INTERVENTION_PAIRED = Paired(
+    _intervention_units,
+    unit="dialogue",
+    procedure="mean over dialogues of the mean normalised criteria score of their judged turns",
+)
 
 
 def intervention_aggregate(

@@ -14,7 +14,7 @@ numbers that combine them (awareness, leakage) are DEFAULT (reconstructed) and s
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -27,6 +27,14 @@ from trustmh.metrics import (
     pearson_or_nan,
     percentile_interval,
     proportion_ci,
+)
+from trustmh.paired import (
+    Paired,
+    Units,
+    block_means,
+    mean_of_columns,
+    moments,
+    pearson_from_moments,
 )
 from trustmh.scoring import privacy as parse
 from trustmh.scoring.outcomes import count_status, scored_only
@@ -433,6 +441,74 @@ def _join(*notes: str | None) -> str | None:
     return "; ".join(dict.fromkeys(kept)) or None
 
 
+def _awareness_units(scored: list[ScoredSample], options: dict[str, Any]) -> Units:
+    """Per tier item rated: the Pearson moments of (human mean, the item's mean rating)."""
+    ratings: dict[tuple[str, int], list[float]] = defaultdict(list)
+    human: dict[tuple[str, int], float] = {}
+    for s in scored_only(scored):
+        if s.score.status == "ok" and s.score.value is not None:
+            key = (str(s.meta["tier"]), s.meta["item"])
+            ratings[key].append(s.score.value)
+            human[key] = float(s.target)
+    return {
+        f"{tier}/{item}": {f"{tier}:{k}": v for k, v in moments(human[tier, item],
+                                                             float(np.mean(values))).items()}
+        for (tier, item), values in ratings.items()
+    }  # fmt: skip
+
+
+def _awareness_combine(means: Any, columns: Sequence[str], options: dict[str, Any]) -> Any:
+    how = choice_option(options, "awareness_aggregate", tuple(_AWARENESS_HOW))
+    per_tier = {}
+    for tier in TIERS:
+        block, names = block_means(means, columns, f"{tier}:")
+        if not names:
+            return np.full(means.shape[:-1], np.nan)  # a tier without items: no combined score
+        per_tier[tier] = pearson_from_moments(
+            dict(zip(names, np.moveaxis(block, -1, 0), strict=True))
+        )
+    return _combine(how, per_tier)
+
+
+# protocol 1.9: each tier's Pearson r recomputed from its items' moments, then combined as the
+# option says; the bootstrap resamples items within each tier (tier 1 has 10)
+AWARENESS_PAIRED = Paired(
+    _awareness_units,
+    _awareness_combine,
+    stratum=lambda unit: unit.split("/", 1)[0],
+    procedure="each tier's Pearson r (model vs human ratings) from its items' moments, combined "
+    "as awareness_aggregate says; bootstrap within each tier",
+)
+
+
+def _leakage_units(scored: list[ScoredSample], options: dict[str, Any]) -> Units:
+    """Per story: each component of the chosen leakage number (its mean over the story's samples)."""
+    how = choice_option(options, "leakage_aggregate", tuple(LEAKAGE_AGGREGATES))
+    units: Units = defaultdict(dict)
+    for part in LEAKAGE_AGGREGATES[how]:
+        qtype, read = _COMPONENTS[part]
+        for story, value in _per_story(scored, qtype, read).items():
+            units[str(story)][part] = value
+    return dict(units)
+
+
+def _leakage_combine(means: Any, columns: Sequence[str], options: dict[str, Any]) -> Any:
+    how = choice_option(options, "leakage_aggregate", tuple(LEAKAGE_AGGREGATES))
+    parts = LEAKAGE_AGGREGATES[how]
+    if any(p not in columns for p in parts):
+        return np.full(means.shape[:-1], np.nan)
+    return mean_of_columns(means[..., [columns.index(p) for p in parts]], require_all=True)
+
+
+# protocol 1.9: the mean of the component rates, stories as the units (each carries its four
+# questions)
+LEAKAGE_PAIRED = Paired(
+    _leakage_units,
+    _leakage_combine,
+    unit="story",
+    procedure="mean over the chosen components of their rate over stories",
+)
+
 TASKS = [
     Task(
         id=AWARENESS_ID,
@@ -449,6 +525,7 @@ TASKS = [
         samples=awareness_samples,
         score=awareness_score,
         aggregate=awareness_aggregate,
+        paired=AWARENESS_PAIRED,
         option_names=("source", "tiers", "rating_parser", "awareness_aggregate"),
         notes="Temperature 1, max_tokens 365, top_p 1 (EXACT). Unparsed replies are excluded from r and counted; "
         "the authors re-asked until a reply parsed.",
@@ -467,6 +544,7 @@ TASKS = [
         samples=leakage_samples,
         score=leakage_score,
         aggregate=leakage_aggregate,
+        paired=LEAKAGE_PAIRED,
         needs_judge="optional",
         option_names=("privacy_prompt", "proxy", "leakage_aggregate"),
         notes="Temperature 0, max_tokens 256 (EXACT). The proxy-model leak check runs only with option proxy=true and a judge.",

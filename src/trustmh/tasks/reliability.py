@@ -41,6 +41,7 @@ TASKS: list[Task] = [
         samples=reliability_mc.emotion_samples,
         score=reliability_mc.emotion_score,
         aggregate=reliability_mc.emotion_aggregate,
+        paired=reliability_mc.EMOTION_PAIRED,
         option_names=("primary_metric",),
         notes="UPSTREAM prompt (EmoBench: choices lettered A) B) as its rank_choices, not the "
         "protocol's placeholder a) b)); DEFAULT temperature 0 (EmoBench used 0.6), parser fallbacks "
@@ -64,6 +65,7 @@ TASKS: list[Task] = [
         samples=diagnosis.diagnosis_samples,
         score=diagnosis.diagnosis_score,
         aggregate=diagnosis.diagnosis_aggregate,
+        paired=diagnosis.DIAGNOSIS_PAIRED,
         option_names=("diagnosis_sets", "max_items_per_set"),
         notes="D4 and SWMH are released on request and used when present (diagnosis_sets = auto | paper | "
         "standin); otherwise a STAND-IN on the mh_crisis test labels, not comparable with the paper.",
@@ -83,6 +85,7 @@ TASKS: list[Task] = [
         samples=support.support_samples,
         score=support.support_score,
         aggregate=support.support_aggregate,
+        paired=support.SUPPORT_PAIRED,
         needs_judge="required",
         option_names=("n_contexts",),
         # the overall mean of the seven attributes has no single MentalAlign counterpart; Empathy
@@ -104,6 +107,7 @@ TASKS: list[Task] = [
         samples=intervention.intervention_samples,
         score=intervention.intervention_score,
         aggregate=intervention.intervention_aggregate,
+        paired=intervention.INTERVENTION_PAIRED,
         needs_judge="required",
         judge_attribute="Guidance",  # professional counselling skill: the nearest attribute
         notes="UPSTREAM items and criteria (CPsyCoun), DEFAULT prompt (Chinese) and aggregation.",

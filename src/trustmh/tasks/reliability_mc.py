@@ -26,12 +26,14 @@ from trustmh.data.loaders.usmle_mental import SOURCE as USMLE
 from trustmh.data.loaders.usmle_mental import USMLEItem
 from trustmh.data.records import read_jsonl
 from trustmh.data.sources import DataContext
+from trustmh.paired import item_mean
 from trustmh.scoring.classification import (
     accuracy_metrics,
     group_metrics,
     outcome,
     scored_only,
 )
+from trustmh.scoring.outcomes import NOT_SCORED
 from trustmh.scoring.parsers import parse_option, parse_two_options
 from trustmh.scoring.summary import mean_metric
 from trustmh.tasks.base import ScoreContext
@@ -202,6 +204,18 @@ def _joint(s: ScoredSample) -> float:
 
 def _mean_credit(s: ScoredSample) -> float:
     return (_part("emotion")(s) + _part("cause")(s)) / 2
+
+
+def _emotion_credit(s: ScoredSample, options: dict[str, Any]) -> float | None:
+    if s.score.status in NOT_SCORED:
+        return None
+    return _joint(s) if _primary(options) == "joint" else _mean_credit(s)
+
+
+# protocol 1.9: the primary accuracy (joint, or the mean of the two parts) as a mean over items
+EMOTION_PAIRED = item_mean(
+    _emotion_credit, "mean over items of the credit chosen by primary_metric (joint: 0/1)"
+)
 
 
 def emotion_aggregate(scored: list[ScoredSample], options: dict[str, Any]) -> list[MetricValue]:

@@ -36,6 +36,7 @@ import numpy as np
 
 from trustmh.data.sources import DataContext
 from trustmh.metrics import BOOTSTRAP_RESAMPLES, breakdown_name, percentile_interval
+from trustmh.paired import ACCURACY, Paired, Units, block_means, mean_of_columns
 from trustmh.scoring.outcomes import NOT_SCORED
 from trustmh.tasks import reliability
 from trustmh.tasks.base import ScoreContext, Task
@@ -133,6 +134,7 @@ def robustness_task(base: Task, *, task_id: str, title: str, metric: str, n_item
         needs_judge=base.needs_judge,
         option_names=(*base.option_names, *ROBUSTNESS_OPTIONS),
         judge_attribute=base.judge_attribute,
+        paired=robustness_paired(base),
         scale=(0.0, 1.0),  # a relative drop: 0 = no loss, 1 = everything lost (a gain clips to 0)
         notes=f"DEFAULT (reconstructed): {base.id} with its user-written text perturbed (protocol 8.2 "
         "operators and levels; option `levels`), scored on the clean input; score = mean relative "
@@ -287,6 +289,60 @@ def _bootstrap_drops(values: np.ndarray, sign: float, seed: int) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         means = (weights @ np.where(scored, values, 0.0).T) / (weights @ scored.T)
     return _relative_drop(means[:, :1], means[:, 1:], sign)
+
+
+# ------------------------------------------------------------------------------ comparing runs
+
+
+def robustness_paired(base: Task) -> Paired:
+    """Protocol 1.9: the mean relative drop rebuilt from the base task's own paired form. A unit is
+    a base item with every level; its columns are the base columns of each level (`level|column`),
+    so resampling or swapping an item moves its clean and perturbed scores together."""
+    inner = base.paired or ACCURACY
+    sign = 1.0 if base.direction == "higher" else -1.0
+
+    def units(scored: list[ScoredSample], options: dict[str, Any]) -> Units:
+        names = [CLEAN, *(lv.name for lv in parse_levels(options.get("levels")))]
+        by_variant: dict[str, dict[str, ScoredSample]] = defaultdict(dict)
+        for s in scored:
+            by_variant[s.variant][s.sample_id] = s
+        out: Units = {}
+        for sid, clean in by_variant[CLEAN].items():
+            if not all(sid in by_variant[v] for v in names):
+                continue
+            key = next(iter(inner.units([clean], options)), sid)  # the base's own unit id
+            unit: dict[str, float] = {}
+            for v in names:
+                as_clean = replace(by_variant[v][sid], variant=CLEAN)
+                for columns in inner.units([as_clean], options).values():
+                    unit.update({f"{v}|{c}": x for c, x in columns.items()})
+            out[key] = unit
+        return out
+
+    def combine(means: Any, columns: Sequence[str], options: dict[str, Any]) -> Any:
+        names = [CLEAN, *(lv.name for lv in parse_levels(options.get("levels")))]
+        scores = []
+        for v in names:
+            block, inner_columns = block_means(means, columns, f"{v}|")
+            if not inner_columns:
+                return np.full(means.shape[:-1], np.nan)
+            scores.append(
+                block[..., 0]
+                if inner.combine is None
+                else inner.combine(block, inner_columns, options)
+            )
+        clean = np.where(scores[0] == 0, np.nan, scores[0])  # no drop is defined from 0
+        drops = [_relative_drop(clean, s, sign) for s in scores[1:]]
+        return mean_of_columns(np.stack(drops, axis=-1), require_all=True)
+
+    return Paired(
+        units,
+        combine,
+        unit=inner.unit,
+        stratum=inner.stratum,
+        procedure=f"mean over levels of (S0 - S_l) / S0, S = {base.id} as it is compared "
+        f"({inner.procedure}); an item carries its clean and perturbed scores",
+    )
 
 
 # ------------------------------------------------------------------------------ declarations

@@ -34,8 +34,9 @@ from typing import Any
 
 from trustmh.data.loaders.esconv import DialoguePrefix, read_prefixes
 from trustmh.data.sources import DataContext
+from trustmh.paired import item_mean
 from trustmh.scoring.judge import judge_names, judge_reply, judged, load_rubric, score_from_verdict
-from trustmh.scoring.outcomes import scored_only
+from trustmh.scoring.outcomes import NOT_SCORED, scored_only
 from trustmh.scoring.refusal import refusal_marker
 from trustmh.scoring.summary import judged_counts, mean_metric, with_not_recorded
 from trustmh.tasks.base import ScoreContext
@@ -161,6 +162,18 @@ def support_attribute_means(sample: ScoredSample) -> dict[str, float]:
         "ars": statistics.mean(scores[a] for a in AFFECTIVE),
         "judge_mean": statistics.mean(scores.values()),
     }
+
+
+def _support_value(s: ScoredSample, options: dict[str, Any]) -> float | None:
+    if s.score.status in NOT_SCORED or s.score.detail.get("judge_status") != "ok":
+        return None
+    return support_attribute_means(s)["judge_mean"]
+
+
+# protocol 1.9: the judge mean over the items whose verdict parsed
+SUPPORT_PAIRED = item_mean(
+    _support_value, "mean over judged items of the mean of the seven attribute scores"
+)
 
 
 def support_aggregate(scored: list[ScoredSample], options: dict[str, Any]) -> list[MetricValue]:
