@@ -84,7 +84,7 @@ def test_every_declaration_rebuilds_its_stored_score(runs: list[Path]) -> None:
     checked = []
     for run_dir in runs:
         run = load(run_dir)
-        for task_id, metrics in run.results.items():
+        for task_id in run.results:
             task = registry[task_id]
             paired = task.paired or ACCURACY
             units = paired.units(run.samples.get(task_id, []), run.options_for(task_id))
