@@ -106,7 +106,8 @@ class Comparison:
 
 def compare_runs(runs: Sequence[CompareRun], registry: Mapping[str, Task], *,
                  tasks: Sequence[str] | None = None, alpha: float = ALPHA,
-                 allow: Sequence[str] = (), seed: int = 0) -> Comparison:  # fmt: skip
+                 allow: Sequence[str] = (), seed: int = 0,
+                 permutations: int | None = None) -> Comparison:  # fmt: skip
     """Compare every pair of runs (in the order given: the first of a pair is A) on every subtask
     both ran (or those in `tasks`), then correct all p-values together (Holm)."""
     order = list(registry)
@@ -118,7 +119,8 @@ def compare_runs(runs: Sequence[CompareRun], registry: Mapping[str, Task], *,
     rows = []
     for i, j in combinations(range(len(runs)), 2):
         for task_id in task_ids:
-            rows.append(_compare(runs, i, j, task_id, registry.get(task_id), units, allow, seed))
+            rows.append(_compare(runs, i, j, task_id, registry.get(task_id), units, allow, seed,
+                                 permutations))  # fmt: skip
     tested = [r for r in rows if r.tested]
     from trustmh.compare.stats import holm, minimum_detectable
 
@@ -150,7 +152,8 @@ def _units(runs: Sequence[CompareRun], index: int, task_id: str, paired: Paired,
 
 
 def _compare(runs: Sequence[CompareRun], i: int, j: int, task_id: str, task: Task | None,
-             cache: dict[tuple[int, str], Units], allow: Sequence[str], seed: int) -> SubtaskComparison:  # fmt: skip
+             cache: dict[tuple[int, str], Units], allow: Sequence[str], seed: int,
+             permutations: int | None = None) -> SubtaskComparison:  # fmt: skip
     import numpy as np
 
     from trustmh.compare import stats
@@ -209,9 +212,8 @@ def _compare(runs: Sequence[CompareRun], i: int, j: int, task_id: str, task: Tas
         row.test = "McNemar exact"
         row.counts.update({"only_a": only_a, "only_b": only_b})
     else:
-        row.p, valid = stats.permutation_p(
-            paired, data, options, _seed(seed, task_id) + 1, row.diff
-        )
+        row.p, valid = stats.permutation_p(paired, data, options, _seed(seed, task_id) + 1, row.diff,
+                                           permutations or stats.PERMUTATIONS)  # fmt: skip
         row.test = f"paired permutation ({valid:,})"
     return row
 

@@ -166,6 +166,8 @@ class Report:
     paper_pillar_ranks: dict[str, dict[str, int]]
     reproduced: ReproducedScores | None
     include_beyond: bool = False  # BEYOND subtasks counted in the pillars and their ranks
+    comparison: Any = None  # trustmh.compare.Comparison of the runs (2+ runs), protocol 1.9
+    comparison_error: str | None = None  # why the runs could not be compared
     generated: str = field(default_factory=lambda: datetime.now().isoformat(timespec="seconds"))
     version: str = __version__
 
@@ -544,5 +546,31 @@ def build_report(run_dirs: Sequence[Path], paper: PaperRanks,
         {t: {m: r.used for m, r in row.items()} for t, row in paper.by_subtask.items()},
         lambda t: registry[t].pillar if t in registry else pillar_of(t),
     )
-    return Report(runs, rows, pillars, radar_values, pillar_ranks, breakdowns(runs, rows),
-                  judges(runs, rows), paper, paper_pillars, reference, include_beyond)  # fmt: skip
+    report = Report(runs, rows, pillars, radar_values, pillar_ranks, breakdowns(runs, rows),
+                    judges(runs, rows), paper, paper_pillars, reference, include_beyond)  # fmt: skip
+    if len(runs) > 1:
+        report.comparison, report.comparison_error = compare(runs, registry)
+    return report
+
+
+# Beyond this many runs the report leaves the pairwise comparison to `trustmh compare` (pairs grow
+# with the square of the runs; 12 runs are 66 pairs).
+COMPARE_MAX_RUNS = 12
+COMPARE_PERMUTATIONS = 2000  # the report's permutation tests (the command's default: 10,000)
+
+
+def compare(runs: Sequence[RunData], registry: Mapping[str, Task]) -> tuple[Any, str | None]:
+    """(the paired comparison of every pair of runs, why there is none); protocol 1.9."""
+    if len(runs) > COMPARE_MAX_RUNS:
+        return None, (
+            f"{len(runs)} runs: the report compares up to {COMPARE_MAX_RUNS}; "
+            "use `trustmh compare RUN RUN…` for these"
+        )
+    from trustmh.compare import compare_runs
+    from trustmh.compare.runs import from_rows
+
+    loaded = [
+        from_rows(r.label, r.run_dir, r.config, r.meta.get("task_info") or {}, r.results, r.samples)
+        for r in runs
+    ]
+    return compare_runs(loaded, registry, permutations=COMPARE_PERMUTATIONS), None

@@ -118,6 +118,12 @@ def render_html(report: Report, drill: DrillDown) -> str:
     samples = {"columns": list(drill.columns), "rows": drill.rows, "prompts": drill.prompts,
                "views": {str(i): view for i, view in drill.views.items()}}  # fmt: skip
     title = ", ".join(r.label for r in report.runs)
+    compare_js, compare_json = "", ""
+    if report.comparison is not None:  # the compare view (protocol 1.9), with its own script
+        from trustmh.compare import as_plain
+
+        compare_js = (TEMPLATES / "compare.js").read_text(encoding="utf-8")
+        compare_json = script_json(_plain(as_plain(report.comparison)))
     return env.get_template("report.html.j2").render(
         report=report,
         drill=drill,
@@ -129,6 +135,9 @@ def render_html(report: Report, drill: DrillDown) -> str:
         css=Markup(css),
         js=Markup(js),
         script_hash=script_hash(js),
+        compare_js=Markup(compare_js),
+        compare_hash=script_hash(compare_js) if compare_js else "",
+        compare_json=Markup(compare_json),
         meta_json=Markup(script_json(meta)),
         samples_json=Markup(script_json(samples)),
     )
@@ -207,10 +216,20 @@ def report_json(report: Report) -> dict[str, Any]:
             "ranks": _plain(report.paper.by_subtask),
             "pillar_ranks": report.paper_pillar_ranks,
         },  # fmt: skip
+        "comparison": _comparison_json(report),
         "reproduced": None
         if report.reproduced is None
         else {"source": report.reproduced.source, "error": report.reproduced.error},
     }
+
+
+def _comparison_json(report: Report) -> Any:
+    """The pairwise comparison (protocol 1.9), or why there is none (one run: null)."""
+    if report.comparison is None:
+        return None if report.comparison_error is None else {"error": report.comparison_error}
+    from trustmh.compare import as_plain
+
+    return _plain(as_plain(report.comparison))
 
 
 def _plain(value: Any) -> Any:
