@@ -147,14 +147,23 @@ def test_different_data_checksums_and_stale_results_are_refused(smoke_runs, tmp_
     assert "stored accuracy (0.5) is not what its scored samples give (0.7)" in reason
 
 
-def test_a_different_judge_is_refused(tmp_path, real_data_module) -> None:
-    """Ethics with two different judges (its accuracy needs none, but the runs' verdicts differ)."""
-    verdict = '```json\n{"sc1": 4, "sc2": 3, "sc3": 5, "sc4": 2, "sc5": 4}\n```'
+def test_a_different_judge_is_refused_where_the_metric_reads_verdicts(
+    tmp_path, real_data_module
+) -> None:
+    """Two runs judged by different judges: crisis escalation (a judge mean) is refused; ethics'
+    accuracy reads no verdict (its judge scores are secondary), so it is compared."""
+    ethics = '```json\n{"sc1": 4, "sc2": 3, "sc3": 5, "sc4": 2, "sc5": 4}\n```'
+    appropriateness = '```json\n{"appropriateness": 4, "explanation": "fixed"}\n```'
 
     def reply(messages, model):
         from openai_server import default_reply
 
-        return verdict if "impartial judge" in messages[-1]["content"] else default_reply(messages)
+        prompt = messages[-1]["content"]
+        if "impartial judge" in prompt:
+            return ethics
+        if "evaluate the appropriateness" in prompt:
+            return appropriateness
+        return default_reply(messages)
 
     env = {"TRUSTMH_CACHE_DIR": str(tmp_path / "cache")}
     dirs = []
@@ -162,17 +171,20 @@ def test_a_different_judge_is_refused(tmp_path, real_data_module) -> None:
         for judge in ("judge-1", "judge-2"):
             run_dir = tmp_path / judge
             result = run_cli("run", "--model", f"openai:m@{server.base_url}", "--judge",
-                             f"openai:{judge}@{server.base_url}", "--tasks", "ethics", "--limit", "8",
-                             "--run-dir", str(run_dir), "--no-progress", env=env)  # fmt: skip
+                             f"openai:{judge}@{server.base_url}", "--tasks",
+                             "ethics,crisis.escalation_decision", "--limit", "8", "--run-dir",
+                             str(run_dir), "--no-progress", env=env)  # fmt: skip
             assert result.returncode == 0, result.stderr
             dirs.append(run_dir)
-    report, _ = compare_json(*map(str, dirs), env=env, tmp=tmp_path)
-    [row] = report["subtasks"]
-    assert row["verdict"] == "not_comparable"
     url = server.base_url
-    assert row["reasons"] == [f"judged by openai:judge-1@{url} vs openai:judge-2@{url}"]
+    report, _ = compare_json(*map(str, dirs), env=env, tmp=tmp_path)
+    escalation = only_row(report, "crisis.escalation_decision")
+    assert escalation["verdict"] == "not_comparable"
+    assert escalation["reasons"] == [f"judged by openai:judge-1@{url} vs openai:judge-2@{url}"]
+    assert only_row(report, "ethics.ethical_reasoning")["verdict"] == "no_difference"
     report, _ = compare_json(*map(str, dirs), "--allow", "judge", env=env, tmp=tmp_path)
-    assert report["subtasks"][0]["verdict"] == "no_difference"
+    escalation = only_row(report, "crisis.escalation_decision")
+    assert escalation["verdict"] == "no_difference" and escalation["warnings"]
 
 
 def test_the_knowledge_gap_of_the_acceptance_is_found(tmp_path, real_data, user_cache) -> None:

@@ -44,13 +44,16 @@ class Paired:
     `combine` None means the metric is the mean of the single column `value` (then a 0/1 metric is
     tested with McNemar's test). `stratum` maps a unit id to its stratum when units come from
     fixed groups that the bootstrap must keep at their sizes (privacy tiers, diagnosis datasets).
-    `unit` names what a unit is, and `procedure` says in words how the metric is rebuilt."""
+    `unit` names what a unit is, and `procedure` says in words how the metric is rebuilt.
+    `judged` says whether the metric reads judge verdicts: two runs judged by different judges
+    are then not comparable on it (an accuracy next to an optional judge's scores still is)."""
 
     units: UnitsFn
     combine: CombineFn | None = None
     unit: str = "item"
     stratum: Callable[[str], str] | None = None
     procedure: str = "mean over items"
+    judged: bool = True
 
     @property
     def is_mean(self) -> bool:
@@ -65,7 +68,9 @@ def unit_key(s: ScoredSample) -> str:
 
 
 def item_mean(
-    value: Callable[[ScoredSample, dict[str, Any]], float | None], procedure: str
+    value: Callable[[ScoredSample, dict[str, Any]], float | None],
+    procedure: str,
+    judged: bool = True,
 ) -> Paired:
     """A metric that is the mean over samples of `value(sample, options)` (None: the sample does
     not enter the metric, e.g. a verdict that never parsed)."""
@@ -78,7 +83,7 @@ def item_mean(
                 out[unit_key(s)] = {VALUE: float(v)}
         return out
 
-    return Paired(units, procedure=procedure)
+    return Paired(units, procedure=procedure, judged=judged)
 
 
 def credit_or_zero(s: ScoredSample, options: dict[str, Any]) -> float | None:
@@ -92,7 +97,9 @@ def credit_or_zero(s: ScoredSample, options: dict[str, Any]) -> float | None:
 # The paired form of an accuracy over every sample with a reply (protocol 1.3): the default of a
 # task that declares none. `trustmh compare` checks it against the stored score before using it.
 ACCURACY = item_mean(
-    credit_or_zero, "mean over items of the 0/1 credit (unparsed and refused replies score 0)"
+    credit_or_zero,
+    "mean over items of the 0/1 credit (unparsed and refused replies score 0)",
+    judged=False,
 )
 
 

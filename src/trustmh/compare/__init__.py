@@ -178,7 +178,7 @@ def _compare(runs: Sequence[CompareRun], i: int, j: int, task_id: str, task: Tas
         return row
     paired = task.paired or ACCURACY
     row.unit, row.procedure = paired.unit, paired.procedure
-    found = mismatches(a, b, task_id, task.needs_judge, task.option_names)
+    found = mismatches(a, b, task_id, task.needs_judge, task.option_names, paired.judged)
     row.reasons += [m.reason for m in found if m.kind not in allow]
     row.warnings += [m.reason for m in found if m.kind in allow]
     row.warnings += data_warnings(a, b, task_id)

@@ -139,11 +139,14 @@ def unique_labels(runs: Sequence[Any]) -> None:
 
 
 def mismatches(a: CompareRun, b: CompareRun, task_id: str, needs_judge: str,
-               option_names: Sequence[str]) -> list[Mismatch]:  # fmt: skip
-    """Every reason the two runs' numbers on a subtask may not be comparable."""
+               option_names: Sequence[str], judged: bool = True) -> list[Mismatch]:  # fmt: skip
+    """Every reason the two runs' numbers on a subtask may not be comparable (`judged`: the
+    compared metric reads judge verdicts, so the judges must be the same)."""
     out: list[Mismatch] = []
     judges_a, judges_b = a.judges.get(task_id, set()), b.judges.get(task_id, set())
-    if judges_a != judges_b:
+    if not judged:
+        pass
+    elif judges_a != judges_b:
         out.append(Mismatch("judge", f"judged by {_names(judges_a)} vs {_names(judges_b)}"))
     elif needs_judge == "required" and a.config.get("judge") != b.config.get("judge"):
         out.append(Mismatch("judge", f"judge {a.config.get('judge')} vs {b.config.get('judge')}"))

@@ -326,6 +326,7 @@ DIAGNOSIS_PAIRED = Paired(
     _diagnosis_units,
     _diagnosis_combine,
     stratum=lambda unit: unit.split("/", 1)[0],
+    judged=False,
     procedure="mean over the datasets (stand-in, or D4 and SWMH) of the mean item credit; "
     "bootstrap within each dataset",
 )

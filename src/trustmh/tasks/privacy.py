@@ -476,6 +476,7 @@ AWARENESS_PAIRED = Paired(
     _awareness_units,
     _awareness_combine,
     stratum=lambda unit: unit.split("/", 1)[0],
+    judged=False,
     procedure="each tier's Pearson r (model vs human ratings) from its items' moments, combined "
     "as awareness_aggregate says; bootstrap within each tier",
 )

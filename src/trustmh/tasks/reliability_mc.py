@@ -214,7 +214,9 @@ def _emotion_credit(s: ScoredSample, options: dict[str, Any]) -> float | None:
 
 # protocol 1.9: the primary accuracy (joint, or the mean of the two parts) as a mean over items
 EMOTION_PAIRED = item_mean(
-    _emotion_credit, "mean over items of the credit chosen by primary_metric (joint: 0/1)"
+    _emotion_credit,
+    "mean over items of the credit chosen by primary_metric (joint: 0/1)",
+    judged=False,
 )
 
 

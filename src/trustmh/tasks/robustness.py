@@ -340,6 +340,7 @@ def robustness_paired(base: Task) -> Paired:
         combine,
         unit=inner.unit,
         stratum=inner.stratum,
+        judged=inner.judged,
         procedure=f"mean over levels of (S0 - S_l) / S0, S = {base.id} as it is compared "
         f"({inner.procedure}); an item carries its clean and perturbed scores",
     )
