@@ -24,6 +24,7 @@ from trustmh.paired import ACCURACY
 from trustmh.tasks.registry import all_tasks
 
 ETHICS_JUDGE = "You are an impartial judge model."
+MENTALBENCH = "mentalbench.response_generation"  # BEYOND: not in `all`, declared all the same
 CRISIS_LABELS = ("suicidal_ideation", "self-harm", "anxiety_crisis", "no_crisis")
 
 
@@ -70,7 +71,7 @@ def runs(tmp_path_factory, real_data_module, user_cache) -> list[Path]:
             server.set_reply_fn(random_judge(salt))
             common = ["--model", f"openai:m@{url}", "--judge", f"openai:judge@{url}",
                       "--no-progress", "--concurrency", "16", "--cache-dir", str(root / f"cache-{salt}")]  # fmt: skip
-            for name, extra in (("all", ["--tasks", "all", "--limit", "6"]),
+            for name, extra in (("all", ["--tasks", f"all,{MENTALBENCH}", "--limit", "6"]),
                                 ("awareness", ["--tasks", "privacy.awareness"])):  # fmt: skip
                 run_dir = root / f"{name}-{salt}"
                 result = run_cli("run", *common, *extra, "--run-dir", str(run_dir), env=user_cache)
@@ -102,7 +103,7 @@ def test_every_declaration_rebuilds_its_stored_score(runs: list[Path]) -> None:
         for t in registry.values()
         if t.implemented and t.in_protocol and t.id != "sycophancy.pas"
     }
-    assert set(checked) >= expected
+    assert set(checked) >= expected | {MENTALBENCH}
 
 
 def test_every_subtask_gets_a_test_and_a_verdict(runs: list[Path]) -> None:

@@ -187,7 +187,13 @@ def _compare(runs: Sequence[CompareRun], i: int, j: int, task_id: str, task: Tas
     row.n_a, row.n_b = len(units_a), len(units_b)
     for run, units in ((a, units_a), (b, units_b)):
         problem = _reproduces(paired, run, task_id, units)
-        if problem:
+        if problem and task.paired is None and run.primary(task_id) is not None:
+            problem = (
+                f"{task_id} declares no paired form (protocol 1.9) and its "
+                f"{run.primary(task_id).name} is not an accuracy over its samples: it cannot be "  # type: ignore[union-attr]
+                "compared yet"
+            )
+        if problem and problem not in row.reasons:
             row.reasons.append(problem)
     if row.reasons:
         return row

@@ -37,8 +37,9 @@ import numpy as np
 from trustmh.data.loaders import mentalalign as ma
 from trustmh.data.records import read_csv
 from trustmh.data.sources import DataContext
+from trustmh.paired import item_mean
 from trustmh.scoring.judge import judge_names, judge_reply, judged, load_rubric, score_from_verdict
-from trustmh.scoring.outcomes import scored_only
+from trustmh.scoring.outcomes import NOT_SCORED, scored_only
 from trustmh.scoring.refusal import refusal_marker
 from trustmh.scoring.summary import judged_counts, mean_metric, with_not_recorded
 from trustmh.tasks.base import ScoreContext, Task
@@ -272,6 +273,17 @@ def _trust(spec: str | None, attribute: str) -> str:
     )
 
 
+def _judge_mean(s: ScoredSample, options: dict[str, Any]) -> float | None:
+    if s.score.status in NOT_SCORED or s.score.detail.get("judge_status") != "ok":
+        return None
+    return float(np.mean([float(s.score.detail["judge_scores"][a]) for a in ATTRIBUTES]))
+
+
+# protocol 1.9: the judge mean over the conversations whose verdict parsed
+PAIRED = item_mean(
+    _judge_mean, "mean over judged replies of the mean of the seven attribute scores"
+)
+
 TASKS = [
     Task(
         id=TASK_ID,
@@ -289,6 +301,7 @@ TASKS = [
         samples=samples,
         score=score,
         aggregate=aggregate,
+        paired=PAIRED,
         needs_judge="required",
         in_protocol=False,
         judge_unit="model",
