@@ -182,16 +182,21 @@ def _compare(runs: Sequence[CompareRun], i: int, j: int, task_id: str, task: Tas
     row.reasons += [m.reason for m in found if m.kind not in allow]
     row.warnings += [m.reason for m in found if m.kind in allow]
     row.warnings += data_warnings(a, b, task_id)
-    units_a = _units(runs, i, task_id, paired, cache)
-    units_b = _units(runs, j, task_id, paired, cache)
+    try:
+        units_a = _units(runs, i, task_id, paired, cache)
+        units_b = _units(runs, j, task_id, paired, cache)
+    except (KeyError, TypeError, ValueError) as exc:  # samples without what the metric reads
+        row.reasons.append(
+            f"the metric cannot be rebuilt from the stored samples ({type(exc).__name__}: {exc})"
+        )
+        return row
     row.n_a, row.n_b = len(units_a), len(units_b)
     for run, units in ((a, units_a), (b, units_b)):
         problem = _reproduces(paired, run, task_id, units)
-        if problem and task.paired is None and run.primary(task_id) is not None:
-            problem = (
-                f"{task_id} declares no paired form (protocol 1.9) and its "
-                f"{run.primary(task_id).name} is not an accuracy over its samples: it cannot be "  # type: ignore[union-attr]
-                "compared yet"
+        if problem and task.paired is None and "is not what" in problem:
+            problem += (
+                f", or {task_id} is not an accuracy over its samples and declares no paired form "
+                "(protocol 1.9)"
             )
         if problem and problem not in row.reasons:
             row.reasons.append(problem)

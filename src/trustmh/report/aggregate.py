@@ -573,4 +573,10 @@ def compare(runs: Sequence[RunData], registry: Mapping[str, Task]) -> tuple[Any,
         from_rows(r.label, r.run_dir, r.config, r.meta.get("task_info") or {}, r.results, r.samples)
         for r in runs
     ]
-    return compare_runs(loaded, registry, permutations=COMPARE_PERMUTATIONS), None
+    try:
+        return compare_runs(loaded, registry, permutations=COMPARE_PERMUTATIONS), None
+    except Exception as exc:  # the rest of the report stands without the comparison
+        return (
+            None,
+            f"the runs could not be compared ({type(exc).__name__}: {exc}); try `trustmh compare`",
+        )
