@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_cli
+from conftest import NO_DATA, run_cli
 from openai_server import FakeOpenAIServer
 from scipy import stats as sps
 from test_judge_check_stats import pingouin_iccs
@@ -151,7 +151,7 @@ def crisis_data(tmp_path_factory) -> Path:
 
     source = data_dir()
     if source is None or not (source / "mh_crisis" / MERGED).is_file():
-        pytest.skip("needs the mh_crisis data (set TRUSTMH_DATA_DIR)")
+        pytest.skip(NO_DATA + " (mh_crisis)")
     root = tmp_path_factory.mktemp("crisis-data")
     for rel in (MERGED, *SCORES.values()):
         (root / "mh_crisis" / rel).parent.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,7 @@ from test_judge_check_stats import library_statistics
 from trustmh.data.sources import DataContext
 from trustmh.judge_check.mentalalign import GROUPS, RECORDED_JUDGES, check_mentalalign, judge_key
 from trustmh.judge_check.stats import STATISTICS
+from conftest import NO_DATA
 
 pytestmark = pytest.mark.filterwarnings("ignore:The inplace keyword")
 ATTRIBUTES = ("Guidance", "Informativeness", "Relevance", "Safety", "Empathy", "Helpfulness",
@@ -27,7 +28,7 @@ def data_root() -> Path:
 
     path = data_dir()
     if path is None or not (path / "mentalalign" / "ratings.csv").is_file():
-        pytest.skip("needs the MentalAlign ratings (set TRUSTMH_DATA_DIR)")
+        pytest.skip(NO_DATA + " (MentalAlign ratings)")
     return path
 
 

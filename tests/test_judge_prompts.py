@@ -19,6 +19,7 @@ from trustmh.scoring.judge import load_rubric
 from trustmh.tasks import escalation, intervention, support
 from trustmh.tasks.dialogue import alternating_messages, transcript
 from trustmh.tasks.registry import get_task
+from conftest import NO_DATA
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +28,7 @@ def data():
 
     path = data_dir()
     if path is None:
-        pytest.skip("real data not available")
+        pytest.skip(NO_DATA)
     return DataContext((path,))
 
 

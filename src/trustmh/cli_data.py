@@ -207,12 +207,24 @@ def fetch(
 
 def task_data_status(ctx: DataContext, task: object) -> str:
     """`yes`, `no` or `on request` for whether a task's data is present."""
+    required = tuple(getattr(task, "sources", ()))
+    optional = tuple(getattr(task, "optional_sources", ()))
     try:
-        require_sources(ctx, task)  # type: ignore[arg-type]
+        require_sources(ctx, required)
+        if optional and not any(_present(ctx, entry) for entry in optional):
+            raise DataError("none of the optional data is present")
     except DataError:
-        ids = {entry.partition("/")[0] for entry in getattr(task, "sources", ())}
+        ids = {entry.partition("/")[0] for entry in (*required, *optional)}
         return "on request" if any(not SOURCES[i].public for i in ids if i in SOURCES) else "no"
     return "yes"
+
+
+def _present(ctx: DataContext, entry: str) -> bool:
+    try:
+        require_sources(ctx, (entry,))
+    except DataError:
+        return False
+    return True
 
 
 def tasks_command(pillar: str | None = None, data_dir: Path | None = None) -> None:

@@ -266,7 +266,7 @@ async def _run_evaluation(cfg: RunConfig, progress: bool, console: Any) -> RunSu
                     t.id: {
                         "status_label": t.status,
                         "section": t.section,
-                        "data": data_fingerprint(data, t.sources),
+                        "data": data_fingerprint(data, (*t.sources, *t.optional_sources)),
                     }  # fmt: skip
                     for t in tasks
                 },

@@ -73,6 +73,9 @@ class Task:
     direction: Direction
     sources: tuple[str, ...]
     n_items: str
+    # data read when a data root supplies it, never required (e.g. PAS, which is not public):
+    # `trustmh tasks` says whether one is present, and a run records the files it found
+    optional_sources: tuple[str, ...] = ()
     gen: GenParams = field(default_factory=GenParams)
     samples: SamplesFn | None = None
     score: ScoreFn | None = None
