@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import NO_DATA
 from test_judge_check_stats import library_statistics
 
 from trustmh.data.sources import DataContext
 from trustmh.judge_check.mentalalign import GROUPS, RECORDED_JUDGES, check_mentalalign, judge_key
 from trustmh.judge_check.stats import STATISTICS
-from conftest import NO_DATA
 
 pytestmark = pytest.mark.filterwarnings("ignore:The inplace keyword")
 ATTRIBUTES = ("Guidance", "Informativeness", "Relevance", "Safety", "Empathy", "Helpfulness",

@@ -10,6 +10,7 @@ from importlib import resources
 from typing import get_args
 
 import pytest
+from conftest import NO_DATA
 
 from trustmh.data.loaders import cpsycoune, esconv, mh_crisis
 from trustmh.data.sources import DataContext
@@ -19,7 +20,6 @@ from trustmh.scoring.judge import load_rubric
 from trustmh.tasks import escalation, intervention, support
 from trustmh.tasks.dialogue import alternating_messages, transcript
 from trustmh.tasks.registry import get_task
-from conftest import NO_DATA
 
 
 @pytest.fixture(scope="module")
