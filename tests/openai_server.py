@@ -27,9 +27,14 @@ conditions that must all hold (a rule without conditions matches every request):
 - `after: M`        only after the first M requests since the plan was set;
 - `limit: L`        the rule fires at most L times (with `after`, a burst of L requests).
 Kinds: 429 (with `retry_after` seconds, default 0), 500, 502, 503 (optional `retry_after`), 401,
-`timeout` (answer after `delay` seconds, default 30), `malformed` (status 200 with `body`:
-truncated | garbage | no_choices), `drop` (close the connection without a response).
+`timeout` (answer after `delay` seconds, default 30), `hang` (never answer: the request is held
+until the client gives up), `trickle` (status 200 and a Content-Length at once, then the reply body
+one byte every `delay` seconds, so a client whose timeout restarts with each byte never gives up),
+`malformed` (status 200 with `body`: truncated | garbage | no_choices), `drop` (close the
+connection without a response).
 Faults apply to chat completions; `api_key` makes every /v1 request without that key a 401.
+GET /v1/models (a client's reachability check) is counted in `models_requests`, not logged, and
+`hang_models=True` makes it hang too (a server that answers nothing at all).
 
 Control endpoints: `POST /_control` {"faults": plan, "latency": s, "seed": n, "reset": bool},
 `GET /_log`, `POST /_reset`. The log records each /v1 request: number, time, path, model, sha256 of
@@ -58,7 +63,7 @@ from aiohttp import web
 
 ReplyFn = Callable[[list[dict[str, Any]], str], str]  # (messages, model) -> reply text
 
-FAULT_KINDS = ("429", "500", "502", "503", "401", "timeout", "malformed", "drop")
+FAULT_KINDS = ("429", "500", "502", "503", "401", "timeout", "malformed", "drop", "hang", "trickle")
 MALFORMED_BODIES = ("truncated", "garbage", "no_choices")
 DEFAULT_MODELS = ("test-model", "bench-model")
 STATE: web.AppKey[ServerState] = web.AppKey("state")
@@ -265,9 +270,12 @@ class ServerState:
         reply_fn: ReplyFn | None = None,
         api_key: str | None = None,
         models: tuple[str, ...] = DEFAULT_MODELS,
+        hang_models: bool = False,
     ):
         self.latency = latency
         self.reply_fn = reply_fn
+        self.models_requests = 0  # GET /v1/models received
+        self.hang_models = hang_models
         self.models = models
         # Only the hash of the expected Authorization header is kept, never the key itself.
         self.key_sha256 = _sha256(f"Bearer {api_key}") if api_key else None
@@ -471,6 +479,22 @@ async def _fault_response(
         return web.json_response(
             _completion(model, messages, reply, max_tokens, messages_hash(messages))
         )
+    if kind == "hang":
+        await asyncio.Event().wait()  # until the client disconnects (which cancels this handler)
+    if kind == "trickle":
+        reply = reply_fn(messages, model) if reply_fn else default_reply(messages)
+        body = json.dumps(_completion(model, messages, reply, max_tokens, messages_hash(messages)))
+        data = body.encode()
+        stream = web.StreamResponse(
+            status=200,
+            headers={"Content-Type": "application/json", "Content-Length": str(len(data))},
+        )
+        await stream.prepare(request)
+        for i in range(len(data)):
+            await stream.write(data[i : i + 1])
+            await asyncio.sleep(rule.delay)
+        await stream.write_eof()
+        return stream
     if kind == "malformed":
         return _malformed(rule.body, model)
     # drop: close the socket without any response
@@ -495,12 +519,14 @@ def _malformed(variant: str, model: str) -> web.Response:
 
 
 async def list_models(request: web.Request) -> web.Response:
-    """GET /v1/models."""
+    """GET /v1/models (counted, not logged: the log holds the requests that cost a reply)."""
     state = request.app[STATE]
     auth = _auth_fields(request)
     rejected = _auth_rejected(state, auth)
-    state.record({"path": request.path, "model": None, "prompt_hash": None, "attempt": None, **auth,
-                  "outcome": "401" if rejected else "ok"})  # fmt: skip
+    with state.lock:
+        state.models_requests += 1
+    if state.hang_models:
+        await asyncio.Event().wait()
     if rejected:
         return _unauthorized()
     data = [
@@ -579,10 +605,10 @@ class FakeOpenAIServer:
         models: tuple[str, ...] = DEFAULT_MODELS,
         host: str = "127.0.0.1",
         port: int = 0,
+        hang_models: bool = False,
     ):
-        self.state = ServerState(
-            latency, faults, seed, Path(log_file) if log_file else None, reply_fn, api_key, models
-        )
+        self.state = ServerState(latency, faults, seed, Path(log_file) if log_file else None,
+                                 reply_fn, api_key, models, hang_models)  # fmt: skip
         self.host = host
         self.port = port
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -52,11 +52,11 @@ def test_failed_judge_marks_the_sample_and_resume_only_rejudges(
     try:
         fake_openai.set_reply_fn(judge_reply)
         first = ethics_run(fake_openai.base_url, judge.base_url, tmp_path / "run")
-        assert first.returncode == 0, first.stderr
+        assert first.returncode == 3, first.stderr  # incomplete
         assert set(statuses(tmp_path / "run").values()) == {"error"}
         assert (
             "first error: judge failed: HTTP 500" in first.stdout
-            and "Some samples failed" in first.stderr
+            and "incomplete: 6 of 6 samples failed" in first.stderr
         )
         model_requests = len(fake_openai.log())
         judge.set_faults([])

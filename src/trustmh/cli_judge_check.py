@@ -80,10 +80,11 @@ def judge_check(
         int | None, typer.Option(min=1, help="crisis: judge requests in flight. Default: 32.")
     ] = None,
     request_timeout: Annotated[
-        float | None, typer.Option(help="crisis: seconds before one request times out.")
+        float | None,
+        typer.Option(help="crisis: seconds one attempt of a request may take in all. Default: 60."),
     ] = None,
     max_retries: Annotated[
-        int | None, typer.Option(help="crisis: retries after 429/5xx/timeouts. Default: 6.")
+        int | None, typer.Option(help="crisis: retries after 429/5xx/timeouts. Default: 3.")
     ] = None,
     retry_base_delay: Annotated[
         float | None, typer.Option(help="crisis: first backoff delay in seconds. Default: 1.")

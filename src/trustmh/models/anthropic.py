@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from trustmh.errors import FatalBackendError, UserError
 from trustmh.models.base import SampleError, TransientError
+from trustmh.models.connect import connection_failure
 from trustmh.models.openai_compat import retry_after_seconds
 from trustmh.models.spec import ModelSpec
 from trustmh.types import GenRequest, Response, Usage
@@ -28,6 +31,7 @@ class AnthropicBackend:
         self.spec = spec.canonical
         self.label = spec.canonical
         self.model = spec.model
+        self._timeout = timeout
         self._client = anthropic.AsyncAnthropic(api_key=api_key, max_retries=0, timeout=timeout)
 
     async def generate(self, request: GenRequest) -> Response:
@@ -44,13 +48,17 @@ class AnthropicBackend:
         kwargs: dict = {"extra_body": sampling}
         if system:
             kwargs["system"] = system
+        timed_out = f"no complete reply within {self._timeout:g} s (--request-timeout)"
         try:
-            msg = await self._client.messages.create(
-                model=self.model,
-                messages=messages,
-                max_tokens=params.max_tokens or DEFAULT_MAX_TOKENS,
-                **kwargs,
-            )
+            async with asyncio.timeout(self._timeout):  # the whole attempt, a slow body included
+                msg = await self._client.messages.create(
+                    model=self.model,
+                    messages=messages,
+                    max_tokens=params.max_tokens or DEFAULT_MAX_TOKENS,
+                    **kwargs,
+                )
+        except TimeoutError:
+            raise TransientError(timed_out) from None
         except a.RateLimitError as exc:
             raise TransientError(
                 "429 rate limited", retry_after_seconds(exc.response.headers)
@@ -71,10 +79,13 @@ class AnthropicBackend:
                     f"HTTP {exc.status_code}", retry_after_seconds(exc.response.headers)
                 ) from None
             raise SampleError(f"HTTP {exc.status_code}: {str(exc)[:200]}") from None
-        except a.APITimeoutError:
-            raise TransientError("request timed out") from None
-        except a.APIConnectionError:
-            raise TransientError("connection error") from None
+        except a.APIConnectionError as exc:  # APITimeoutError included
+            cause = connection_failure(exc)
+            if cause is not None:
+                raise TransientError(f"cannot reach {self.endpoint}: {cause}") from None
+            raise TransientError(
+                timed_out if isinstance(exc, a.APITimeoutError) else "connection error"
+            ) from None
         text = "".join(getattr(block, "text", "") for block in msg.content)
         return Response(
             text=text,

@@ -13,6 +13,7 @@ the request options are built.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
 import sys
@@ -23,6 +24,7 @@ import openai
 
 from trustmh.errors import FatalBackendError
 from trustmh.models.base import SampleError, TransientError
+from trustmh.models.connect import EndpointUnreachable, connection_failure
 from trustmh.models.spec import ModelSpec
 from trustmh.types import GenRequest, Response, Usage
 
@@ -86,13 +88,43 @@ class OpenAICompatBackend:
             self._post = chat_poster(self._client)
         return self._post
 
+    async def check(self) -> None:
+        """Before the first request: one GET of the API's `models` list, so that a server that
+        cannot be reached (connection refused, DNS, TLS) or does not answer at all stops the run
+        with one line naming the URL and the cause, before any sample is spent. Any HTTP answer,
+        even 401 or 404, means the server is there: the chat requests classify those."""
+        self._connect()
+        assert self._client is not None
+        url = f"{self._client.base_url}models"
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self._client.get(url, cast_to=_http_library().Response)
+        except openai.APIStatusError:
+            return
+        except (openai.APIConnectionError, TimeoutError) as exc:
+            cause = connection_failure(exc)
+            if cause is None and isinstance(exc, (openai.APITimeoutError, TimeoutError)):
+                cause = (
+                    f"the server accepted the connection but sent no reply to GET {url} within "
+                    f"{self._timeout:g} s (--request-timeout)"
+                )
+            raise EndpointUnreachable(
+                f"{self.spec}: cannot reach {self.endpoint}: {cause or _short(exc, self._api_key)}"
+            ) from None
+
     async def generate(self, request: GenRequest) -> Response:
-        """One chat completion; errors classified for the runner."""
+        """One chat completion; errors classified for the runner. `--request-timeout` bounds the
+        whole attempt, a reply body that trickles in included (the HTTP client's own timeout
+        restarts with every byte read)."""
         body = {"model": self.model, "messages": list(request.messages), **request.params.as_dict()}
         post = self._connect()
         try:
-            reply = await post(body)
-            completion = json.loads(reply.content)
+            async with asyncio.timeout(self._timeout):
+                reply = await post(body)
+                content = reply.content
+            completion = json.loads(content)
+        except TimeoutError:
+            raise TransientError(self._timed_out()) from None
         except openai.RateLimitError as exc:
             raise TransientError(
                 "429 rate limited", retry_after_seconds(exc.response.headers)
@@ -115,15 +147,21 @@ class OpenAICompatBackend:
                     f"HTTP {exc.status_code}", retry_after_seconds(exc.response.headers)
                 ) from None
             raise SampleError(f"HTTP {exc.status_code}: {_short(exc, self._api_key)}") from None
-        except openai.APITimeoutError:
-            raise TransientError("request timed out") from None
-        except openai.APIConnectionError as exc:
+        except openai.APIConnectionError as exc:  # APITimeoutError included
+            cause = connection_failure(exc)
+            if cause is not None:
+                raise TransientError(f"cannot reach {self.endpoint}: {cause}") from None
+            if isinstance(exc, openai.APITimeoutError):
+                raise TransientError(self._timed_out()) from None
             raise TransientError(
                 f"connection error: {type(exc.__cause__).__name__ if exc.__cause__ else exc}"
             ) from None
         except (openai.APIResponseValidationError, ValueError, TypeError) as exc:
             raise TransientError(f"malformed reply: {type(exc).__name__}") from None
         return _to_response(completion)
+
+    def _timed_out(self) -> str:
+        return f"no complete reply within {self._timeout:g} s (--request-timeout)"
 
     async def aclose(self) -> None:
         """Close the HTTP connection pool (if a request opened one)."""
