@@ -29,6 +29,7 @@ app = typer.Typer(
 )
 out = Console()
 err = Console(stderr=True)
+INCOMPLETE_EXIT = 3  # a run that ended with failed samples (see `trustmh run --help`)
 
 RUN_EPILOG = """
 Examples:
@@ -58,7 +59,9 @@ def run(
     tasks: Annotated[
         str | None,
         typer.Option(
-            help="Comma-separated subtask ids, pillar names or `all`, e.g. `privacy,ethics.ethical_reasoning`."
+            help="Comma-separated subtask ids, pillar names or `all`, e.g. `privacy,ethics.ethical_reasoning`. "
+            "Default: all, every subtask; without --tasks, run asks first on a terminal and refuses "
+            "in a pipe (pass --tasks all there)."
         ),
     ] = None,
     judge: Annotated[
@@ -119,11 +122,17 @@ def run(
     ] = None,
     request_timeout: Annotated[
         float | None,
-        typer.Option(help="Seconds before one request times out (then retried). Default: 120."),
+        typer.Option(
+            help="Seconds one attempt of a request may take in all, a reply that trickles in "
+            "included (then it is retried). Default: 60; raise it for slow local or reasoning models."
+        ),
     ] = None,
     max_retries: Annotated[
         int | None,
-        typer.Option(help="Retries after 429/5xx/timeouts/connection errors. Default: 6."),
+        typer.Option(
+            help="Retries after 429/5xx/timeouts/dropped connections. Default: 3 (a sample on a "
+            "server that hangs gives up after about 4 minutes)."
+        ),
     ] = None,
     retry_base_delay: Annotated[
         float | None,
@@ -178,9 +187,12 @@ def run(
     }
     from trustmh.config import build_config
     from trustmh.engine import resolve_run_dir, run_evaluation
+    from trustmh.models.connect import EndpointUnreachable
     from trustmh.render import print_summary
 
     cfg = build_config(config, overrides)
+    if tasks is None and not config_sets_tasks(config):
+        confirm_full_run(cfg)
     if levels is not None:
         cfg.options = {**cfg.options, "levels": levels}
     if refusal_detector is not None:
@@ -197,6 +209,9 @@ def run(
             soft_wrap=True,
         )
         raise typer.Exit(130) from None
+    except EndpointUnreachable as exc:  # before any request: nothing to resume
+        err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
     except FatalBackendError as exc:
         err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         err.print(
@@ -209,10 +224,41 @@ def run(
     write_run_report([cfg.run_dir], cfg.run_dir / REPORT_NAME, out)
     if summary.status != "complete":
         err.print(
-            f"Some samples failed; rerun to retry them: {resume_command(cfg.run_dir)}",
+            f"incomplete: {summary.n_failed} of {summary.n_samples} samples failed "
+            f"(first error: {summary.stats.first_error}); their numbers above leave them out. "
+            f"Rerun to retry only them: {resume_command(cfg.run_dir)}",
             markup=False,
             highlight=False,
+            soft_wrap=True,
         )
+        raise typer.Exit(INCOMPLETE_EXIT)
+
+
+def config_sets_tasks(config: Path | None) -> bool:
+    """Whether the --config file chooses the subtasks itself."""
+    from trustmh.config import load_config_file
+
+    return config is not None and "tasks" in load_config_file(config)
+
+
+def confirm_full_run(cfg) -> None:
+    """A run of every subtask that nobody asked for by name: on a terminal, say what would run and
+    ask; elsewhere (a pipe, CI) refuse with one line, since nobody can answer. Declining exits 0
+    with nothing run."""
+    from trustmh.tasks.registry import select_tasks
+
+    chosen = select_tasks(cfg.tasks)
+    what = (f"every subtask of the protocol ({len(chosen)} subtasks in "
+            f"{len({t.pillar for t in chosen})} pillars) on {cfg.model}")  # fmt: skip
+    if not sys.stdin.isatty():
+        raise UserError(
+            f"no --tasks given: that would run {what}; pass --tasks all to do so, or choose, "
+            "e.g. --tasks privacy,ethics (`trustmh tasks` lists them)"
+        )
+    err.print(f"No --tasks given: this runs {what}.", markup=False, highlight=False)
+    if not typer.confirm("Run them all?", default=False, err=True):
+        err.print("Nothing run. Choose subtasks with --tasks, e.g. --tasks privacy,ethics.")
+        raise typer.Exit(0)
 
 
 def resume_command(run_dir: Path | None) -> str:
@@ -358,6 +404,24 @@ def models(
 def version() -> None:
     """Print the trustmh version."""
     out.print(__version__)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        out.print(f"trustmh {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    pass
 
 
 app.add_typer(data_app, name="data", help="Verify and fetch the benchmark's datasets.")

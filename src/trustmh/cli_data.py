@@ -228,12 +228,17 @@ def _present(ctx: DataContext, entry: str) -> bool:
 
 
 def tasks_command(pillar: str | None = None, data_dir: Path | None = None) -> None:
-    """Print the subtask table (id, pillar, data, n, metric, better, status, implemented, data
-    present), optionally for one pillar, e.g. `trustmh tasks --pillar privacy`."""
-    from trustmh.tasks.registry import all_tasks, pillars
+    """Print every subtask, pillar by pillar, optionally for one pillar, e.g. `trustmh tasks
+    --pillar privacy`: a first line with the id, status label, direction and whether its data is
+    present, a second with the metric, the size and the data files (folded to the terminal)."""
+    from rich.padding import Padding
+    from rich.text import Text
+
+    from trustmh.tasks.registry import all_tasks, canonical, pillars
 
     tasks = [t for t in all_tasks().values() if t.in_protocol]
     if pillar is not None:
+        pillar = canonical(pillar)
         known = [p for p in pillars() if p != "smoke"]
         if pillar.lower() not in known:
             raise UserError(
@@ -241,29 +246,27 @@ def tasks_command(pillar: str | None = None, data_dir: Path | None = None) -> No
             )
         tasks = [t for t in tasks if t.pillar == pillar.lower()]
     ctx = resolve_data_context(data_dir)
-    table = Table(title="TrustMH-Bench subtasks")
-    for col in (
-        "id",
-        "pillar",
-        "data",
-        "n",
-        "metric",
-        "better",
-        "status",
-        "implemented",
-        "data present",
-    ):
-        table.add_column(col, overflow="fold")
-    for task in tasks:
-        table.add_row(
-            task.id,
-            task.pillar,
-            ", ".join(task.sources),
-            task.n_items,
-            task.metric,
-            task.direction,
-            task.status,
-            "yes" if task.implemented else "no",
-            task_data_status(ctx, task),
-        )
-    out.print(table)
+    width = max(len(t.id) for t in tasks)
+    n_pillars = len({t.pillar for t in tasks})
+    out.print(
+        f"TrustMH-Bench subtasks: {len(tasks)} in {n_pillars} pillar{'s' * (n_pillars != 1)}. "
+        "Status labels (EXACT, UPSTREAM, DEFAULT, STAND-IN) and each subtask's protocol: "
+        "docs/protocol.md; ↑ higher is better, ↓ lower.",
+        highlight=False,
+    )
+    for name in dict.fromkeys(t.pillar for t in tasks):
+        out.print(f"\n[bold]{name}[/]", highlight=False)
+        for task in (t for t in tasks if t.pillar == name):
+            arrow = "↑" if task.direction == "higher" else "↓"
+            present = task_data_status(ctx, task) if task.implemented else "not implemented"
+            if present == "yes" and task.stand_in and task.stand_in(ctx, {}):
+                present = "stand-in"
+            out.print(
+                Text(f"  {task.id:<{width}}  {task.status:<8}  {arrow}  data: {present}"),
+                no_wrap=True,
+                overflow="ignore",
+                crop=False,
+            )
+            files = ", ".join((*task.sources, *task.optional_sources)) or "built-in"
+            detail = f"{task.metric}; n = {task.n_items}; §{task.section}; {files}"
+            out.print(Padding(Text(detail, style="dim"), (0, 0, 0, 4)))

@@ -54,6 +54,7 @@ class RunSummary:
     n_samples: int = 0
     n_pending: int = 0
     n_replaced: int = 0  # stored samples whose request changed, asked again
+    n_failed: int = 0  # samples of this invocation that ended as errors (retried by a rerun)
     status: str = "complete"
     seconds: float = 0.0
 
@@ -267,6 +268,7 @@ async def _run_evaluation(cfg: RunConfig, progress: bool, console: Any) -> RunSu
                         "status_label": t.status,
                         "section": t.section,
                         "data": data_fingerprint(data, (*t.sources, *t.optional_sources)),
+                        "stand_in": t.stand_in(data, task_options(cfg, t)) if t.stand_in else None,
                     }  # fmt: skip
                     for t in tasks
                 },
@@ -313,6 +315,7 @@ async def _run_evaluation(cfg: RunConfig, progress: bool, console: Any) -> RunSu
             summary.results[task.id] = metrics
         # in the order the user selected them ("not scored: no judge" rows were set up first)
         summary.results = {t: summary.results[t] for t in selected_ids if t in summary.results}
+        summary.n_failed = remaining
         summary.status = "complete" if remaining == 0 else "incomplete"
         store.set_meta("status", summary.status)
         store.set_meta("finished", datetime.now().isoformat(timespec="seconds"))

@@ -2,29 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from trustmh.engine import RunSummary
 from trustmh.metrics import split_metric_name
+from trustmh.tables import folded_table
 from trustmh.types import MetricValue
 
 
 def fmt(value: float | None, digits: int = 4) -> str:
     """A number for tables ("n/a" when missing)."""
     return "n/a" if value is None else f"{value:.{digits}f}"
-
-
-def folded_table(title: str, columns: Sequence[str]) -> Table:
-    """A table with these columns, long cells folded onto several lines rather than cut."""
-    table = Table(title=title)
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    return table
 
 
 def metric_row(task: str, m: MetricValue) -> list[str]:
@@ -162,13 +153,15 @@ def print_models(console: Console, data_dir: Path | None) -> None:
     from trustmh.data.sources import resolve_data_context
     from trustmh.models.replay import recorded_models
 
-    forms = folded_table("model specs", ("spec", "backend", "key"))
+    forms = folded_table("model specs", ("spec", "backend", "key"), keep=("spec",))
     for row in SPEC_FORMS:
-        forms.add_row(*row)
+        forms.add_row(*map(escape, row))  # `trustmh[anthropic]` is text, not a style tag
     console.print(forms)
     recorded = folded_table(
-        "recorded models (replay:NAME)", ("NAME", "recorded as", "group", "subtasks")
+        "recorded models (replay:NAME)",
+        ("NAME", "recorded as", "group", "subtasks"),
+        keep=("NAME", "subtasks"),
     )
     for m in recorded_models(resolve_data_context(data_dir)):
-        recorded.add_row(m.name, m.recorded_id, m.group, ", ".join(m.subtasks))
+        recorded.add_row(*map(escape, (m.name, m.recorded_id, m.group, "\n".join(m.subtasks))))
     console.print(recorded)

@@ -92,6 +92,10 @@ class Task:
     # so reports can put every subtask on one 0-1 scale (1 = best, after `direction`)
     scale: tuple[float, float] | None = None
     notes: str = ""
+    # when the paper's data is absent and the task runs on a substitute: (data, options) -> a
+    # short name of the STAND-IN it would use, else None. Reports then name the stand-in in every
+    # title and keep its score out of pillar averages unless asked (protocol 0).
+    stand_in: Callable[[DataContext, dict[str, Any]], str | None] | None = None
 
     @property
     def implemented(self) -> bool:
