@@ -178,12 +178,22 @@ def run(
         ),
     ] = None,
     progress: Annotated[bool, typer.Option(help="Show the live progress bar.")] = True,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose",
+            "-v",
+            help="Also print every metric and breakdown (the report has them all).",
+        ),
+    ] = False,
 ) -> None:
-    """Evaluate a model on TrustMH-Bench subtasks and print the results."""
+    """Evaluate a model on TrustMH-Bench subtasks: ends with a one-screen summary per pillar and
+    writes a report. Exit codes: 0 complete, 2 bad input or unreachable server, 3 some samples
+    failed (the resume command is printed), 130 interrupted."""
     overrides = {
         k: v
         for k, v in locals().items()
-        if k not in ("config", "progress", "levels", "refusal_detector")
+        if k not in ("config", "progress", "levels", "refusal_detector", "verbose")
     }
     from trustmh.config import build_config
     from trustmh.engine import resolve_run_dir, run_evaluation
@@ -220,8 +230,8 @@ def run(
             highlight=False,
         )
         raise typer.Exit(2) from None
-    print_summary(summary, out)
     write_run_report([cfg.run_dir], cfg.run_dir / REPORT_NAME, out)
+    print_summary(summary, out, verbose=verbose)
     if summary.status != "complete":
         err.print(
             f"incomplete: {summary.n_failed} of {summary.n_samples} samples failed "

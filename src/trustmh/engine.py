@@ -55,6 +55,8 @@ class RunSummary:
     n_pending: int = 0
     n_replaced: int = 0  # stored samples whose request changed, asked again
     n_failed: int = 0  # samples of this invocation that ended as errors (retried by a rerun)
+    limit: int | None = None  # --limit: items per subtask (a smoke run)
+    stand_ins: dict[str, str] = field(default_factory=dict)  # subtask -> the STAND-IN it ran on
     status: str = "complete"
     seconds: float = 0.0
 
@@ -254,6 +256,7 @@ async def _run_evaluation(cfg: RunConfig, progress: bool, console: Any) -> RunSu
         stats,
         skipped,
     )
+    summary.limit = cfg.limit
     try:
         _check_same_run(store, cfg)
         store.set_meta("config", cfg.model_dump(mode="json", exclude={"run_dir"}))
@@ -274,6 +277,11 @@ async def _run_evaluation(cfg: RunConfig, progress: bool, console: Any) -> RunSu
                 },
             },
         )
+        summary.stand_ins = {
+            t: info["stand_in"]
+            for t, info in (store.get_meta("task_info") or {}).items()
+            if t in selected_ids and info.get("stand_in")
+        }
         store.set_meta(
             "tasks", list(dict.fromkeys([*(store.get_meta("tasks") or []), *summary.tasks]))
         )

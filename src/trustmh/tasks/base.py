@@ -101,3 +101,13 @@ class Task:
     def implemented(self) -> bool:
         """True when the task can run."""
         return self.samples is not None and self.score is not None and self.aggregate is not None
+
+
+def display_title(title: str, stand_in: str | None) -> str:
+    """A subtask's title as reports show it: when it ran on a STAND-IN, the stand-in replaces the
+    paper's data named in brackets at the end of the title ("Psychological diagnosis (D4 + SWMH)"
+    -> "Psychological diagnosis — STAND-IN: ...")."""
+    if not stand_in:
+        return title
+    head, bracket, _ = title.rpartition(" (")
+    return f"{head if bracket and title.endswith(')') else title} — STAND-IN: {stand_in}"
