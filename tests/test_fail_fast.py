@@ -109,14 +109,14 @@ def test_connection_failure_reads_the_root_cause() -> None:
 
 
 def test_server_that_answers_nothing_stops_the_run_at_once(tmp_path: Path) -> None:
-    """Accepts connections, answers no request at all: exit 2 after one --request-timeout."""
+    """Accepts connections, answers no request at all: exit 2 after the check's 10 s."""
     with FakeOpenAIServer(hang_models=True) as server:
         proc, seconds = smoke(server.base_url, tmp_path / "run", "--request-timeout", "1")
         assert server.log() == []  # no chat request was sent
     assert proc.returncode == 2, proc.stderr
     [line] = error_lines(proc.stderr)
-    assert server.base_url in line and "no reply" in line and "within 1 s" in line
-    assert seconds < 20
+    assert server.base_url in line and "no reply" in line and "within 10 s" in line
+    assert seconds < 40
 
 
 def test_hanging_server_bounds_each_sample_and_the_run_exits_3(tmp_path: Path) -> None:

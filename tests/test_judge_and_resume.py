@@ -20,7 +20,7 @@ def ethics_run(model_url: str, judge_url: str, run_dir: Path, *extra: str):
     return run_cli(
         "run", "--model", f"openai:test-model@{model_url}", "--judge", f"openai:test-model@{judge_url}",
         "--tasks", "ethics", "--limit", "6", "--run-dir", str(run_dir), "--no-progress",
-        "--retry-base-delay", "0.01", "--max-retries", "1", "--no-cache", *extra,
+        "--retry-base-delay", "0.01", "--max-retries", "1", "--no-cache", "--verbose", *extra,
     )  # fmt: skip
 
 

@@ -1,9 +1,8 @@
-"""The task registry matches the subtask table of protocol.md (section 2) exactly."""
+"""The task registry matches the subtask table of docs/protocol.md (section 2) exactly."""
 
 from __future__ import annotations
 
 import io
-import os
 from pathlib import Path
 
 import pytest
@@ -25,13 +24,12 @@ PILLARS = {
 }
 
 
+PROTOCOL = Path(__file__).resolve().parent.parent / "docs" / "protocol.md"
+
+
 def protocol_rows() -> list[dict[str, str]]:
-    """Rows of the protocol's subtask table, found at $TRUSTMH_DATA_DIR/../spec/protocol.md."""
-    data = os.environ.get("TRUSTMH_DATA_DIR")
-    path = Path(data).parent / "spec" / "protocol.md" if data else None
-    if path is None or not path.is_file():
-        pytest.skip("protocol.md not found at $TRUSTMH_DATA_DIR/../spec/protocol.md")
-    lines = path.read_text(encoding="utf-8").split("\n")
+    """Rows of the subtask table (section 2) of the project's docs/protocol.md."""
+    lines = PROTOCOL.read_text(encoding="utf-8").split("\n")
     start = lines.index("## 2. Subtask table")
     table = [ln for ln in lines[start:] if ln.startswith("|")]
     end = next(i for i, ln in enumerate(lines[start:]) if lines[start + i].startswith("## 3"))

@@ -59,7 +59,7 @@ def run(
     tasks: Annotated[
         str | None,
         typer.Option(
-            help="Comma-separated subtask ids, pillar names or `all`, e.g. `privacy,ethics.ethical_reasoning`. "
+            help="Comma-separated subtask ids, pillar names or `all`, e.g. `privacy,ethics`. "
             "Default: all, every subtask; without --tasks, run asks first on a terminal and refuses "
             "in a pipe (pass --tasks all there)."
         ),
@@ -316,16 +316,23 @@ def reproduce(
     Example: trustmh reproduce --out results/
     """
     from trustmh.reproduce import reproduce as run_reproduction
-    from trustmh.reproduce_table import rich_table
+    from trustmh.reproduce_table import rich_table, verdict_lines
 
     def progress(name: str, summary, counts: dict[str, int]) -> None:
         err.print(f"scored {name}: {counts.get('samples', 0)} samples ({counts.get('missing', 0)} not recorded) -> {summary.run_dir}",
                   markup=False, highlight=False, soft_wrap=True)  # fmt: skip
 
     result = asyncio.run(run_reproduction(out_dir, data_dir, models=model, on_model=progress))
-    Console(width=max(out.width, 160)).print(rich_table(result.rows, result.unparsed))
+    out.print(rich_table(result.rows, result.unparsed))
     out.print(f"wrote {result.csv_path} and {result.markdown_path}", highlight=False)
     write_run_report([s.run_dir for s in result.summaries.values()], out_dir / REPORT_NAME, out)
+    out.print(
+        "\nDid the reproduction match the paper? (ranks of the recorded models)", style="bold"
+    )
+    for line in verdict_lines(result.rows) or [
+        "fewer than two recorded models scored: no order to compare"
+    ]:
+        out.print(line, markup=False, highlight=False)
 
 
 @app.command()
@@ -347,6 +354,13 @@ def report(
             help="Place comparable runs among the paper's recorded models (reproduced once, then cached)."
         ),
     ] = True,
+    include_stand_ins: Annotated[
+        bool,
+        typer.Option(
+            "--include-stand-ins",
+            help="Let STAND-IN and BEYOND subtasks into the pillar scores (left out by default).",
+        ),
+    ] = False,
 ) -> None:
     """Write one self-contained HTML report comparing runs (radar, subtask table with ranks, breakdowns,
     per-sample drill-down), with CSV, JSON and PNG figures beside it.
@@ -355,7 +369,7 @@ def report(
     """
     from trustmh.cli_report import report_command
 
-    report_command(runs, output, figures, reference, out)
+    report_command(runs, output, figures, reference, out, include_stand_ins)
 
 
 @app.command()

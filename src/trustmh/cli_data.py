@@ -28,7 +28,7 @@ DataDirOption = Annotated[
     typer.Option(
         "--data-dir",
         help="Data folder searched first (before $TRUSTMH_DATA_DIR, the user cache and the bundled "
-        "subset), e.g. --data-dir ../shared/data.",
+        "subset), laid out as in docs/data.md, e.g. --data-dir ~/trustmh-data.",
     ),
 ]
 SourcesArgument = Annotated[
@@ -52,7 +52,7 @@ def _check_ids(ids: list[str] | None) -> list[str] | None:
 @data_app.command("list")
 def list_sources(data_dir: DataDirOption = None) -> None:
     """List every data source: license, upstream, files and where it is found, e.g.
-    `trustmh data list --data-dir ../shared/data`."""
+    `trustmh data list --data-dir ~/trustmh-data`."""
     ctx = resolve_data_context(data_dir)
     table = Table(title="Data sources")
     for col in ("id", "title", "license", "public", "files", "found in", "upstream"):
@@ -84,7 +84,7 @@ def verify(
     ] = False,
 ) -> None:
     """Check every data file against its SHA-256: present / missing / corrupt per source, e.g.
-    `trustmh data verify` or `trustmh data verify c_ssrs --data-dir ../shared/data`.
+    `trustmh data verify` or `trustmh data verify c_ssrs --data-dir ~/trustmh-data`.
 
     Exits with code 2 when a file is corrupt (or, with --strict, missing)."""
     ctx = resolve_data_context(data_dir)

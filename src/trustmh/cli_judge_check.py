@@ -193,9 +193,9 @@ def _report(rows, notes, title, out_dir, figures, kind, out) -> None:
     from trustmh.judge_check.output import rich_table, write_csv, write_figures
     from trustmh.judge_check.store import results_dir, save_results
 
-    Console(width=max(out.width, 180)).print(rich_table(rows, title))
+    out.print(rich_table(rows, title, out.width))
     for line in notes:
-        out.print(line, highlight=False, markup=False, soft_wrap=True)
+        out.print(line, highlight=False, markup=False)
     try:
         written = [write_csv(rows, out_dir)]
         pngs = write_figures(rows, out_dir) if figures else []

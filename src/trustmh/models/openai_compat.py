@@ -29,6 +29,9 @@ from trustmh.models.spec import ModelSpec
 from trustmh.types import GenRequest, Response, Usage
 
 OPENAI_URL = "https://api.openai.com/v1"
+# the reachability check waits at least this long (or --request-timeout if longer): a listing of
+# models is instant on a live server, so a silent one is stuck, not busy
+CHECK_TIMEOUT = 10.0
 
 
 def retry_after_seconds(headers: Any) -> float | None:
@@ -96,8 +99,9 @@ class OpenAICompatBackend:
         self._connect()
         assert self._client is not None
         url = f"{self._client.base_url}models"
+        deadline = max(self._timeout, CHECK_TIMEOUT)
         try:
-            async with asyncio.timeout(self._timeout):
+            async with asyncio.timeout(deadline):
                 await self._client.get(url, cast_to=_http_library().Response)
         except openai.APIStatusError:
             return
@@ -106,7 +110,7 @@ class OpenAICompatBackend:
             if cause is None and isinstance(exc, (openai.APITimeoutError, TimeoutError)):
                 cause = (
                     f"the server accepted the connection but sent no reply to GET {url} within "
-                    f"{self._timeout:g} s (--request-timeout)"
+                    f"{deadline:g} s"
                 )
             raise EndpointUnreachable(
                 f"{self.spec}: cannot reach {self.endpoint}: {cause or _short(exc, self._api_key)}"
