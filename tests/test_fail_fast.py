@@ -128,6 +128,7 @@ def test_hanging_server_bounds_each_sample_and_the_run_exits_3(tmp_path: Path) -
         attempts = len(server.log())
         assert proc.returncode == 3, proc.stderr
         assert attempts == 3 * 2  # 3 samples x (1 attempt + 1 retry)
+        assert server.state.models_requests == 1  # one reachability check, before the first wave
         assert seconds < 30  # 2 attempts of 1 s per sample, in parallel
         assert "incomplete: 3 of 3 samples failed" in proc.stderr
         assert "no complete reply within 1 s (--request-timeout)" in proc.stderr

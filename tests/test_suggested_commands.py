@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import html
 import re
 import shlex
@@ -10,13 +11,16 @@ from pathlib import Path
 from conftest import run_cli
 
 # a suggested command: `trustmh <subcommand> ...` up to the end of its clause
-COMMAND = re.compile(r"trustmh (?:report|judge-check|export|run|reproduce|data|tasks)\b[^)\n;`<]*")
+COMMAND = re.compile(
+    r"trustmh (?:report|judge-check|export|run|reproduce|data|tasks)(?= )[^()\n;`<]*"
+)
 
 
 def suggested(text: str) -> set[str]:
     """Commands in a text (an HTML page is unescaped and stripped of tags first), without the
     documentation forms that name a placeholder (RUN, SPEC) instead of a value."""
-    plain = re.sub(r"<[^>]+>", " ", html.unescape(text))
+    shown = re.sub(r"<(script|style)\b.*?</\1>", " ", text, flags=re.S)  # the page's text only
+    plain = re.sub(r"<[^>]+>", " ", html.unescape(shown))
     found = {c.strip().rstrip(".,") for c in COMMAND.findall(plain)}
     return {c for c in found if not re.search(r"\b(RUN|SPEC|DIR|N)\b", c) and len(c.split()) > 2}
 
@@ -28,6 +32,18 @@ def test_suggested_commands_work(tmp_path: Path, real_data: Path) -> None:
                      "--limit", "2", "--run-dir", str(run_dir), "--no-progress", cwd=tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stderr
     page = (run_dir / "report.html").read_text(encoding="utf-8")
+    # honest labels on the way: the stand-in named in the title, --limit in the header and CSV
+    text = html.unescape(page)
+    assert "Psychological diagnosis — STAND-IN: LLMs-Mental-Health-Crisis test set" in text
+    assert "Psychological diagnosis (D4 + SWMH)" not in text
+    assert "--limit 2: only the first 2 items of each subtask" in text
+    assert "(1 of 5 subtasks)" not in text or "STAND-IN" in text
+    with (run_dir / "report.csv").open(encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert rows and all(r["limit"] == "2" for r in rows)
+    assert {
+        r["stand_in"] for r in rows if r["subtask"] == "reliability.psychological_diagnosis"
+    } == {"LLMs-Mental-Health-Crisis test set, 7 crisis labels (not D4 + SWMH)"}
     commands = suggested(result.stdout) | suggested(page)
     judge_check = "trustmh judge-check --ratings crisis --judge baseline"
     assert judge_check in commands, commands  # appropriateness can be measured: say how
@@ -55,7 +71,7 @@ def test_report_header_names_the_recorded_judge_and_not_recorded_samples(tmp_pat
                      cwd=tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stderr
     page = html.unescape((out / "report.html").read_text(encoding="utf-8"))
-    assert "judge gpt-4.1 (its recorded verdicts, replayed)" in page
+    assert "judge gpt-4.1 (recorded, via replay:GPT-5.1)" in page
     assert "judge replay:" not in page
     assert re.search(r"\d+</a> not recorded", page) or " not recorded" in page
     rows = (out / "report.csv").read_text(encoding="utf-8").splitlines()

@@ -48,7 +48,8 @@ def too_wide(text: str, width: int = 80) -> list[str]:
     return [
         line
         for line in text.splitlines()
-        if cell_len(line) > width and not any("/" in word and len(word) > 40 for word in line.split())
+        if cell_len(line) > width
+        and not any("/" in word and len(word) > 40 for word in line.split())
     ]
 
 

@@ -77,7 +77,8 @@ class RunData:
     @property
     def judges_used(self) -> list[str]:
         """The judge models named in the stored verdicts (for a replayed judge: whose recorded
-        verdicts were used), else the configured judge spec."""
+        verdicts were used, e.g. "gpt-4.1 (recorded, via replay:GPT-5.1)"), else the configured
+        judge spec."""
         named = list(dict.fromkeys(m for models in self.judge_models.values() for m in models))
         return named or ([self.judge] if self.judge else [])
 
@@ -470,8 +471,9 @@ def checked_judge(run: RunData, task_id: str) -> str | None:
     """The judge whose agreement applies to a run's subtask: the configured spec, or for a
     replayed judge the model named in its recorded verdicts (as an openai: spec)."""
     if run.judge and run.judge.startswith("replay:"):
-        named = run.judge_models.get(task_id) or []
-        return f"openai:{named[0]}" if len(named) == 1 else None
+        # verdicts name their model as e.g. "gpt-4.1 (recorded, via replay:GPT-5.1)"
+        named = {m.split(" (", 1)[0] for m in run.judge_models.get(task_id) or []}
+        return f"openai:{named.pop()}" if len(named) == 1 else None
     return run.judge
 
 
