@@ -132,8 +132,10 @@ def render_html(report: Report, drill: DrillDown) -> str:
         charts.append((b, chart))
     meta = {
         "runs": [r.label for r in report.runs],
-        "tasks": [{"id": row.task.id, "title": display_title(row.task.title, row.stand_in)}
-                  for row in report.rows],  # fmt: skip
+        "tasks": [
+            {"id": row.task.id, "title": display_title(row.task.title, row.stand_in)}
+            for row in report.rows
+        ],  # fmt: skip
     }
     samples = {"columns": list(drill.columns), "rows": drill.rows, "prompts": drill.prompts}
     title = ", ".join(r.label for r in report.runs)
