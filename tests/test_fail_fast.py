@@ -60,6 +60,22 @@ def test_refused_connection_is_one_line_and_exit_2_before_any_sample(tmp_path: P
     assert stored_scores(tmp_path / "run") == {}  # no sample spent, none recorded as failed
 
 
+def test_unreachable_judge_after_paid_replies_prints_the_resume_command(
+    fake_openai, tmp_path: Path
+) -> None:
+    """The model answers, the judge's server is down: the replies already paid for are kept and
+    the error says how to resume without paying again."""
+    judge = f"openai:test-model@http://127.0.0.1:{free_port()}/v1"
+    proc = run_cli("run", "--model", f"openai:test-model@{fake_openai.base_url}", "--judge", judge,
+                   "--tasks", "ethics", "--limit", "2", "--run-dir", str(tmp_path / "run"),
+                   "--no-progress", "--no-cache")  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    first, second = error_lines(proc.stderr)
+    assert first.startswith("error: ") and "connection refused" in first
+    assert "resume with: trustmh run" in second and "--run-dir" in second
+    assert fake_openai.log()  # the model was asked; its replies are stored
+
+
 def test_tls_error_is_named(fake_openai, tmp_path: Path) -> None:
     """https:// to a server that speaks plain HTTP: a TLS error, not a timeout."""
     url = fake_openai.base_url.replace("http://", "https://")

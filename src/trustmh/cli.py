@@ -197,7 +197,6 @@ def run(
     }
     from trustmh.config import build_config
     from trustmh.engine import resolve_run_dir, run_evaluation
-    from trustmh.models.connect import EndpointUnreachable
     from trustmh.render import print_summary
 
     cfg = build_config(config, overrides)
@@ -219,16 +218,15 @@ def run(
             soft_wrap=True,
         )
         raise typer.Exit(130) from None
-    except EndpointUnreachable as exc:  # before any request: nothing to resume
+    except FatalBackendError as exc:  # an unreachable server, a rejected key, an unknown model
         err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
-    except FatalBackendError as exc:
-        err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
-        err.print(
-            f"Finished samples are saved in {cfg.run_dir}; resume with: {resume_command(cfg.run_dir)}",
-            markup=False,
-            highlight=False,
-        )
+        if finished_samples(cfg.run_dir):  # e.g. the model answered, then the judge was down
+            err.print(
+                f"Finished samples are saved in {cfg.run_dir}; resume with: {resume_command(cfg.run_dir)}",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
         raise typer.Exit(2) from None
     write_run_report([cfg.run_dir], cfg.run_dir / REPORT_NAME, out)
     print_summary(summary, out, verbose=verbose)
@@ -242,6 +240,25 @@ def run(
             soft_wrap=True,
         )
         raise typer.Exit(INCOMPLETE_EXIT)
+
+
+def finished_samples(run_dir: Path) -> bool:
+    """Whether a run directory holds any reply or score (so that resuming it saves something)."""
+    import sqlite3
+
+    from trustmh.store import RUN_DB
+
+    try:
+        conn = sqlite3.connect(f"file:{run_dir / RUN_DB}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return False
+    try:
+        query = "SELECT EXISTS (SELECT 1 FROM responses) OR EXISTS (SELECT 1 FROM scores)"
+        return conn.execute(query).fetchone()[0] == 1
+    except sqlite3.Error:
+        return False
+    finally:
+        conn.close()
 
 
 def config_sets_tasks(config: Path | None) -> bool:
