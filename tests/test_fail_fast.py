@@ -56,7 +56,9 @@ def test_refused_connection_is_one_line_and_exit_2_before_any_sample(tmp_path: P
     [line] = error_lines(proc.stderr)
     assert line.startswith("error: ") and url in line and "connection refused" in line
     assert "timed out" not in line
-    assert seconds < 20  # no minute of retries (the process start is most of it)
+    # no minute of retries (it was about 70 s); the bound leaves room for a loaded machine,
+    # where starting the process alone can take seconds
+    assert seconds < 60
     assert stored_scores(tmp_path / "run") == {}  # no sample spent, none recorded as failed
 
 
@@ -132,7 +134,7 @@ def test_server_that_answers_nothing_stops_the_run_at_once(tmp_path: Path) -> No
     assert proc.returncode == 2, proc.stderr
     [line] = error_lines(proc.stderr)
     assert server.base_url in line and "no reply" in line and "within 10 s" in line
-    assert seconds < 40
+    assert seconds < 60
 
 
 def test_hanging_server_bounds_each_sample_and_the_run_exits_3(tmp_path: Path) -> None:
@@ -145,7 +147,7 @@ def test_hanging_server_bounds_each_sample_and_the_run_exits_3(tmp_path: Path) -
         assert proc.returncode == 3, proc.stderr
         assert attempts == 3 * 2  # 3 samples x (1 attempt + 1 retry)
         assert server.state.models_requests == 1  # one reachability check, before the first wave
-        assert seconds < 30  # 2 attempts of 1 s per sample, in parallel
+        assert seconds < 60  # 2 attempts of 1 s per sample, in parallel (was 2 x 120 s each)
         assert "incomplete: 3 of 3 samples failed" in proc.stderr
         assert "no complete reply within 1 s (--request-timeout)" in proc.stderr
         assert stored_scores(tmp_path / "run") == {"error": 3}
@@ -171,7 +173,7 @@ def test_trickling_reply_is_cut_at_the_request_timeout(tmp_path: Path) -> None:
         assert [e["outcome"] for e in server.log()] == ["trickle", "trickle"]
     assert proc.returncode == 3, proc.stderr
     assert "no complete reply within 2 s" in proc.stderr
-    assert seconds < 20
+    assert seconds < 60  # the trickle alone takes minutes per reply
 
 
 def test_run_help_documents_the_defaults() -> None:
