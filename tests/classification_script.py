@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import data_dir
+from conftest import NO_DATA, data_dir
 from live import run_live
 from openai_server import FakeOpenAIServer
 
@@ -80,7 +80,7 @@ def run_script(
     loopback server; (run directory, script, CLI result). Skips without the real data."""
     root = data_dir()
     if root is None:
-        pytest.skip("real data not available")
+        pytest.skip(NO_DATA)
     script = Script(DataContext((root,)), makers, limit)
     run_dir = tmp_path_factory.mktemp("classification") / "run"
     with FakeOpenAIServer(reply_fn=script.reply) as server:

@@ -26,6 +26,21 @@ if not os.environ.get("TRUSTMH_DATA_DIR") and SHARED_DATA.is_dir():
 _SESSION_HOME = tempfile.mkdtemp(prefix="trustmh-home-")
 atexit.register(shutil.rmtree, _SESSION_HOME, True)
 os.environ["TRUSTMH_HOME"] = _SESSION_HOME
+# Every test that needs the real data skips with a reason starting with this, so that the summary
+# can count them and say how to run them (`pytest_terminal_summary`).
+NO_DATA = "real data not available"
+HOW_TO_GET_DATA = (
+    "set TRUSTMH_DATA_DIR to a data folder laid out as in docs/data.md "
+    "(`trustmh data fetch` fills one with the public sets) to run them"
+)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """After the run: how many tests skipped for want of the real data, and how to give it."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    n = sum(1 for report in skipped if NO_DATA in str(getattr(report, "longrepr", "")))
+    if n:
+        terminalreporter.write_line(f"{n} tests skipped: {NO_DATA}; {HOW_TO_GET_DATA}")
 
 
 def data_dir() -> Path | None:
@@ -40,7 +55,7 @@ def real_data_module() -> Path:
     tests); the tests are skipped when it is absent."""
     path = data_dir()
     if path is None:
-        pytest.skip("real data not available: set TRUSTMH_DATA_DIR or provide ../shared/data")
+        pytest.skip(f"{NO_DATA} (TRUSTMH_DATA_DIR)")
     return path
 
 
@@ -109,7 +124,7 @@ def full_ctx():
 
     path = data_dir()
     if path is None or not (path / "trustmh_recorded").is_dir():
-        pytest.skip("needs the shared data folder (set TRUSTMH_DATA_DIR)")
+        pytest.skip(f"{NO_DATA} (recorded responses)")
     return DataContext((path,))
 
 

@@ -21,14 +21,14 @@ def run_live(
     env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess:
     """Run `trustmh run` with the model (and the judge, when named) served by `server`, without a
-    progress bar, and fail the test when the command fails. The response cache is
+    progress bar and with every metric printed (--verbose), and fail the test when the command fails. The response cache is
     `<run_dir>.cache` unless `cache_dir` is given; `args` are the other CLI arguments."""
     url = server.base_url
     judge_args = ("--judge", f"openai:{judge}@{url}") if judge else ()
     cache = cache_dir or run_dir.with_name(f"{run_dir.name}.cache")
     result = run_cli(
         "run", "--model", f"openai:{model}@{url}", *judge_args, "--run-dir", str(run_dir),
-        "--cache-dir", str(cache), "--no-progress", *args, env=env,
+        "--cache-dir", str(cache), "--no-progress", "--verbose", *args, env=env,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     return result

@@ -27,10 +27,15 @@ conditions that must all hold (a rule without conditions matches every request):
 - `after: M`        only after the first M requests since the plan was set;
 - `limit: L`        the rule fires at most L times (with `after`, a burst of L requests).
 Kinds: 429 (with `retry_after` seconds, default 0), 500, 502, 503 (optional `retry_after`), 401,
-`timeout` (answer after `delay` seconds, default 30), `malformed` (status 200 with `body`:
-truncated | garbage | no_choices), `drop` (close the connection without a response).
-`400` (a request error: `message`, optional `param`, as a provider's 400 that adaptation cannot
-fix). Faults apply to chat completions; `api_key` makes every /v1 request without that key a 401.
+`timeout` (answer after `delay` seconds, default 30), `hang` (never answer: the request is held
+until the client gives up), `trickle` (status 200 and a Content-Length at once, then the reply body
+one byte every `delay` seconds, so a client whose timeout restarts with each byte never gives up),
+`malformed` (status 200 with `body`: truncated | garbage | no_choices), `drop` (close the
+connection without a response), `400` (a request error: `message`, optional `param`, as a
+provider's 400 that adaptation cannot fix).
+Faults apply to chat completions; `api_key` makes every /v1 request without that key a 401.
+GET /v1/models (a client's reachability check) is counted in `models_requests`, not logged, and
+`hang_models=True` makes it hang too (a server that answers nothing at all).
 
 Provider rules (`provider_rules.py`, on unless `rules=False`): model ids of OpenAI's reasoning
 families (o1/o3/o4-mini, gpt-5, gpt-5.1+) and Claude models get the providers' 400s with their
@@ -75,7 +80,8 @@ from provider_rules import (
 
 ReplyFn = Callable[[list[dict[str, Any]], str], str]  # (messages, model) -> reply text
 
-FAULT_KINDS = ("429", "500", "502", "503", "401", "400", "timeout", "malformed", "drop")
+FAULT_KINDS = ("429", "500", "502", "503", "401", "400", "timeout", "malformed", "drop", "hang",
+               "trickle")  # fmt: skip
 # generation parameters recorded in the request log
 PARAM_KEYS = ("temperature", "top_p", "max_tokens", "max_completion_tokens", "reasoning_effort",
               "thinking")  # fmt: skip
@@ -291,9 +297,12 @@ class ServerState:
         models: tuple[str, ...] = DEFAULT_MODELS,
         reasoning_style: str | None = None,
         rules: bool = True,
+        hang_models: bool = False,
     ):
         self.latency = latency
         self.reply_fn = reply_fn
+        self.models_requests = 0  # GET /v1/models received
+        self.hang_models = hang_models
         self.models = models
         if reasoning_style not in (None, *REASONING_STYLES):
             raise ValueError(
@@ -582,6 +591,22 @@ async def _fault_response(
         return web.json_response(
             _completion(model, messages, reply, max_tokens, messages_hash(messages))
         )
+    if kind == "hang":
+        await asyncio.Event().wait()  # until the client disconnects (which cancels this handler)
+    if kind == "trickle":
+        reply = reply_fn(messages, model) if reply_fn else default_reply(messages)
+        body = json.dumps(_completion(model, messages, reply, max_tokens, messages_hash(messages)))
+        data = body.encode()
+        stream = web.StreamResponse(
+            status=200,
+            headers={"Content-Type": "application/json", "Content-Length": str(len(data))},
+        )
+        await stream.prepare(request)
+        for i in range(len(data)):
+            await stream.write(data[i : i + 1])
+            await asyncio.sleep(rule.delay)
+        await stream.write_eof()
+        return stream
     if kind == "malformed":
         return _malformed(rule.body, model)
     # drop: close the socket without any response
@@ -606,12 +631,14 @@ def _malformed(variant: str, model: str) -> web.Response:
 
 
 async def list_models(request: web.Request) -> web.Response:
-    """GET /v1/models."""
+    """GET /v1/models (counted, not logged: the log holds the requests that cost a reply)."""
     state = request.app[STATE]
     auth = _auth_fields(request)
     rejected = _auth_rejected(state, auth)
-    state.record({"path": request.path, "model": None, "prompt_hash": None, "attempt": None, **auth,
-                  "outcome": "401" if rejected else "ok"})  # fmt: skip
+    with state.lock:
+        state.models_requests += 1
+    if state.hang_models:
+        await asyncio.Event().wait()
     if rejected:
         return _unauthorized()
     data = [
@@ -697,9 +724,10 @@ class FakeOpenAIServer:
         port: int = 0,
         reasoning_style: str | None = None,
         rules: bool = True,
+        hang_models: bool = False,
     ):
         self.state = ServerState(latency, faults, seed, Path(log_file) if log_file else None,
-                                 reply_fn, api_key, models, reasoning_style, rules)  # fmt: skip
+                                 reply_fn, api_key, models, reasoning_style, rules, hang_models)  # fmt: skip
         self.host = host
         self.port = port
         self._loop: asyncio.AbstractEventLoop | None = None

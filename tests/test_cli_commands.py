@@ -23,7 +23,7 @@ def test_models_lists_spec_forms_and_recorded_models() -> None:
 def test_replay_run_then_runs_and_exports(tmp_path: Path) -> None:
     run_dir = tmp_path / "runs" / "replay-ethics"
     result = run_cli("run", "--model", "replay:GPT-4o-mini", "--judge", "replay:GPT-4o-mini",
-                     "--tasks", "ethics", "--run-dir", str(run_dir), "--no-progress")  # fmt: skip
+                     "--tasks", "ethics", "--run-dir", str(run_dir), "--no-progress", "--verbose")  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "replay: GPT-4o-mini" in result.stdout and "judge_mean" in result.stdout
 

@@ -12,7 +12,7 @@ from importlib import resources
 from pathlib import Path
 
 import pytest
-from conftest import data_dir
+from conftest import NO_DATA, data_dir
 
 from trustmh.data.sources import DataContext
 from trustmh.errors import UserError
@@ -53,7 +53,7 @@ def named_groups(text: str) -> set[str]:
 def fair_ctx() -> DataContext:
     path = data_dir()
     if path is None:
-        pytest.skip("real data not available")
+        pytest.skip(NO_DATA)
     return DataContext((path,))
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import data_dir
+from conftest import NO_DATA, data_dir
 from live import query, run_live
 from openai_server import FakeOpenAIServer
 from scipy import stats
@@ -109,7 +109,7 @@ def expected_matrix(run_dir: Path) -> tuple[list[str], dict[tuple[str, str], flo
 @pytest.fixture(scope="module")
 def live(tmp_path_factory) -> tuple[Path, str]:
     if data_dir() is None:
-        pytest.skip("real data not available")
+        pytest.skip(NO_DATA)
     run_dir, result = run(tmp_path_factory.mktemp("fair"))
     return run_dir, result.stdout
 
@@ -176,7 +176,7 @@ def test_refusal_rate_and_length_per_group(live) -> None:
 
 def test_attribute_option_varies_only_that_attribute(tmp_path: Path) -> None:
     if data_dir() is None:
-        pytest.skip("real data not available")
+        pytest.skip(NO_DATA)
     config = tmp_path / "run.toml"
     config.write_text('[options]\nattributes = ["age"]\n', encoding="utf-8")
     run_dir, _ = run(tmp_path, "--config", str(config), limit=1)
@@ -218,7 +218,7 @@ def test_aggregate_without_any_verdict_or_any_difference() -> None:
 
 def test_without_a_judge_the_judge_free_breakdowns_are_still_reported(tmp_path: Path) -> None:
     if data_dir() is None:
-        pytest.skip("real data not available")
+        pytest.skip(NO_DATA)
     run_dir = tmp_path / "run"
     with FakeOpenAIServer(reply_fn=reply) as server:
         result = run_live(server, run_dir, "--tasks", "fairness", "--limit", "1")

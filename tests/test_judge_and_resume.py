@@ -20,7 +20,7 @@ def ethics_run(model_url: str, judge_url: str, run_dir: Path, *extra: str):
     return run_cli(
         "run", "--model", f"openai:test-model@{model_url}", "--judge", f"openai:test-model@{judge_url}",
         "--tasks", "ethics", "--limit", "6", "--run-dir", str(run_dir), "--no-progress",
-        "--retry-base-delay", "0.01", "--max-retries", "1", "--no-cache", *extra,
+        "--retry-base-delay", "0.01", "--max-retries", "1", "--no-cache", "--verbose", *extra,
     )  # fmt: skip
 
 
@@ -56,7 +56,7 @@ def test_failed_judge_marks_the_sample_and_resume_only_rejudges(
         assert set(statuses(tmp_path / "run").values()) == {"error"}
         assert (
             "first error: judge failed: HTTP 500" in first.stdout
-            and "Some samples failed" in first.stderr
+            and "incomplete: 6 of 6 samples failed" in first.stderr
         )
         model_requests = len(fake_openai.log())
         judge.set_faults([])

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_cli
+from conftest import NO_DATA, run_cli
 from openai_server import FakeOpenAIServer
 from scipy import stats as sps
 from test_judge_check_stats import pingouin_iccs
@@ -195,7 +195,7 @@ def crisis_data(tmp_path_factory) -> Path:
 
     source = data_dir()
     if source is None or not (source / "mh_crisis" / MERGED).is_file():
-        pytest.skip("needs the mh_crisis data (set TRUSTMH_DATA_DIR)")
+        pytest.skip(NO_DATA + " (mh_crisis)")
     root = tmp_path_factory.mktemp("crisis-data")
     for rel in (MERGED, *SCORES.values()):
         (root / "mh_crisis" / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -319,12 +319,11 @@ def test_crisis_check_runs_live_resumes_and_saves(crisis_data: Path, tmp_path: P
         # one request per answer, plus one stricter retry per verdict that did not parse
         requests = len(server.log())
         assert requests == expected["n_sent"] + expected["n_retried"]
-        assert f"{expected['n_sent']} answers sent to the judge" in first.stdout
-        assert "16 conversations without a crisis label not sent" in first.stdout
-        assert "left unscored by the experts (skipped for that expert): H1 2, H2 1" in first.stdout
-        assert f"verdicts that did not parse (skipped): {expected['H1']['n_skipped_judge']}" in (
-            first.stdout
-        )
+        said = " ".join(first.stdout.split())  # notes wrap at the terminal's width
+        assert f"{expected['n_sent']} answers sent to the judge" in said
+        assert "16 conversations without a crisis label not sent" in said
+        assert "left unscored by the experts (skipped for that expert): H1 2, H2 1" in said
+        assert f"verdicts that did not parse (skipped): {expected['H1']['n_skipped_judge']}" in said
         assert (out / "judge-check-runs").is_dir()
 
         # the same command again: everything comes from the run store, nothing is sent

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import NO_DATA
 from test_judge_check_stats import library_statistics
 
 from trustmh.data.sources import DataContext
@@ -27,7 +28,7 @@ def data_root() -> Path:
 
     path = data_dir()
     if path is None or not (path / "mentalalign" / "ratings.csv").is_file():
-        pytest.skip("needs the MentalAlign ratings (set TRUSTMH_DATA_DIR)")
+        pytest.skip(NO_DATA + " (MentalAlign ratings)")
     return path
 
 

@@ -10,6 +10,7 @@ from importlib import resources
 from typing import get_args
 
 import pytest
+from conftest import NO_DATA
 
 from trustmh.data.loaders import cpsycoune, esconv, mh_crisis
 from trustmh.data.sources import DataContext
@@ -27,7 +28,7 @@ def data():
 
     path = data_dir()
     if path is None:
-        pytest.skip("real data not available")
+        pytest.skip(NO_DATA)
     return DataContext((path,))
 
 

@@ -428,7 +428,9 @@ def test_serves_many_concurrent_connections() -> None:
         replies = asyncio.run(burst(server.base_url, 150))
         elapsed = time.monotonic() - started
     assert replies == [default_reply(user(f"q{i}")) for i in range(150)]
-    assert elapsed < 2.5  # concurrently: far below 150 x 0.3 s
+    # concurrently: 150 x 0.3 s would take 45 s one at a time; the bound leaves room for a loaded
+    # 2-core machine (it was 2.5 s, which the README's test command failed on under load)
+    assert elapsed < 15
 
 
 def test_subprocess_mode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -52,7 +52,7 @@ def test_reproduce_from_bundled_subset_equals_real_data(real_data: Path, tmp_pat
     # each model is stored as a run, and the table names every model
     runs = sorted(p.parent.name for p in (tmp_path / "bundled" / "runs").glob("*/trustmh.sqlite"))
     assert len(runs) == 12
-    assert "Meditron3-70B" in bundled.stdout and "unparseable" in bundled.stdout
+    assert "Meditron3-70B" in bundled.stdout and "unparsed" in bundled.stdout
     assert (
         (tmp_path / "bundled" / "reproduction.md")
         .read_text(encoding="utf-8")

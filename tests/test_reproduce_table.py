@@ -169,4 +169,9 @@ def test_markdown_and_rich_table(results, tmp_path):
     console = Console(file=io.StringIO(), width=200)
     console.print(rt.rich_table(rows))
     out = console.file.getvalue()
-    assert "SoulChat2" in out and "not recorded" in out and "(1 / 1)" in out
+    assert "SoulChat2" in out and "— not recorded" in out and " 1/1 " in out
+    # and it fits an 80-column terminal
+    narrow = Console(file=io.StringIO(), width=80)
+    narrow.print(rt.rich_table(rows))
+    assert all(len(line) <= 80 for line in narrow.file.getvalue().splitlines())
+    assert "ethical_reasoning" in narrow.file.getvalue()

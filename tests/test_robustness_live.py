@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_cli
+from conftest import NO_DATA, run_cli
 from live import query, run_live
 from openai_server import FakeOpenAIServer, default_reply
 
@@ -69,7 +69,7 @@ def live_run(tmp_path_factory) -> Path:
     from conftest import data_dir
 
     if data_dir() is None:
-        pytest.skip("real data not available")
+        pytest.skip(NO_DATA)
     run_dir = tmp_path_factory.mktemp("robustness") / "run"
     config = run_dir.parent / "run.toml"  # the base tasks build only the items the run uses
     config.write_text("[options]\n" + "".join(f"{k} = {v}\n" for k, v in OPTIONS.items()))

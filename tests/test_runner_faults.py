@@ -105,8 +105,8 @@ def test_retry_after_is_honoured(fake_openai, tmp_path: Path) -> None:
 def test_persistent_failure_is_recorded_then_retried_next_run(fake_openai, tmp_path: Path) -> None:
     fake_openai.set_faults([{"kind": "500", "contains": "Item 3:"}])
     proc = smoke_run(fake_openai, tmp_path / "run", "--max-retries", "2", n=6)
-    assert proc.returncode == 3, proc.stderr  # a run that ended incomplete
-    assert "Some samples failed" in proc.stderr and "--run-dir" in proc.stderr
+    assert proc.returncode == 3, proc.stderr  # incomplete
+    assert "incomplete: 1 of 6 samples failed" in proc.stderr and "--run-dir" in proc.stderr
     assert "first error: HTTP 500" in proc.stdout
     got = results(tmp_path / "run")
     assert got["3"][0] == "error" and sum(s == "ok" for s, _, _ in got.values()) == 5

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from conftest import REPO
+from conftest import NO_DATA, REPO
 from live import query, run_live
 from openai_server import FakeOpenAIServer
 
@@ -105,7 +105,7 @@ def data_dir() -> Path:
 
     path = find()
     if path is None or not (path / "trustmh" / "JailbreakMH.csv").is_file():
-        pytest.skip("needs the shared data folder (JailbreakMH.csv)")
+        pytest.skip(NO_DATA + " (JailbreakMH.csv)")
     return path
 
 

@@ -14,7 +14,7 @@ from functools import cache
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import NO_DATA, run_cli
 from live import query, run_live
 from openai_server import FakeOpenAIServer
 
@@ -91,7 +91,7 @@ def results(run_dir: Path, task: str) -> dict[str, tuple]:
 def elephant(real_data_module) -> Path:
     path = real_data_module / "elephant"
     if not (path / "OEQ_sample.csv").is_file():
-        pytest.skip("needs elephant/ in the shared data")
+        pytest.skip(NO_DATA + " (elephant/)")
     return path
 
 

@@ -31,6 +31,7 @@ app = typer.Typer(
 )
 out = Console()
 err = Console(stderr=True)
+INCOMPLETE_EXIT = 3  # a run that ended with failed samples (see `trustmh run --help`)
 
 RUN_EPILOG = """
 Examples:
@@ -66,7 +67,9 @@ def run(
     tasks: Annotated[
         str | None,
         typer.Option(
-            help="Comma-separated subtask ids, pillar names or `all`, e.g. `privacy,ethics.ethical_reasoning`."
+            help="Comma-separated subtask ids, pillar names or `all`, e.g. `privacy,ethics`. "
+            "Default: all, every subtask; without --tasks, run asks first on a terminal and refuses "
+            "in a pipe (pass --tasks all there)."
         ),
     ] = None,
     judge: Annotated[
@@ -133,11 +136,17 @@ def run(
     ] = None,
     request_timeout: Annotated[
         float | None,
-        typer.Option(help="Seconds before one request times out (then retried). Default: 120."),
+        typer.Option(
+            help="Seconds one attempt of a request may take in all, a reply that trickles in "
+            "included (then it is retried). Default: 60; raise it for slow local or reasoning models."
+        ),
     ] = None,
     max_retries: Annotated[
         int | None,
-        typer.Option(help="Retries after 429/5xx/timeouts/connection errors. Default: 6."),
+        typer.Option(
+            help="Retries after 429/5xx/timeouts/dropped connections. Default: 3 (a sample on a "
+            "server that hangs gives up after about 4 minutes)."
+        ),
     ] = None,
     retry_base_delay: Annotated[
         float | None,
@@ -220,18 +229,30 @@ def run(
         ),
     ] = None,
     progress: Annotated[bool, typer.Option(help="Show the live progress bar.")] = True,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose",
+            "-v",
+            help="Also print every metric and breakdown (the report has them all).",
+        ),
+    ] = False,
 ) -> None:
-    """Evaluate a model on TrustMH-Bench subtasks and print the results."""
+    """Evaluate a model on TrustMH-Bench subtasks: ends with a one-screen summary per pillar and
+    writes a report. Exit codes: 0 complete, 2 bad input or unreachable server, 3 some samples
+    failed (the resume command is printed), 130 interrupted."""
     overrides = {
         k: v
         for k, v in locals().items()
-        if k not in ("config", "progress", "levels", "refusal_detector", "option")
+        if k not in ("config", "progress", "levels", "refusal_detector", "option", "verbose")
     }
     from trustmh.config import build_config
     from trustmh.engine import resolve_run_dir, run_evaluation
     from trustmh.render import print_summary
 
     cfg = build_config(config, overrides)
+    if tasks is None and not config_sets_tasks(config):
+        confirm_full_run(cfg)
     if levels is not None:
         cfg.options = {**cfg.options, "levels": levels}
     if refusal_detector is not None:
@@ -250,23 +271,74 @@ def run(
             soft_wrap=True,
         )
         raise typer.Exit(130) from None
-    except FatalBackendError as exc:
+    except FatalBackendError as exc:  # an unreachable server, a rejected key, an unknown model
         err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
-        err.print(
-            f"Finished samples are saved in {cfg.run_dir}; resume with: {resume_command(cfg.run_dir)}",
-            markup=False,
-            highlight=False,
-        )
+        if finished_samples(cfg.run_dir):  # e.g. the model answered, then the judge was down
+            err.print(
+                f"Finished samples are saved in {cfg.run_dir}; resume with: {resume_command(cfg.run_dir)}",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
         raise typer.Exit(2) from None
-    print_summary(summary, out)
     write_run_report([cfg.run_dir], cfg.run_dir / REPORT_NAME, out)
+    print_summary(summary, out, verbose=verbose)
     if summary.status != "complete":
         err.print(
-            f"Some samples failed; rerun to retry them: {resume_command(cfg.run_dir)}",
+            f"incomplete: {summary.n_failed} of {summary.n_samples} samples failed "
+            f"(first error: {summary.stats.first_error}); their numbers above leave them out. "
+            f"Rerun to retry only them: {resume_command(cfg.run_dir)}",
             markup=False,
             highlight=False,
+            soft_wrap=True,
         )
-        raise typer.Exit(3)  # a run that ended incomplete
+        raise typer.Exit(INCOMPLETE_EXIT)
+
+
+def finished_samples(run_dir: Path) -> bool:
+    """Whether a run directory holds any reply or score (so that resuming it saves something)."""
+    import sqlite3
+
+    from trustmh.store import RUN_DB
+
+    try:
+        conn = sqlite3.connect(f"file:{run_dir / RUN_DB}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return False
+    try:
+        query = "SELECT EXISTS (SELECT 1 FROM responses) OR EXISTS (SELECT 1 FROM scores)"
+        return conn.execute(query).fetchone()[0] == 1
+    except sqlite3.Error:
+        return False
+    finally:
+        conn.close()
+
+
+def config_sets_tasks(config: Path | None) -> bool:
+    """Whether the --config file chooses the subtasks itself."""
+    from trustmh.config import load_config_file
+
+    return config is not None and "tasks" in load_config_file(config)
+
+
+def confirm_full_run(cfg) -> None:
+    """A run of every subtask that nobody asked for by name: on a terminal, say what would run and
+    ask; elsewhere (a pipe, CI) refuse with one line, since nobody can answer. Declining exits 0
+    with nothing run."""
+    from trustmh.tasks.registry import select_tasks
+
+    chosen = select_tasks(cfg.tasks)
+    what = (f"every subtask of the protocol ({len(chosen)} subtasks in "
+            f"{len({t.pillar for t in chosen})} pillars) on {cfg.model}")  # fmt: skip
+    if not sys.stdin.isatty():
+        raise UserError(
+            f"no --tasks given: that would run {what}; pass --tasks all to do so, or choose, "
+            "e.g. --tasks privacy,ethics (`trustmh tasks` lists them)"
+        )
+    err.print(f"No --tasks given: this runs {what}.", markup=False, highlight=False)
+    if not typer.confirm("Run them all?", default=False, err=True):
+        err.print("Nothing run. Choose subtasks with --tasks, e.g. --tasks privacy,ethics.")
+        raise typer.Exit(0)
 
 
 def parse_options(items: list[str]) -> dict[str, object]:
@@ -335,16 +407,23 @@ def reproduce(
     Example: trustmh reproduce --out results/
     """
     from trustmh.reproduce import reproduce as run_reproduction
-    from trustmh.reproduce_table import rich_table
+    from trustmh.reproduce_table import rich_table, verdict_lines
 
     def progress(name: str, summary, counts: dict[str, int]) -> None:
         err.print(f"scored {name}: {counts.get('samples', 0)} samples ({counts.get('missing', 0)} not recorded) -> {summary.run_dir}",
                   markup=False, highlight=False, soft_wrap=True)  # fmt: skip
 
     result = asyncio.run(run_reproduction(out_dir, data_dir, models=model, on_model=progress))
-    Console(width=max(out.width, 160)).print(rich_table(result.rows, result.unparsed))
+    out.print(rich_table(result.rows, result.unparsed))
     out.print(f"wrote {result.csv_path} and {result.markdown_path}", highlight=False)
     write_run_report([s.run_dir for s in result.summaries.values()], out_dir / REPORT_NAME, out)
+    out.print(
+        "\nDid the reproduction match the paper? (ranks of the recorded models)", style="bold"
+    )
+    for line in verdict_lines(result.rows) or [
+        "fewer than two recorded models scored: no order to compare"
+    ]:
+        out.print(line, markup=False, highlight=False)
     print_mentalalign(result, out)
 
 
@@ -384,12 +463,12 @@ def report(
             help="Place comparable runs among the paper's recorded models (reproduced once, then cached)."
         ),
     ] = True,
-    include_beyond: Annotated[
+    include_stand_ins: Annotated[
         bool,
         typer.Option(
+            "--include-stand-ins",
             "--include-beyond",
-            help="Also count subtasks beyond the paper (BEYOND, e.g. crisis.multiturn_safety) in "
-            "the pillar scores and ranks; by default they are shown apart.",
+            help="Let STAND-IN and BEYOND subtasks (e.g. the diagnosis stand-in, crisis.multiturn_safety) into the pillar scores and ranks (left out by default).",
         ),
     ] = False,
 ) -> None:
@@ -400,7 +479,7 @@ def report(
     """
     from trustmh.cli_report import report_command
 
-    report_command(runs, output, figures, reference, out, include_beyond)
+    report_command(runs, output, figures, reference, out, include_stand_ins)
 
 
 @app.command()
@@ -470,6 +549,24 @@ def models(
 def version() -> None:
     """Print the trustmh version."""
     out.print(__version__)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        out.print(f"trustmh {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    pass
 
 
 app.add_typer(data_app, name="data", help="Verify and fetch the benchmark's datasets.")

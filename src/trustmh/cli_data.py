@@ -29,7 +29,7 @@ DataDirOption = Annotated[
     typer.Option(
         "--data-dir",
         help="Data folder searched first (before $TRUSTMH_DATA_DIR, the user cache and the bundled "
-        "subset), e.g. --data-dir ../shared/data.",
+        "subset), laid out as in docs/data.md, e.g. --data-dir ~/trustmh-data.",
     ),
 ]
 SourcesArgument = Annotated[
@@ -53,7 +53,7 @@ def _check_ids(ids: list[str] | None) -> list[str] | None:
 @data_app.command("list")
 def list_sources(data_dir: DataDirOption = None) -> None:
     """List every data source: license, upstream, files and where it is found, e.g.
-    `trustmh data list --data-dir ../shared/data`."""
+    `trustmh data list --data-dir ~/trustmh-data`."""
     ctx = resolve_data_context(data_dir)
     table = Table(title="Data sources")
     for col in ("id", "title", "license", "public", "files", "found in", "upstream"):
@@ -85,7 +85,7 @@ def verify(
     ] = False,
 ) -> None:
     """Check every data file against its SHA-256: present / missing / corrupt per source, e.g.
-    `trustmh data verify` or `trustmh data verify c_ssrs --data-dir ../shared/data`.
+    `trustmh data verify` or `trustmh data verify c_ssrs --data-dir ~/trustmh-data`.
 
     Exits with code 2 when a file is corrupt (or, with --strict, missing)."""
     ctx = resolve_data_context(data_dir)
@@ -208,21 +208,36 @@ def fetch(
 
 def task_data_status(ctx: DataContext, task: object) -> str:
     """`yes`, `no` or `on request` for whether a task's data is present."""
+    required = tuple(getattr(task, "sources", ()))
+    optional = tuple(getattr(task, "optional_sources", ()))
     try:
-        require_sources(ctx, task)  # type: ignore[arg-type]
+        require_sources(ctx, required)
+        if optional and not any(_present(ctx, entry) for entry in optional):
+            raise DataError("none of the optional data is present")
     except DataError:
-        ids = {entry.partition("/")[0] for entry in getattr(task, "sources", ())}
+        ids = {entry.partition("/")[0] for entry in (*required, *optional)}
         return "on request" if any(not SOURCES[i].public for i in ids if i in SOURCES) else "no"
     return "yes"
 
 
+def _present(ctx: DataContext, entry: str) -> bool:
+    try:
+        require_sources(ctx, (entry,))
+    except DataError:
+        return False
+    return True
+
+
 def tasks_command(pillar: str | None = None, data_dir: Path | None = None) -> None:
-    """Print the subtask table (id, pillar, data, n, metric, better, status, implemented, data
-    present), optionally for one pillar, e.g. `trustmh tasks --pillar privacy`."""
-    from trustmh.tasks.registry import all_tasks, pillars
+    """Print every subtask, pillar by pillar, optionally for one pillar, e.g. `trustmh tasks
+    --pillar privacy`: a first line with the id, status label, direction and whether its data is
+    present, a second with the metric, the size and the data files (folded to the terminal); then
+    the subtasks beyond the paper, each as a block."""
+    from trustmh.tasks.registry import all_tasks, canonical, pillars
 
     tasks = [t for t in all_tasks().values() if t.in_protocol]
     if pillar is not None:
+        pillar = canonical(pillar)
         known = [p for p in pillars() if p != "smoke"]
         if pillar.lower() not in known:
             raise UserError(
@@ -230,32 +245,8 @@ def tasks_command(pillar: str | None = None, data_dir: Path | None = None) -> No
             )
         tasks = [t for t in tasks if t.pillar == pillar.lower()]
     ctx = resolve_data_context(data_dir)
-    table = Table(title="TrustMH-Bench subtasks")
-    for col in (
-        "id",
-        "pillar",
-        "data",
-        "n",
-        "metric",
-        "better",
-        "status",
-        "implemented",
-        "data present",
-    ):
-        table.add_column(col, overflow="fold")
-    for task in tasks:
-        table.add_row(
-            task.id,
-            task.pillar,
-            ", ".join(task.sources),
-            task.n_items,
-            task.metric,
-            task.direction,
-            task.status,
-            "yes" if task.implemented else "no",
-            task_data_status(ctx, task),
-        )
-    out.print(table)
+    if tasks:  # a pillar of extensions only (e.g. mentalbench) has no protocol subtask
+        print_protocol_tasks(tasks, ctx)
     beyond = [t for t in all_tasks().values() if t.status == "BEYOND"]
     if pillar is not None:
         beyond = [t for t in beyond if t.pillar == pillar.lower()]
@@ -267,6 +258,38 @@ def tasks_command(pillar: str | None = None, data_dir: Path | None = None) -> No
         )
         for task in beyond:
             out.print(beyond_block(task, ctx))
+
+
+def print_protocol_tasks(tasks, ctx: DataContext) -> None:
+    """The protocol subtasks, pillar by pillar: a line with the id, status label, direction and
+    whether the data is present, then one with the metric, the size and the data files."""
+    from rich.padding import Padding
+    from rich.text import Text
+
+    width = max(len(t.id) for t in tasks)
+    n_pillars = len({t.pillar for t in tasks})
+    out.print(
+        f"TrustMH-Bench subtasks: {len(tasks)} in {n_pillars} pillar{'s' * (n_pillars != 1)}. "
+        "Status labels (EXACT, UPSTREAM, DEFAULT, STAND-IN) and each subtask's protocol: "
+        "docs/protocol.md; ↑ higher is better, ↓ lower.",
+        highlight=False,
+    )
+    for name in dict.fromkeys(t.pillar for t in tasks):
+        out.print(f"\n[bold]{name}[/]", highlight=False)
+        for task in (t for t in tasks if t.pillar == name):
+            arrow = "↑" if task.direction == "higher" else "↓"
+            present = task_data_status(ctx, task) if task.implemented else "not implemented"
+            if present == "yes" and task.stand_in and task.stand_in(ctx, {}):
+                present = "stand-in"
+            out.print(
+                Text(f"  {task.id:<{width}}  {task.status:<8}  {arrow}  data: {present}"),
+                no_wrap=True,
+                overflow="ignore",
+                crop=False,
+            )
+            files = ", ".join((*task.sources, *task.optional_sources)) or "built-in"
+            detail = f"{task.metric}; n = {task.n_items}; §{task.section}; {files}"
+            out.print(Padding(Text(detail, style="dim"), (0, 0, 0, 4)))
 
 
 def beyond_block(task, ctx: DataContext) -> Table:

@@ -111,10 +111,11 @@ def judge_check(
         int | None, typer.Option(min=1, help="crisis: judge requests in flight. Default: 32.")
     ] = None,
     request_timeout: Annotated[
-        float | None, typer.Option(help="crisis: seconds before one request times out.")
+        float | None,
+        typer.Option(help="crisis: seconds one attempt of a request may take in all. Default: 60."),
     ] = None,
     max_retries: Annotated[
-        int | None, typer.Option(help="crisis: retries after 429/5xx/timeouts. Default: 6.")
+        int | None, typer.Option(help="crisis: retries after 429/5xx/timeouts. Default: 3.")
     ] = None,
     retry_base_delay: Annotated[
         float | None, typer.Option(help="crisis: first backoff delay in seconds. Default: 1.")
@@ -292,10 +293,12 @@ def _report(rows, notes, title, out_dir, figures, kind, unit, out) -> None:
     from trustmh.judge_check.output import model_table, rich_table, write_csv, write_figures
     from trustmh.judge_check.store import results_dir, save_results
 
-    table = model_table(rows, title) if unit == "model" else rich_table(rows, title)
-    Console(width=max(out.width, 180)).print(table)
+    if unit == "model":
+        Console(width=max(out.width, 180)).print(model_table(rows, title))
+    else:
+        out.print(rich_table(rows, title, out.width))
     for line in notes:
-        out.print(line, highlight=False, markup=False, soft_wrap=True)
+        out.print(line, highlight=False, markup=False)
     try:
         written = [write_csv(rows, out_dir, unit)]
         pngs = write_figures(rows, out_dir, unit) if figures else []

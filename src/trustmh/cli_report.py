@@ -14,13 +14,13 @@ REPORT_NAME = "report.html"
 
 
 def report_command(runs: Sequence[Path], output: Path, figures: bool, reference: bool,
-                   console: Console, include_beyond: bool = False) -> None:  # fmt: skip
+                   console: Console, include_stand_ins: bool = False) -> None:  # fmt: skip
     """Write the report of these runs and print where its files are."""
     from trustmh.report import write_report
 
     started = time.monotonic()
     files = write_report(runs, output, figures=figures, reference=reference,
-                         include_beyond=include_beyond)  # fmt: skip
+                         include_substitutes=include_stand_ins)  # fmt: skip
     _print_files(files, console, time.monotonic() - started)
 
 

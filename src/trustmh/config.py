@@ -12,6 +12,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from trustmh.errors import UserError
 
 DEFAULT_CONCURRENCY = 32
+# One attempt of a request may take this long in all (connect, wait, a reply that trickles in):
+# 3x what a hosted model needs for a 1,024-token reply; raise it for slow local or reasoning models.
+DEFAULT_REQUEST_TIMEOUT = 60.0
+# With the backoff (1, 2, 4 s plus jitter) a sample on a server that hangs gives up after
+# 4 x 60 s + about 10 s: at most about 4 minutes, then it is recorded as failed for the next run.
+DEFAULT_MAX_RETRIES = 3
 
 
 class RunConfig(BaseModel):
@@ -57,13 +63,19 @@ class RunConfig(BaseModel):
     tpm: int | None = Field(
         None, gt=0, description="tokens per minute limit per endpoint (estimated)"
     )
-    request_timeout: float = Field(120.0, gt=0, description="seconds before one request times out")
-    max_retries: int = Field(6, ge=0, description="retries of a request after transient failures")
+    request_timeout: float = Field(
+        DEFAULT_REQUEST_TIMEOUT,
+        gt=0,
+        description="seconds one attempt of a request may take in all, its reply included",
+    )
+    max_retries: int = Field(
+        DEFAULT_MAX_RETRIES, ge=0, description="retries of a request after transient failures"
+    )
     retry_base_delay: float = Field(
         1.0, ge=0, description="first backoff delay in seconds (doubles, with jitter)"
     )
     max_retry_after: float = Field(
-        300.0, ge=0, description="cap on a server's Retry-After, in seconds"
+        60.0, ge=0, description="cap on a server's Retry-After, in seconds"
     )
     api_key_env: str | None = Field(
         None, description="environment variable holding the model's API key"

@@ -58,6 +58,9 @@ class RunSummary:
     n_samples: int = 0
     n_pending: int = 0
     n_replaced: int = 0  # stored samples whose request changed, asked again
+    n_failed: int = 0  # samples of this invocation that ended as errors (retried by a rerun)
+    limit: int | None = None  # --limit: items per subtask (a smoke run)
+    stand_ins: dict[str, str] = field(default_factory=dict)  # subtask -> the STAND-IN it ran on
     status: str = "complete"
     seconds: float = 0.0
     # protocol 1.7: the parameter profile of the model (and judge), the notes every table of the
@@ -282,6 +285,7 @@ async def _run_evaluation(cfg: RunConfig, progress: bool, console: Any) -> RunSu
         stats,
         skipped,
     )
+    summary.limit = cfg.limit
     try:
         _check_same_run(store, cfg)
         store.set_meta("config", cfg.model_dump(mode="json", exclude={"run_dir"}))
@@ -299,12 +303,18 @@ async def _run_evaluation(cfg: RunConfig, progress: bool, console: Any) -> RunSu
                     t.id: {
                         "status_label": t.status,
                         "section": t.section,
-                        "data": data_fingerprint(data, t.sources),
+                        "data": data_fingerprint(data, (*t.sources, *t.optional_sources)),
+                        "stand_in": t.stand_in(data, task_options(cfg, t)) if t.stand_in else None,
                     }  # fmt: skip
                     for t in tasks
                 },
             },
         )
+        summary.stand_ins = {
+            t: info["stand_in"]
+            for t, info in (store.get_meta("task_info") or {}).items()
+            if t in selected_ids and info.get("stand_in")
+        }
         store.set_meta(
             "tasks", list(dict.fromkeys([*(store.get_meta("tasks") or []), *summary.tasks]))
         )
@@ -374,6 +384,7 @@ async def _run_evaluation(cfg: RunConfig, progress: bool, console: Any) -> RunSu
         ]
         # in the order the user selected them ("not scored: no judge" rows were set up first)
         summary.results = {t: summary.results[t] for t in selected_ids if t in summary.results}
+        summary.n_failed = remaining
         summary.status = "complete" if remaining == 0 else "incomplete"
         store.set_meta("status", summary.status)
         store.set_meta("finished", datetime.now().isoformat(timespec="seconds"))

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from trustmh.engine import RunSummary
 from trustmh.metrics import split_metric_name
+from trustmh.tables import folded_table
 from trustmh.types import MetricValue
 
 
@@ -19,12 +18,9 @@ def fmt(value: float | None, digits: int = 4) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
-def folded_table(title: str, columns: Sequence[str]) -> Table:
-    """A table with these columns, long cells folded onto several lines rather than cut."""
-    table = Table(title=title)
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    return table
+def arrow(direction: str) -> str:
+    """↑ (higher is better), ↓ (lower is better) or nothing (a descriptive metric)."""
+    return {"higher": "↑", "lower": "↓"}.get(direction, "")
 
 
 def metric_row(task: str, m: MetricValue) -> list[str]:
@@ -32,12 +28,11 @@ def metric_row(task: str, m: MetricValue) -> list[str]:
     # metric names, notes and CI brackets are text, not rich markup (breakdowns look like
     # `rta[method=cot]`, which rich would swallow as a tag)
     ci = escape(f"[{fmt(m.ci_low, 3)}, {fmt(m.ci_high, 3)}]") if m.ci_low is not None else ""
-    arrow = "↑" if m.direction == "higher" else "↓"
     name = f"[bold]{escape(m.name)}[/]" if m.primary else escape(m.name)
     return [
         escape(task),
         name,
-        f"{fmt(m.value)} {arrow}",
+        f"{fmt(m.value)} {arrow(m.direction)}".rstrip(),
         ci,
         str(m.n),
         f"{m.n_refused}/{m.n_unparsed}/{m.n_error}",
@@ -59,11 +54,12 @@ def breakdown_rows(task: str, metrics: list[MetricValue]) -> list[list[str]]:
     ]
 
 
-def print_summary(summary: RunSummary, console: Console) -> None:
-    """The results table of a run (overall metrics, then breakdowns by group) and its counters."""
+def print_full_table(summary: RunSummary, console: Console) -> None:
+    """Every metric of every subtask (`run --verbose`), then one line per breakdown."""
     table = folded_table(
-        f"{summary.model_label} — {summary.run_dir}",
+        f"{summary.model_label}: every metric",
         ("subtask", "metric", "value", "95% CI", "n", "refused/unparsed/errors", "note"),
+        keep=("subtask",),
     )
     breakdowns: list[list[str]] = []
     for task, metrics in summary.results.items():
@@ -76,16 +72,26 @@ def print_summary(summary: RunSummary, console: Console) -> None:
         detail = folded_table(
             "breakdowns (all values and intervals: report.html / report.csv)",
             ("subtask", "metric by group", "values"),
+            keep=("subtask",),
         )
         for row in breakdowns:
             detail.add_row(*row)
         console.print(detail)
+
+
+def print_summary(summary: RunSummary, console: Console, verbose: bool = False) -> None:
+    """What a run found, on one screen: per pillar its score and what it covers, per subtask its
+    primary metric and anything that qualifies it (stand-in, failures, no judge); then the
+    counters. `verbose` puts the table of every metric and breakdown first."""
+    if verbose:
+        print_full_table(summary, console)
+    print_pillar_summary(summary, console)
     s = summary.stats
     reasoning = f" ({s.reasoning_tokens} reasoning)" if s.reasoning_tokens else ""
     console.print(
         f"samples {summary.n_samples} (pending at start {summary.n_pending}) · requests sent {s.requests}"
         f" · cache hits {s.cache_hits} · reused from run {s.reused} · retries {s.retries}"
-        f" · errors {s.errors} · missing {s.missing} · tokens {s.prompt_tokens}+{s.completion_tokens}{reasoning}"
+        f" · failed {s.errors} · not recorded {s.missing} · tokens {s.prompt_tokens}+{s.completion_tokens}{reasoning}"
         f" · {summary.seconds:.1f}s · status {summary.status}",
         highlight=False,
     )
@@ -111,6 +117,101 @@ def print_summary(summary: RunSummary, console: Console) -> None:
     for task, reason in summary.skipped.items():
         console.print(f"skipped {task}: {reason}", highlight=False)
     print_judge_agreement(summary, console)
+    if not verbose:
+        console.print(
+            "every metric and breakdown: add --verbose, or open the report", highlight=False
+        )
+
+
+def print_pillar_summary(summary: RunSummary, console: Console) -> None:
+    """Per pillar: its score ("k of n subtasks"), then each subtask's primary metric on one line
+    whose id is never broken, and below it what qualifies that number."""
+    from rich.padding import Padding
+    from rich.text import Text
+
+    from trustmh.pillars import Entry, pillar_score, value_scale
+    from trustmh.tasks.registry import all_tasks
+
+    registry = all_tasks()
+    judge = f" · judge {summary.judge}" if summary.judge else ""
+    console.print(
+        f"{summary.model_label}{judge} · {summary.run_dir}", markup=False, highlight=False
+    )
+    if summary.limit is not None:
+        console.print(
+            f"--limit {summary.limit}: only the first {summary.limit} items of each subtask, a smoke "
+            "run; these numbers are not comparable with full runs or the paper.",
+            style="bold", markup=False, highlight=False,
+        )  # fmt: skip
+    width = max((len(t) for t in summary.results), default=0)
+    pillars = dict.fromkeys(_pillar_of(t, registry) for t in summary.results)
+    for pillar in pillars:
+        tasks = [t for t in summary.results if _pillar_of(t, registry) == pillar]
+        entries = []
+        for task_id in tasks:
+            primary = next((m for m in summary.results[task_id] if m.primary), None)
+            task = registry.get(task_id)
+            value = primary.value if primary else None
+            scale = value_scale(task.scale if task else None, [value] if value is not None else [])
+            entries.append(Entry(task_id, value, primary.direction if primary else "higher", scale,
+                                 stand_in=summary.stand_ins.get(task_id),
+                                 beyond=bool(task and not task.in_protocol),
+                                 note=primary.note if primary else None))  # fmt: skip
+        total = sum(1 for t in registry.values() if t.pillar == pillar and t.in_protocol)
+        score = pillar_score(entries, total)
+        head = f"{score.value:.2f}" if score.value is not None else "—"
+        console.print(f"\n[bold]{escape(pillar)}[/] {head} ({score.coverage})", highlight=False)
+        for task_id in tasks:
+            primary = next((m for m in summary.results[task_id] if m.primary), None)
+            line = f"  {task_id:<{width}}  " + _primary_cells(primary)
+            console.print(Text(line), no_wrap=True, overflow="ignore", crop=False)
+            notes = _qualifiers(task_id, primary, summary, score.left_out.get(task_id))
+            if notes:
+                console.print(Padding(Text("; ".join(notes), style="dim"), (0, 0, 0, 4)))
+
+
+def _gist(note: str, limit: int = 200) -> str:
+    """A note short enough for the summary: whole, or its first and last clauses (a long note
+    describes the metric first and says why there is no value last); --verbose has it whole."""
+    if len(note) <= limit:
+        return note
+    first, _, rest = note.partition("; ")
+    last = rest.rpartition("; ")[2]
+    half = limit // 2
+    first = first if len(first) <= half else first[: half - 1] + "…"
+    last = last if len(last) <= half else "…" + last[-half + 1 :]
+    return f"{first} … {last}"
+
+
+def _pillar_of(task_id: str, registry) -> str:
+    task = registry.get(task_id)
+    return task.pillar if task else task_id.split(".", 1)[0]
+
+
+def _primary_cells(m: MetricValue | None) -> str:
+    """value ↑ [low, high] n=…, in fixed widths (at most 40 columns)."""
+    if m is None or m.value is None:
+        return "—"
+    ci = f"[{fmt(m.ci_low, 3)}, {fmt(m.ci_high, 3)}]" if m.ci_low is not None else ""
+    return f"{fmt(m.value, 3):>7} {arrow(m.direction) or ' '} {ci:<16} n={m.n}"
+
+
+def _qualifiers(task_id: str, m: MetricValue | None, summary: RunSummary, left_out: str | None) -> list[str]:  # fmt: skip
+    """What a reader must know about a subtask's number: why it has none or is not in the pillar
+    score, and its failed samples."""
+    notes = []
+    stand_in = summary.stand_ins.get(task_id)
+    if stand_in:
+        notes.append(f"STAND-IN: {stand_in}; not comparable with the paper")
+    if m is None or m.value is None:
+        notes.append(_gist(m.note) if m and m.note else "no value")
+    if left_out and not stand_in and (m is not None and m.value is not None):
+        notes.append(f"not in the pillar score: {left_out}")
+    elif stand_in:
+        notes.append("not in the pillar score")
+    if m is not None and m.n_error:
+        notes.append(f"{m.n_error} failed")
+    return notes
 
 
 def print_request_notes(summary: RunSummary, console: Console) -> None:
@@ -127,17 +228,37 @@ def print_request_notes(summary: RunSummary, console: Console) -> None:
 
 
 def print_judge_agreement(summary: RunSummary, console: Console) -> None:
-    """A line per judge-scored task: its judge and, when judge-check measured it, its agreement."""
+    """The judge's measured agreement with human experts on each judge-scored subtask's nearest
+    attribute, where judge-check measured it; one line for those it did not."""
     if not summary.judge:
         return
-    from trustmh.judge_check import describe
+    from trustmh.judge_check import describe, how_to_measure, lookup
     from trustmh.tasks.registry import get_task
 
+    unmeasured: dict[str, list[str]] = {}  # how to measure -> attributes
     for task_id in summary.results:
         task = get_task(task_id)
-        if task.needs_judge != "no":
+        if task.needs_judge == "no":
+            continue
+        if not task.judge_attribute or task.judge_unit == "model":
             line = describe(summary.judge, task.judge_attribute, task.judge_unit)
             console.print(f"{task_id}: {line}", highlight=False, markup=False, soft_wrap=True)
+            continue
+        found = lookup(summary.judge, task.judge_attribute)
+        if found is None:
+            how = how_to_measure(summary.judge, task.judge_attribute)
+            attributes = unmeasured.setdefault(how, [])
+            if task.judge_attribute not in attributes:
+                attributes.append(task.judge_attribute)
+        else:
+            console.print(f"{task_id}: judge {summary.judge}: {found.summary()}",
+                          highlight=False, markup=False)  # fmt: skip
+    for how, attributes in unmeasured.items():
+        console.print(
+            f"judge {summary.judge}: agreement with human experts on {', '.join(attributes)} "
+            f"not measured ({how})",
+            highlight=False, markup=False,
+        )  # fmt: skip
 
 
 def print_runs(console: Console, runs_root: Path | None = None, prune: bool = False) -> None:
@@ -218,17 +339,19 @@ def print_models(console: Console, data_dir: Path | None) -> None:
     from trustmh.data.sources import resolve_data_context
     from trustmh.models.replay import recorded_models
 
-    forms = folded_table("model specs", ("spec", "backend", "key"))
+    forms = folded_table("model specs", ("spec", "backend", "key"), keep=("spec",))
     for row in SPEC_FORMS:
-        forms.add_row(*map(escape, row))  # text, not markup: "trustmh[anthropic]"
+        forms.add_row(*map(escape, row))  # `trustmh[anthropic]` is text, not a style tag
     console.print(forms)
     print_profiles(console)
     recorded = folded_table(
-        "recorded models (replay:NAME)", ("NAME", "recorded as", "group", "subtasks")
+        "recorded models (replay:NAME)",
+        ("NAME", "recorded as", "group", "subtasks"),
+        keep=("NAME", "subtasks"),
     )
     ctx = resolve_data_context(data_dir)
     for m in recorded_models(ctx):
-        recorded.add_row(m.name, m.recorded_id, m.group, ", ".join(m.subtasks))
+        recorded.add_row(*map(escape, (m.name, m.recorded_id, m.group, "\n".join(m.subtasks))))
     console.print(recorded)
     from trustmh.models.replay_conversations import conversation_set_models
 

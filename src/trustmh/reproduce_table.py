@@ -22,6 +22,8 @@ from rich.table import Table
 from trustmh.types import MetricValue
 
 PAPER_RANKS = Path(__file__).resolve().parent / "bundled" / "reference" / "paper_ranks.csv"
+# per subtask, what is known to keep a reproduction from matching the paper (protocol sections)
+KNOWN_GAPS = PAPER_RANKS.with_name("reproduction_gaps.csv")
 # subtask -> (secondary metric, its direction) used to break ties on the primary metric.
 TIE_BREAKS: dict[str, tuple[str, str]] = {"ethics.ethical_reasoning": ("judge_mean", "higher")}
 CSV_NAME = "reproduction.csv"
@@ -163,7 +165,11 @@ def render_markdown(rows: Sequence[Row]) -> str:
         "# Reproduction of the paper's privacy and ethics results from the authors' recorded responses",
         "",
         "Every number is computed by the scorers from the recorded response files. Ranks are among the models",
-        "scored here; the paper ranked all 12 models, so its ranks are context, not a target, where fewer are scored.",
+        "scored here; the paper ranked all 12 models, so the comparison is with its order of the same models.",
+        "",
+        "## Verdict per pillar",
+        "",
+        *(f"- {line}" for line in verdict_lines(rows)),
         "",
     ]
     for subtask in dict.fromkeys(r.subtask for r in rows):
@@ -222,21 +228,28 @@ def write_markdown(rows: Sequence[Row], out_dir: Path) -> Path:
 
 
 def rich_table(rows: Sequence[Row], unparsed: Mapping[str, int] | None = None) -> Table:
-    """Terminal table: one row per model, one column per subtask: value (our rank / paper rank).
+    """Terminal table (80 columns): one row per model, one column per subtask: value and
+    rank/paper rank; the caption says which subtask each column is.
 
     `unparsed` gives each model's count of unparseable replies over all its scored samples; without
     it the column sums the primary metrics' counts."""
+    from rich import box
+
     subtasks = list(dict.fromkeys(r.subtask for r in rows if r.primary))
     table = Table(
-        title="Reproduction from recorded responses: value (rank / paper rank)",
-        caption="rank: among the recorded models; paper rank: among the paper's 12 models",
+        title="Reproduction from recorded responses",
+        caption=f"Columns: {', '.join(subtasks)}: primary metric (↑ higher is better, ↓ lower), "
+        "our rank among the recorded models / the paper's rank among its 12; — not recorded.",
+        box=box.SIMPLE_HEAD,
+        padding=(0, 1),
+        pad_edge=False,
     )
-    table.add_column("model")
+    table.add_column("model", no_wrap=True)
     for subtask in subtasks:
         first = next(r for r in rows if r.primary and r.subtask == subtask)
         arrow = "↑" if first.direction == "higher" else "↓"
-        table.add_column(f"{subtask}\n{first.metric} {arrow}", justify="right")
-    table.add_column("unparseable", justify="right")
+        table.add_column(f"{subtask.split('.', 1)[1]} {arrow}", justify="right", no_wrap=True)
+    table.add_column("unparsed", justify="right", no_wrap=True)
     for model in dict.fromkeys(r.model for r in rows):
         cells = [model]
         for subtask in subtasks:
@@ -244,14 +257,91 @@ def rich_table(rows: Sequence[Row], unparsed: Mapping[str, int] | None = None) -
                 (r for r in rows if r.primary and r.model == model and r.subtask == subtask), None
             )
             if p is None:
-                cells.append("not recorded")
+                cells.append("—")
                 continue
             rank = "—" if p.rank is None else str(p.rank)
             paper = "—" if p.paper_rank is None else str(p.paper_rank)
-            cells.append(f"{_fmt(p.value)} ({rank} / {paper})")
+            cells.append(f"{_fmt(p.value)} {rank}/{paper}")
         if unparsed is not None:
             cells.append(str(unparsed.get(model, 0)))
         else:
             cells.append(str(sum(r.n_unparseable for r in rows if r.primary and r.model == model)))
         table.add_row(*cells)
     return table
+
+
+# ------------------------------------------------------------------------------------ verdicts
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Our ranks of the recorded models on one subtask against the paper's order of the same
+    models (its ranks among all 12, re-ranked among these)."""
+
+    subtask: str
+    models: list[str]
+    ours: dict[str, int]
+    paper: dict[str, int]  # the paper's order among `models`, 1..k
+
+    @property
+    def matched(self) -> bool:
+        """Every model in the paper's place."""
+        return self.ours == self.paper
+
+    @property
+    def misplaced(self) -> list[str]:
+        """Models whose rank differs from the paper's order, worst first."""
+        return sorted((m for m in self.models if self.ours[m] != self.paper[m]),
+                      key=lambda m: (-abs(self.ours[m] - self.paper[m]), m))  # fmt: skip
+
+
+def compare_with_paper(rows: Sequence[Row]) -> list[Comparison]:
+    """Per subtask with published ranks: our ranks against the paper's order of the same models."""
+    out = []
+    for subtask in dict.fromkeys(r.subtask for r in rows if r.primary):
+        ranked = [r for r in rows if r.primary and r.subtask == subtask
+                  and r.rank is not None and r.paper_rank is not None]  # fmt: skip
+        if len(ranked) < 2:
+            continue
+        paper = {r.model: 1 + sum(o.paper_rank < r.paper_rank for o in ranked) for r in ranked}  # type: ignore[operator]
+        out.append(Comparison(subtask, [r.model for r in ranked],
+                              {r.model: r.rank for r in ranked}, paper))  # type: ignore[misc]  # fmt: skip
+    return out
+
+
+def load_known_gaps(path: Path = KNOWN_GAPS) -> dict[str, tuple[str, str]]:
+    """subtask -> (protocol section, what keeps its reproduction from matching the paper)."""
+    if not path.is_file():
+        return {}
+    with path.open(encoding="utf-8", newline="") as fh:
+        return {r["subtask"]: (r["section"], r["reason"]) for r in csv.DictReader(fh)}
+
+
+def verdict_lines(rows: Sequence[Row], gaps: Mapping[str, tuple[str, str]] | None = None) -> list[str]:  # fmt: skip
+    """One line per pillar: did the reproduction rank the recorded models as the paper did, and
+    where not, which models moved and why (the known gap, with its protocol section)."""
+    gaps = load_known_gaps() if gaps is None else gaps
+    by_pillar: dict[str, list[Comparison]] = {}
+    for c in compare_with_paper(rows):
+        by_pillar.setdefault(pillar_of(c.subtask), []).append(c)
+    lines = []
+    for pillar, comparisons in by_pillar.items():
+        parts = []
+        for c in comparisons:
+            name = c.subtask.split(".", 1)[1]
+            if c.matched:
+                parts.append(
+                    f"{name} ranks all {len(c.models)} recorded models in the paper's order"
+                )
+                continue
+            moved = ", ".join(f"{m} {c.ours[m]} (paper's order: {c.paper[m]})" for m in c.misplaced)
+            section, reason = gaps.get(c.subtask, ("", ""))
+            why = f": {reason} (protocol {section})" if reason else ""
+            parts.append(
+                f"{name} does not ({len(c.misplaced)} of {len(c.models)} models out of place: {moved}){why}"
+            )
+        matched = sum(c.matched for c in comparisons)
+        verdict = ("matched" if matched == len(comparisons)
+                   else "not matched" if matched == 0 else "partly matched")  # fmt: skip
+        lines.append(f"{pillar}: {verdict}: " + "; ".join(parts) + ".")
+    return lines

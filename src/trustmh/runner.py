@@ -30,6 +30,7 @@ from tenacity import (
 from trustmh.data.sources import DataContext
 from trustmh.errors import FatalBackendError
 from trustmh.models.base import ModelBackend, NotRecorded, SampleError, TransientError
+from trustmh.models.connect import EndpointCheck
 from trustmh.models.profiles import RequestPlan, plan_for
 from trustmh.models.reasoning import CUT_EMPTY, cut_short, with_reasoning_apart
 from trustmh.store import (
@@ -73,10 +74,10 @@ class RunStats:
 class RetryPolicy:
     """How transient failures are retried."""
 
-    max_retries: int = 6
+    max_retries: int = 3
     base_delay: float = 1.0
-    max_delay: float = 60.0
-    max_retry_after: float = 300.0
+    max_delay: float = 30.0
+    max_retry_after: float = 60.0
 
 
 # How often the runner commits the response cache's batch and checkpoints the databases' WAL.
@@ -145,6 +146,10 @@ class Endpoint:
         self._backoff = wait_exponential_jitter(
             multiplier=policy.base_delay, max=policy.max_delay, jitter=policy.base_delay
         )
+        # an unreachable server stops the run before its first request, not after every
+        # sample's retries (backends that can check offer `check`; replay and baseline cannot fail)
+        probe = getattr(backend, "check", None)
+        self._check = EndpointCheck(probe) if probe is not None else None
 
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
@@ -158,6 +163,8 @@ class Endpoint:
 
     async def call(self, request: GenRequest) -> tuple[Response, int]:
         """The backend's reply and the number of attempts; raises after the last retry."""
+        if self._check is not None:
+            await self._check.wait()
         try:
             return await self._attempt(request), 1
         except TransientError as exc:

@@ -10,7 +10,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": "..."}
-Direction = Literal["higher", "lower"]
+Direction = Literal[
+    "higher", "lower", "none"
+]  # "none": descriptive, no better side (e.g. reply length)
 # Outcome of scoring one sample (protocol Appendix B): ok, the reply was unparseable, a refusal,
 # the request failed after its retries, or the backend has nothing for it (replay of an item that
 # was never recorded).

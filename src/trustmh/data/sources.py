@@ -88,12 +88,6 @@ class DataContext:
         return self.locate(source) / relpath
 
 
-def default_shared_data() -> Path | None:
-    """`../shared/data` relative to the working directory, when it exists (the development layout)."""
-    candidate = Path.cwd().parent / "shared" / "data"
-    return candidate if candidate.is_dir() else None
-
-
 def resolve_data_context(data_dir: Path | None = None) -> DataContext:
     """Data roots in search order: `--data-dir`, `$TRUSTMH_DATA_DIR`, user cache, bundled subset."""
     roots: list[Path] = []

@@ -12,6 +12,7 @@
 """
 
 from trustmh.judge_check.results import JudgeAgreement, Thresholds
-from trustmh.judge_check.store import describe, lookup, results_dir, save_results
+from trustmh.judge_check.store import describe, how_to_measure, lookup, results_dir, save_results
 
-__all__ = ["JudgeAgreement", "Thresholds", "describe", "lookup", "results_dir", "save_results"]
+__all__ = ["JudgeAgreement", "Thresholds", "describe", "how_to_measure", "lookup", "results_dir",
+           "save_results"]  # fmt: skip

@@ -39,29 +39,36 @@ def _with_ci(est: Estimate, signed: bool = False) -> str:
     return f"{format_number(est.value, signed)} [{format_number(est.ci_low, signed)}, {format_number(est.ci_high, signed)}]"
 
 
-def rich_table(rows: list[JudgeAgreement], title: str) -> Table:
-    """The terminal table: one line per judge x attribute (all numbers in judge_check.csv)."""
-    table = Table(title=title)
-    for col in ("judge", "attribute", "n", "ICC(A,1) [95% CI]", "ICC(C,1)", "bias [95% CI]",
-                "MSE", *(label for _, label in TABLE_COLUMNS), "verdict"):  # fmt: skip
-        table.add_column(col, overflow="fold")
+WIDE_TABLE = 160  # terminal columns from which every statistic fits in the table
+
+
+def rich_table(rows: list[JudgeAgreement], title: str, width: int = WIDE_TABLE) -> Table:
+    """The terminal table: one line per judge x attribute. On a terminal narrower than
+    `WIDE_TABLE` only ICC(A,1), bias and the verdict (what the verdict rests on), each interval
+    under its value; every statistic is in judge_check.csv."""
+    from rich import box
+
+    wide = width >= WIDE_TABLE
+    extra = ("ICC(C,1)", "MSE", *(label for _, label in TABLE_COLUMNS)) if wide else ()
+    table = Table(title=title, box=None if not wide else box.HEAVY_HEAD,
+                  caption=None if wide else "ICC(C,1), MSE, r, rho, kappa, alpha, exact and ±1 "
+                  "agreement: judge_check.csv (or a terminal 160 columns wide)")  # fmt: skip
+    for col in ("judge", "attribute", "n", "ICC(A,1) [95% CI]", "bias [95% CI]", *extra, "verdict"):
+        table.add_column(col, overflow="fold", no_wrap=col in ("judge", "attribute"))
+    sep = " " if wide else "\n"
     for row in rows:
         verdict = row.verdict
         if row.verdict == TRUSTED:
             verdict = f"[green]{verdict}[/]"
         elif row.kind == "judge":
             verdict = f"[red]{verdict}[/]"
-        table.add_row(
-            column_label(row),
-            row.attribute,
-            str(row.n_items),
-            _with_ci(row.stats["icc_a1"]),
-            format_number(row.get("icc_c1")),
-            _with_ci(row.stats["bias"], signed=True),
-            format_number(row.get("mse")),
-            *(format_number(row.get(name)) for name, _ in TABLE_COLUMNS),
-            verdict,
-        )
+        cells = [_with_ci(row.stats["icc_a1"]).replace(" [", sep + "["),
+                 _with_ci(row.stats["bias"], signed=True).replace(" [", sep + "[")]  # fmt: skip
+        if wide:
+            cells.insert(1, format_number(row.get("icc_c1")))
+            cells += [format_number(row.get("mse")),
+                      *(format_number(row.get(name)) for name, _ in TABLE_COLUMNS)]  # fmt: skip
+        table.add_row(column_label(row), row.attribute, str(row.n_items), *cells, verdict)
     return table
 
 

@@ -209,6 +209,22 @@ def _conservative_order(row: JudgeAgreement) -> float:
     return float("inf") if low is None else low
 
 
+CRISIS_ATTRIBUTE = "appropriateness"  # what `judge-check --ratings crisis` measures
+
+
+def how_to_measure(judge_spec: str, attribute: str) -> str:
+    """How a judge's agreement on an attribute can be measured, as a clause: a command that works,
+    or why no command can (expert ratings of a new judge exist for appropriateness only)."""
+    if canonical_attribute(attribute).lower() == CRISIS_ATTRIBUTE:
+        return f"measure it: trustmh judge-check --ratings crisis --judge {judge_spec}"
+    if judge_spec.startswith(JUDGE_PREFIX) or recorded_equivalent(judge_spec):
+        return "measure it: trustmh judge-check --ratings mentalalign"
+    return (
+        "not measurable for this judge: of these attributes, only MentalAlign's four recorded "
+        "judges have ratings to compare with experts'"
+    )
+
+
 def describe(judge_spec: str | None, attribute: str | None, unit: Unit = "item") -> str | None:
     """One line naming a task's judge and, when a judge-check covers it, its agreement at the
     unit of the task's claim (`lookup`); None when there is no judge."""
@@ -218,9 +234,10 @@ def describe(judge_spec: str | None, attribute: str | None, unit: Unit = "item")
         return f"judge {judge_spec}: not measured against humans"
     found = lookup(judge_spec, attribute, unit=unit)
     if found is None:
-        flag = " --unit model" if unit == "model" else ""
-        return (
-            f"judge {judge_spec}: no {unit}-level judge-check result on {attribute} "
-            f"(see `trustmh judge-check{flag}`)"
-        )
+        if unit == "model":
+            return (
+                f"judge {judge_spec}: no model-level judge-check result on {attribute} "
+                "(see `trustmh judge-check --unit model`)"
+            )
+        return f"judge {judge_spec}: no judge-check result on {attribute} ({how_to_measure(judge_spec, attribute)})"
     return f"judge {judge_spec}: {found.summary()}"

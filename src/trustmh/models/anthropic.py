@@ -9,6 +9,7 @@ OpenAI. Thinking blocks are kept in `Response.reasoning`, never in the text that
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,6 +22,7 @@ from trustmh.models.adapt import (
     with_sent,
 )
 from trustmh.models.base import SampleError, TransientError
+from trustmh.models.connect import connection_failure
 from trustmh.models.openai_compat import retry_after_seconds
 from trustmh.models.profiles import (
     ANTHROPIC_DEFAULT_MAX_TOKENS,
@@ -85,6 +87,7 @@ class AnthropicBackend:
         self.model = spec.model
         self.rules = ParameterRules("anthropic", spec.model, spec.canonical, profiles=profiles,
                                     effort=reasoning_effort, effort_flag=effort_flag)  # fmt: skip
+        self._timeout = timeout
         self._client = anthropic.AsyncAnthropic(api_key=api_key, max_retries=0, timeout=timeout)
 
     def plan(self, params: GenParams) -> RequestPlan:
@@ -124,10 +127,14 @@ class AnthropicBackend:
         # temperature and top_p among create()'s typed arguments, but the API still takes them.
         typed = {k: body[k] for k in ("model", "messages", "max_tokens", "system") if k in body}
         extra = {k: v for k, v in body.items() if k not in typed}
+        timed_out = f"no complete reply within {self._timeout:g} s (--request-timeout)"
         try:
-            return await self._client.messages.create(**typed, extra_body=extra)
+            async with asyncio.timeout(self._timeout):  # the whole attempt, a slow body included
+                return await self._client.messages.create(**typed, extra_body=extra)
         except a.BadRequestError:
             raise
+        except TimeoutError:
+            raise TransientError(timed_out) from None
         except a.RateLimitError as exc:
             raise TransientError(
                 "429 rate limited", retry_after_seconds(exc.response.headers)
@@ -148,10 +155,13 @@ class AnthropicBackend:
                     f"HTTP {exc.status_code}", retry_after_seconds(exc.response.headers)
                 ) from None
             raise SampleError(f"HTTP {exc.status_code}: {str(exc)[:200]}") from None
-        except a.APITimeoutError:
-            raise TransientError("request timed out") from None
-        except a.APIConnectionError:
-            raise TransientError("connection error") from None
+        except a.APIConnectionError as exc:  # APITimeoutError included
+            cause = connection_failure(exc)
+            if cause is not None:
+                raise TransientError(f"cannot reach {self.endpoint}: {cause}") from None
+            raise TransientError(
+                timed_out if isinstance(exc, a.APITimeoutError) else "connection error"
+            ) from None
 
     async def aclose(self) -> None:
         """Close the HTTP connection pool."""

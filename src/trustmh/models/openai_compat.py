@@ -20,6 +20,7 @@ message. Reasoning written apart from the answer (`reasoning_content`, `<think>`
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
 import sys
@@ -37,12 +38,16 @@ from trustmh.models.adapt import (
     with_sent,
 )
 from trustmh.models.base import SampleError, TransientError
+from trustmh.models.connect import EndpointUnreachable, connection_failure
 from trustmh.models.profiles import Adaptation, ParameterRules, Profile, RequestPlan
 from trustmh.models.reasoning import split_reasoning
 from trustmh.models.spec import ModelSpec
 from trustmh.types import GenParams, GenRequest, Message, Response, Usage
 
 OPENAI_URL = "https://api.openai.com/v1"
+# the reachability check waits at least this long (or --request-timeout if longer): a listing of
+# models is instant on a live server, so a silent one is stuck, not busy
+CHECK_TIMEOUT = 10.0
 
 
 def retry_after_seconds(headers: Any) -> float | None:
@@ -114,6 +119,31 @@ class OpenAICompatBackend:
             self._post = chat_poster(self._client)
         return self._post
 
+    async def check(self) -> None:
+        """Before the first request: one GET of the API's `models` list, so that a server that
+        cannot be reached (connection refused, DNS, TLS) or does not answer at all stops the run
+        with one line naming the URL and the cause, before any sample is spent. Any HTTP answer,
+        even 401 or 404, means the server is there: the chat requests classify those."""
+        self._connect()
+        assert self._client is not None
+        url = f"{self._client.base_url}models"
+        deadline = max(self._timeout, CHECK_TIMEOUT)
+        try:
+            async with asyncio.timeout(deadline):
+                await self._client.get(url, cast_to=_http_library().Response)
+        except openai.APIStatusError:
+            return
+        except (openai.APIConnectionError, TimeoutError) as exc:
+            cause = connection_failure(exc)
+            if cause is None and isinstance(exc, (openai.APITimeoutError, TimeoutError)):
+                cause = (
+                    f"the server accepted the connection but sent no reply to GET {url} within "
+                    f"{deadline:g} s"
+                )
+            raise EndpointUnreachable(
+                f"{self.spec}: cannot reach {self.endpoint}: {cause or _short(exc, self._api_key)}"
+            ) from None
+
     def plan(self, params: GenParams) -> RequestPlan:
         """What is sent for these parameters (profile, reasoning effort, learned adaptations)."""
         return self.rules.plan(params)
@@ -133,13 +163,19 @@ class OpenAICompatBackend:
 
     async def _send(self, body: dict[str, Any]) -> Any:
         """One POST of a built body: the reply JSON, failures classified for the runner (a 400 is
-        left to `generate`, which may adapt the request)."""
+        left to `generate`, which may adapt the request). `--request-timeout` bounds the whole
+        attempt, a reply body that trickles in included (the HTTP client's own timeout restarts
+        with every byte read)."""
         post = self._connect()
         try:
-            reply = await post(body)
-            return json.loads(reply.content)
+            async with asyncio.timeout(self._timeout):
+                reply = await post(body)
+                content = reply.content
+            return json.loads(content)
         except openai.BadRequestError:
             raise
+        except TimeoutError:
+            raise TransientError(self._timed_out()) from None
         except openai.RateLimitError as exc:
             raise TransientError(
                 "429 rate limited", retry_after_seconds(exc.response.headers)
@@ -162,14 +198,20 @@ class OpenAICompatBackend:
                     f"HTTP {exc.status_code}", retry_after_seconds(exc.response.headers)
                 ) from None
             raise SampleError(f"HTTP {exc.status_code}: {_short(exc, self._api_key)}") from None
-        except openai.APITimeoutError:
-            raise TransientError("request timed out") from None
-        except openai.APIConnectionError as exc:
+        except openai.APIConnectionError as exc:  # APITimeoutError included
+            cause = connection_failure(exc)
+            if cause is not None:
+                raise TransientError(f"cannot reach {self.endpoint}: {cause}") from None
+            if isinstance(exc, openai.APITimeoutError):
+                raise TransientError(self._timed_out()) from None
             raise TransientError(
                 f"connection error: {type(exc.__cause__).__name__ if exc.__cause__ else exc}"
             ) from None
         except (openai.APIResponseValidationError, ValueError, TypeError) as exc:
             raise TransientError(f"malformed reply: {type(exc).__name__}") from None
+
+    def _timed_out(self) -> str:
+        return f"no complete reply within {self._timeout:g} s (--request-timeout)"
 
     async def aclose(self) -> None:
         """Close the HTTP connection pool (if a request opened one)."""

@@ -20,17 +20,18 @@ from trustmh.report.reference import load_paper, load_reproduced
 
 
 def make_report(run_dirs: Sequence[Path], reference: bool = True,
-                include_beyond: bool = False) -> Report:  # fmt: skip
+                include_substitutes: bool = False) -> Report:  # fmt: skip
     """Load runs and compute the report (recorded models' reproduced scores when `reference`;
-    subtasks beyond the paper in the pillar scores and ranks when `include_beyond`)."""
+    STAND-IN and BEYOND subtasks in the pillar scores when `include_substitutes`)."""
     return build_report(run_dirs, load_paper(), load_reproduced if reference else None,
-                        include_beyond)  # fmt: skip
+                        include_substitutes)  # fmt: skip
 
 
 def write_report(run_dirs: Sequence[Path], output: Path, *, figures: bool = True,
-                 reference: bool = True, include_beyond: bool = False) -> ReportFiles:  # fmt: skip
+                 reference: bool = True, include_substitutes: bool = False) -> ReportFiles:  # fmt: skip
     """Write the report of these runs to `output` (HTML) with its CSV, JSON and figures beside it."""
-    return write_files(make_report(run_dirs, reference, include_beyond), output, figures=figures)
+    report = make_report(run_dirs, reference, include_substitutes)
+    return write_files(report, output, figures=figures)
 
 
 __all__ = ["Report", "ReportFiles", "make_report", "write_report"]

@@ -19,6 +19,7 @@ from trustmh import __version__
 from trustmh.compare.runs import unique_labels
 from trustmh.errors import UserError
 from trustmh.metrics import split_metric_name
+from trustmh.pillars import Entry, PillarScore, pillar_score, value_scale
 from trustmh.report.reference import PaperRank, PaperRanks, ReproducedScores, recorded_subtasks
 from trustmh.reproduce_table import pillar_of, primary_metric, rank_models
 from trustmh.run_index import expand_run_dirs
@@ -27,7 +28,9 @@ from trustmh.tasks.base import Task
 from trustmh.tasks.registry import all_tasks
 from trustmh.types import MetricValue
 
-FAILED = ("error", "missing", "pending")  # sample statuses counted as failed (no usable score)
+# sample statuses without a usable score, each named for what it is: "failed" is only a request or
+# scorer that failed (a rerun retries it); a replayed model's unrecorded item is "not recorded"
+FAILED = ("error",)
 GENERATION_OVERRIDES = ("temperature", "max_tokens", "system_prompt")
 LEVEL_DIMENSION = "level"  # metrics.py convention: perturbation intensities, charted as curves
 
@@ -67,6 +70,20 @@ class RunData:
     judge_models: dict[str, list[str]] = field(default_factory=dict)
     judge_status: dict[str, Counter] = field(default_factory=dict)
     paper_model: str | None = None  # set when the run replays one of the paper's models
+    stand_ins: dict[str, str] = field(default_factory=dict)  # subtask -> the STAND-IN it ran on
+
+    @property
+    def limit(self) -> int | None:
+        """The run's --limit (items per subtask), or None for a full run."""
+        return self.config.get("limit")
+
+    @property
+    def judges_used(self) -> list[str]:
+        """The judge models named in the stored verdicts (for a replayed judge: whose recorded
+        verdicts were used, e.g. "gpt-4.1 (recorded, via replay:GPT-5.1)"), else the configured
+        judge spec."""
+        named = list(dict.fromkeys(m for models in self.judge_models.values() for m in models))
+        return named or ([self.judge] if self.judge else [])
 
 
 @dataclass
@@ -100,16 +117,7 @@ class SubtaskRow:
     cells: list[Cell | None]
     paper: dict[str, PaperRank] | None
     reference_models: list[str]
-
-
-@dataclass
-class PillarScore:
-    """A run's radar value on one pillar: the mean of its subtasks' primary values on a 0-1 scale
-    (1 = best), with the subtasks that entered and those left out (range unknown)."""
-
-    value: float | None
-    used: list[str]
-    left_out: list[str]
+    stand_in: str | None = None  # the STAND-IN some run used for it (named in its title)
 
 
 @dataclass
@@ -165,7 +173,7 @@ class Report:
     paper: PaperRanks
     paper_pillar_ranks: dict[str, dict[str, int]]
     reproduced: ReproducedScores | None
-    include_beyond: bool = False  # BEYOND subtasks counted in the pillars and their ranks
+    include_substitutes: bool = False  # STAND-IN and BEYOND subtasks entered the pillar scores
     comparison: Any = None  # trustmh.compare.Comparison of the runs (2+ runs), protocol 1.9
     comparison_error: str | None = None  # why the runs could not be compared
     generated: str = field(default_factory=lambda: datetime.now().isoformat(timespec="seconds"))
@@ -229,6 +237,13 @@ def load_run(run_dir: Path, index: int, paper_models: Sequence[str]) -> RunData:
     run = RunData(index, run_dir, str(meta.get("model_label") or spec), spec, config.get("judge"),
                   config, meta, results, samples)  # fmt: skip
     run.paper_model = _paper_model(spec, paper_models)
+    for task_id, info in (meta.get("task_info") or {}).items():
+        if isinstance(info, dict) and info.get("stand_in"):
+            run.stand_ins[task_id] = str(info["stand_in"])
+    for task_id, metrics in results.items():  # runs recorded before stand-ins were declared
+        primary = primary_metric(metrics)
+        if primary and (primary.note or "").startswith("STAND-IN"):
+            run.stand_ins.setdefault(task_id, primary.note.split(";")[0].removeprefix("STAND-IN: "))
     for row in samples:
         task = row["task"]
         run.status.setdefault(task, Counter())[row["status"] or "pending"] += 1
@@ -267,13 +282,16 @@ def _finite(value: float | None) -> bool:
 
 
 def counts_of(run: RunData, task_id: str) -> dict[str, int]:
-    """Sample counts of a run's subtask: samples, refused, unparsed, failed (error, missing, pending)."""
+    """Sample counts of a run's subtask: samples, refused, unparsed, failed (request or scorer
+    error), not recorded (a replayed model has no answer) and pending (not scored yet)."""
     status = run.status.get(task_id, Counter())
     return {
         "samples": sum(status.values()),
         "refused": status.get("refused", 0),
         "unparsed": status.get("unparsed", 0),
         "failed": sum(status.get(s, 0) for s in FAILED),
+        "not_recorded": status.get("missing", 0),
+        "pending": status.get("pending", 0),
         **{f"status_{k}": v for k, v in status.items()},
     }
 
@@ -337,55 +355,33 @@ def rank_by_mean(subtask_ranks: Mapping[str, Mapping[Any, int | None]],
     return out
 
 
-def unit_value(value: float, direction: str, scale: tuple[float, float]) -> float:
-    """A value mapped onto 0-1 where 1 is best (flipped when lower is better), clipped."""
-    low, high = scale
-    unit = (value - low) / (high - low) if high != low else 0.0
-    unit = min(1.0, max(0.0, unit))
-    return 1.0 - unit if direction == "lower" else unit
-
-
-def radar_scale(task: TaskInfo, values: Sequence[float]) -> tuple[float, float] | None:
-    """The value range used to put a subtask on the radar: the task's declared range, else 0-1
-    when every observed value lies in it (proportions, rates, correlations >= 0), else None."""
-    if task.scale:
-        return task.scale
-    if values and all(0.0 <= v <= 1.0 for v in values):
-        return (0.0, 1.0)
-    return None
-
-
 def radar(runs: Sequence[RunData], rows: Sequence[SubtaskRow], pillars: Sequence[str],
-          include_beyond: bool = False) -> list[list[PillarScore]]:  # fmt: skip
-    """Per run and pillar, the mean 0-1 value of the pillar's subtasks (see `radar_scale`);
-    extensions beyond the paper (BEYOND, `in_protocol` False) only when `include_beyond`."""
+          totals: Mapping[str, int], include_substitutes: bool = False) -> list[list[PillarScore]]:  # fmt: skip
+    """Per run and pillar, the pillar score (`trustmh.pillars`): the mean 0-1 value of the
+    pillar's subtasks, with how many of its `totals[pillar]` subtasks it covers. A subtask's 0-1
+    mapping is its declared range, else 0-1 when every run's value lies in it."""
     scales: dict[str, tuple[float, float] | None] = {}
     for row in rows:
         values = [
             c.primary.value for c in row.cells if c and c.primary and _finite(c.primary.value)
         ]
-        scales[row.task.id] = radar_scale(row.task, values)  # type: ignore[arg-type]
+        scales[row.task.id] = value_scale(row.task.scale, values)  # type: ignore[arg-type]
     out: list[list[PillarScore]] = []
     for run in runs:
         per_pillar = []
         for pillar in pillars:
-            used, left_out, units = [], [], []
+            entries = []
             for row in rows:
                 cell = row.cells[run.index]
-                if row.task.pillar != pillar or cell is None or cell.primary is None:
+                if row.task.pillar != pillar or cell is None:
                     continue
-                if not (row.task.in_protocol or include_beyond):
-                    continue
-                if not _finite(cell.primary.value):
-                    continue
-                scale = scales[row.task.id]
-                if scale is None:
-                    left_out.append(row.task.id)
-                    continue
-                used.append(row.task.id)
-                units.append(unit_value(cell.primary.value, row.task.direction, scale))  # type: ignore[arg-type]
-            value = sum(units) / len(units) if units else None
-            per_pillar.append(PillarScore(value, used, left_out))
+                primary = cell.primary
+                entries.append(Entry(row.task.id, primary.value if primary else None,
+                                     row.task.direction, scales[row.task.id],
+                                     stand_in=run.stand_ins.get(row.task.id),
+                                     beyond=not row.task.in_protocol,
+                                     note=primary.note if primary else None))  # fmt: skip
+            per_pillar.append(pillar_score(entries, totals.get(pillar, 0), include_substitutes))
         out.append(per_pillar)
     return out
 
@@ -457,10 +453,20 @@ def judge_agreement(
                 "not released)",
                 None,
             )
-        return f"not measured: run `trustmh judge-check --judge {judge}`", None
+        return f"not measured ({judge_check.how_to_measure(judge, attribute)})", None
     # summary() already names how lookup matched the judge (`matched_by`)
     summary = found.summary() if hasattr(found, "summary") else str(found)
     return summary, getattr(found, "verdict", None)
+
+
+def checked_judge(run: RunData, task_id: str) -> str | None:
+    """The judge whose agreement applies to a run's subtask: the configured spec, or for a
+    replayed judge the model named in its recorded verdicts (as an openai: spec)."""
+    if run.judge and run.judge.startswith("replay:"):
+        # verdicts name their model as e.g. "gpt-4.1 (recorded, via replay:GPT-5.1)"
+        named = {m.split(" (", 1)[0] for m in run.judge_models.get(task_id) or []}
+        return f"openai:{named.pop()}" if len(named) == 1 else None
+    return run.judge
 
 
 def judges(runs: Sequence[RunData], rows: Sequence[SubtaskRow]) -> list[JudgeRow]:
@@ -473,11 +479,12 @@ def judges(runs: Sequence[RunData], rows: Sequence[SubtaskRow]) -> list[JudgeRow
             if not models:
                 continue
             unit = row.task.judge_unit
-            agreement, verdict = judge_agreement(run.judge, row.task.judge_attribute, unit)
+            judge = checked_judge(run, row.task.id)
+            agreement, verdict = judge_agreement(judge, row.task.judge_attribute, unit)
             rank_agreement = rank_verdict = None
             if len(runs) > 1 and unit == "item":
                 rank_agreement, rank_verdict = judge_agreement(
-                    run.judge, row.task.judge_attribute, "model"
+                    judge, row.task.judge_attribute, "model"
                 )
             status = dict(run.judge_status.get(row.task.id, {}))
             out.append(JudgeRow(row.task.id, run.index, models, status, row.task.judge_attribute,
@@ -487,10 +494,10 @@ def judges(runs: Sequence[RunData], rows: Sequence[SubtaskRow]) -> list[JudgeRow
 
 def build_report(run_dirs: Sequence[Path], paper: PaperRanks,
                  reproduced: Callable[[], ReproducedScores] | None,
-                 include_beyond: bool = False) -> Report:  # fmt: skip
+                 include_substitutes: bool = False) -> Report:  # fmt: skip
     """Load the runs and compute every table of the report. `reproduced` is called only when some
-    run may be placed among the recorded models (it may take seconds the first time). Subtasks
-    beyond the paper enter the radar and the pillar ranks only with `include_beyond`."""
+    run may be placed among the recorded models (it may take seconds the first time). Pillar
+    scores leave STAND-IN and BEYOND subtasks out unless `include_substitutes`."""
     runs = [load_run(path, i, paper.models) for i, path in enumerate(expand_run_dirs(run_dirs))]
     unique_labels(runs)
     registry = all_tasks()
@@ -532,14 +539,18 @@ def build_report(run_dirs: Sequence[Path], paper: PaperRanks,
                     cell.reference_rank = rank_models(reference.results, t).get(run.paper_model)
             cells.append(cell)
         models = reference.models_with(t) if reference else []
-        rows.append(SubtaskRow(info, cells, paper.by_subtask.get(t), models))
+        stand_in = next((run.stand_ins[t] for run in runs if t in run.stand_ins), None)
+        rows.append(SubtaskRow(info, cells, paper.by_subtask.get(t), models, stand_in))
 
     pillars = list(dict.fromkeys(t.pillar for t in registry.values() if t.in_protocol))
-    radar_values = radar(runs, rows, pillars, include_beyond)
+    totals = {
+        p: sum(1 for t in registry.values() if t.pillar == p and t.in_protocol) for p in pillars
+    }
+    radar_values = radar(runs, rows, pillars, totals, include_substitutes)
     run_ranks = {
         row.task.id: {i: c.rank for i, c in enumerate(row.cells) if c}
         for row in rows
-        if row.task.in_protocol or include_beyond
+        if row.task.in_protocol or include_substitutes
     }
     pillar_ranks = rank_by_mean(run_ranks, lambda t: infos[t].pillar) if len(runs) > 1 else {}
     paper_pillars = rank_by_mean(
@@ -547,7 +558,7 @@ def build_report(run_dirs: Sequence[Path], paper: PaperRanks,
         lambda t: registry[t].pillar if t in registry else pillar_of(t),
     )
     report = Report(runs, rows, pillars, radar_values, pillar_ranks, breakdowns(runs, rows),
-                    judges(runs, rows), paper, paper_pillars, reference, include_beyond)  # fmt: skip
+                    judges(runs, rows), paper, paper_pillars, reference, include_substitutes)  # fmt: skip
     if len(runs) > 1:
         report.comparison, report.comparison_error = compare(runs, registry)
     return report

@@ -24,14 +24,16 @@ from trustmh.errors import UserError
 from trustmh.report.aggregate import Report
 from trustmh.report.charts import bar_chart, colour, line_chart, radar_chart, short
 from trustmh.report.samples import DrillDown, drill_down, script_json
+from trustmh.tasks.base import display_title
 from trustmh.types import MetricValue
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
+MIN_RADAR_AXES = 3  # fewer pillars with a score: the pillar table alone
 CSV_COLUMNS = ("run", "run_dir", "model", "pillar", "subtask", "metric", "dimension", "group", "value",
                "ci_low", "ci_high", "direction", "primary", "n", "n_unparsed", "n_refused", "n_error",
-               "samples", "refused", "unparsed", "failed", "rank_among_runs", "runs_ranked",
-               "rank_among_recorded", "recorded_compared", "not_placed_because", "paper_rank",
-               "paper_rank_printed", "note")  # fmt: skip
+               "samples", "refused", "unparsed", "failed", "not_recorded", "rank_among_runs",
+               "runs_ranked", "rank_among_recorded", "recorded_compared", "not_placed_because",
+               "paper_rank", "paper_rank_printed", "note", "limit", "stand_in")  # fmt: skip
 
 
 @dataclass
@@ -53,6 +55,14 @@ def fmt(value: float | None) -> str:
     return f"{value:.3f}" if abs(value) < 1000 else f"{value:.4g}"
 
 
+def direction_words(direction: str) -> str:
+    """How a metric's direction reads: "↑ higher is better", "↓ lower is better", or for a
+    descriptive metric (e.g. reply length by group) "no better direction"."""
+    return {"higher": "↑ higher is better", "lower": "↓ lower is better"}.get(
+        direction, "no better direction: compare groups"
+    )
+
+
 def ci(metric: MetricValue | None) -> str:
     """A 95% interval as "[low, high]", or empty."""
     if metric is None or metric.ci_low is None or metric.ci_high is None:
@@ -68,7 +78,8 @@ def _environment() -> Environment:
         trim_blocks=False,
         lstrip_blocks=False,
     )
-    env.globals.update(fmt=fmt, ci=ci, colour=colour, short=short, pretty=_pretty)
+    env.globals.update(fmt=fmt, ci=ci, colour=colour, short=short, pretty=_pretty,
+                       display_title=display_title, arrow=direction_words)  # fmt: skip
     return env
 
 
@@ -94,12 +105,20 @@ def render_html(report: Report, drill: DrillDown) -> str:
     env = _environment()
     js = (TEMPLATES / "report.js").read_text(encoding="utf-8")
     css = (TEMPLATES / "report.css").read_text(encoding="utf-8")
-    series = [(r.label, r.index, [s.value for s in report.radar[r.index]]) for r in report.runs]
-    radar = radar_chart(report.pillars, series)
+    # the radar's axes: the pillars some run has a score on (a radar needs three to mean anything)
+    axes = [i for i in range(len(report.pillars))
+            if any(per_run[i].value is not None for per_run in report.radar)]  # fmt: skip
+    names = [report.pillars[i] for i in axes]
+    series = [
+        (r.label, r.index, [report.radar[r.index][i].value for i in axes]) for r in report.runs
+    ]
+    radar = radar_chart(names, series) if len(axes) >= MIN_RADAR_AXES else None
     minis = []
-    if len(report.runs) > 1:
-        minis = [(r, radar_chart(report.pillars, [series[r.index]], size=240)) for r in report.runs]
-    left_out = sorted({t for per_run in report.radar for s in per_run for t in s.left_out})
+    if radar is not None and len(report.runs) > 1:
+        minis = [(r, radar_chart(names, [series[r.index]], size=240)) for r in report.runs]
+    left_out = {
+        t: why for per_run in report.radar for s in per_run for t, why in s.left_out.items()
+    }
     charts = []
     for b in report.breakdowns:
         labels = [p.group for p in b.points]
@@ -113,7 +132,10 @@ def render_html(report: Report, drill: DrillDown) -> str:
         charts.append((b, chart))
     meta = {
         "runs": [r.label for r in report.runs],
-        "tasks": [{"id": row.task.id, "title": row.task.title} for row in report.rows],
+        "tasks": [
+            {"id": row.task.id, "title": display_title(row.task.title, row.stand_in)}
+            for row in report.rows
+        ],  # fmt: skip
     }
     samples = {"columns": list(drill.columns), "rows": drill.rows, "prompts": drill.prompts,
                "views": {str(i): view for i, view in drill.views.items()}}  # fmt: skip
@@ -128,6 +150,7 @@ def render_html(report: Report, drill: DrillDown) -> str:
         report=report,
         drill=drill,
         radar=radar,
+        radar_axes=names,
         minis=minis,
         left_out=left_out,
         breakdown_charts=charts,
@@ -169,12 +192,14 @@ def csv_rows(report: Report) -> list[dict[str, Any]]:
                     "ci_low": m.ci_low, "ci_high": m.ci_high, "direction": m.direction,
                     "primary": m.primary, "n": m.n, "n_unparsed": m.n_unparsed,
                     "n_refused": m.n_refused, "n_error": m.n_error, "note": m.note or "",
+                    "limit": run.limit, "stand_in": run.stand_ins.get(row.task.id),
                 }  # fmt: skip
                 if m.primary:
                     p = cell.placement
                     line.update(
                         samples=cell.counts["samples"], refused=cell.counts["refused"],
                         unparsed=cell.counts["unparsed"], failed=cell.counts["failed"],
+                        not_recorded=cell.counts["not_recorded"],
                         rank_among_runs=cell.rank, runs_ranked=n_ranked if cell.rank else None,
                         rank_among_recorded=p.rank if p else cell.reference_rank,
                         recorded_compared=";".join(p.models) if p else None,

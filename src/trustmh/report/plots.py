@@ -102,7 +102,9 @@ def breakdown_png(report: Report, breakdown: Breakdown, path: Path) -> Path:
             pos = [i + run.index * height_each - 0.4 + height_each / 2 for i, _ in keep]
             ax.barh(pos, ys, height=height_each * 0.9, xerr=[lows, highs], color=colour(run.index),
                     error_kw={"elinewidth": 0.8, "capsize": 1.5}, label=run.label)  # fmt: skip
-    arrow = "higher is better" if breakdown.direction == "higher" else "lower is better"
+    arrow = {"higher": "higher is better", "lower": "lower is better"}.get(
+        breakdown.direction, "no better direction"
+    )
     title = f"{breakdown.task}: {breakdown.metric} by {breakdown.dimension} ({arrow})"
     ax.set_title(title, fontsize=9)
     if breakdown.curve:

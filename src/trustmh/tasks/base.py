@@ -103,6 +103,9 @@ class Task:
     direction: Direction
     sources: tuple[str, ...]
     n_items: str
+    # data read when a data root supplies it, never required (e.g. PAS, which is not public):
+    # `trustmh tasks` says whether one is present, and a run records the files it found
+    optional_sources: tuple[str, ...] = ()
     gen: GenParams = field(default_factory=GenParams)
     samples: SamplesFn | None = None
     score: ScoreFn | None = None
@@ -133,8 +136,22 @@ class Task:
     # what one run of the task costs per model at its default options, for `trustmh tasks`
     # (requests and tokens; empty when it is just one request per item)
     cost: str = ""
+    # when the paper's data is absent and the task runs on a substitute: (data, options) -> a
+    # short name of the STAND-IN it would use, else None. Reports then name the stand-in in every
+    # title and keep its score out of pillar averages unless asked (protocol 0).
+    stand_in: Callable[[DataContext, dict[str, Any]], str | None] | None = None
 
     @property
     def implemented(self) -> bool:
         """True when the task can run."""
         return self.samples is not None and self.score is not None and self.aggregate is not None
+
+
+def display_title(title: str, stand_in: str | None) -> str:
+    """A subtask's title as reports show it: when it ran on a STAND-IN, the stand-in replaces the
+    paper's data named in brackets at the end of the title ("Psychological diagnosis (D4 + SWMH)"
+    -> "Psychological diagnosis — STAND-IN: ...")."""
+    if not stand_in:
+        return title
+    head, bracket, _ = title.rpartition(" (")
+    return f"{head if bracket and title.endswith(')') else title} — STAND-IN: {stand_in}"

@@ -179,6 +179,14 @@ def chosen_sets(ctx: DataContext, options: dict[str, Any]) -> list[str]:
     return present or ["standin"]
 
 
+STANDIN_NAME = "LLMs-Mental-Health-Crisis test set, 7 crisis labels (not D4 + SWMH)"
+
+
+def diagnosis_stand_in(ctx: DataContext, options: dict[str, Any]) -> str | None:
+    """The stand-in's name when these data and options run on it, else None."""
+    return STANDIN_NAME if chosen_sets(ctx, options) == ["standin"] else None
+
+
 def diagnosis_samples(ctx: DataContext, options: dict[str, Any]) -> Iterator[Sample]:
     """The chosen sets' samples; D4 and SWMH interleaved so `--limit` takes some of each."""
     sets = chosen_sets(ctx, options)

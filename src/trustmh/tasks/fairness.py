@@ -194,6 +194,7 @@ def _reply_rows(
             breakdown_name("length", dimension, value),
             words,
             seed,
+            direction="none",
             note="mean reply length in words (no better direction: compare groups)",
         ),
     ]
@@ -271,7 +272,7 @@ def _attribute_rows(
             breakdown_name("friedman_p", "attribute", attribute.name),
             p,
             n_items,
-            "higher",
+            "none",  # a p-value is evidence of a difference, not a score with a better side
             note=friedman_note,
         ),
         *rows,

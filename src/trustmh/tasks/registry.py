@@ -35,6 +35,8 @@ BUILTIN_MODULES = {
     "judge_check": "trustmh.judge_check.crisis",  # judge-check's live task (not in `all`)
     "mentalbench": "trustmh.tasks.mentalbench",  # MentalBench's evaluation (BEYOND, not in `all`)
 }
+# other names of a pillar, as the paper and the README write them -> the pillar id
+PILLAR_ALIASES = {"anti-sycophancy": "sycophancy", "anti_sycophancy": "sycophancy"}
 ENTRY_POINT_GROUP = "trustmh.tasks"
 T = TypeVar("T")
 
@@ -120,6 +122,14 @@ def pillars() -> list[str]:
     return list(dict.fromkeys(t.pillar for t in all_tasks().values()))
 
 
+def canonical(item: str) -> str:
+    """A pillar name or subtask id with a pillar alias replaced (`anti-sycophancy.oeq` ->
+    `sycophancy.oeq`); anything else unchanged."""
+    pillar, dot, rest = item.partition(".")
+    alias = PILLAR_ALIASES.get(pillar.lower())
+    return f"{alias}{dot}{rest}" if alias else item
+
+
 def select_tasks(selection: str | list[str]) -> list[Task]:
     """Resolve `--tasks`: comma-separated subtask ids, pillar names (all their subtasks) or `all`.
 
@@ -127,7 +137,7 @@ def select_tasks(selection: str | list[str]) -> list[Task]:
     name, its subtasks except the extensions beyond the paper (BEYOND), which run only when named.
     """
     items = selection.split(",") if isinstance(selection, str) else list(selection)
-    items = [i.strip() for i in items if i.strip()]
+    items = [canonical(i.strip()) for i in items if i.strip()]
     if not items:
         raise UserError(
             "--tasks is empty; give subtask ids, pillar names or `all` (see `trustmh tasks`)"

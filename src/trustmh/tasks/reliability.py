@@ -66,6 +66,7 @@ TASKS: list[Task] = [
         score=diagnosis.diagnosis_score,
         aggregate=diagnosis.diagnosis_aggregate,
         paired=diagnosis.DIAGNOSIS_PAIRED,
+        stand_in=diagnosis.diagnosis_stand_in,
         option_names=("diagnosis_sets", "max_items_per_set"),
         notes="D4 and SWMH are released on request and used when present (diagnosis_sets = auto | paper | "
         "standin); otherwise a STAND-IN on the mh_crisis test labels, not comparable with the paper.",

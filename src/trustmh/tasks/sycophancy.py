@@ -27,7 +27,7 @@ import statistics
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from trustmh.data.loaders.elephant import PAS_FILE, load, load_pas
+from trustmh.data.loaders.elephant import PAS_FILE, PAS_SOURCE, load, load_pas
 from trustmh.data.sources import REQUEST_PAS, DataContext
 from trustmh.metrics import breakdown_name
 from trustmh.paired import Paired, Units, item_mean, mean_of_columns, scored_value, unit_key
@@ -352,9 +352,11 @@ TASKS: list[Task] = [
         status="DEFAULT",
         metric="share of replies that endorse the problematic action",
         direction="lower",
-        # PAS.csv itself is optional (read from elephant/ or pas/ when supplied): without it the
-        # result says "data not available" instead of a missing source stopping the whole run
-        sources=("elephant",),
+        # PAS.csv is optional (read from pas/ or beside the full ELEPHANT files when supplied):
+        # without it the result says "data not available" instead of a missing source stopping
+        # the whole run, and nothing else of ELEPHANT is needed
+        sources=(),
+        optional_sources=(f"{PAS_SOURCE}/{PAS_FILE}", f"elephant/{PAS_FILE}"),
         n_items="- (data not available: supply PAS.csv)",
         gen=GEN,
         samples=pas_samples,

@@ -3,13 +3,16 @@
 // Every text from the data goes into the page through textContent, never as HTML.
 (function () {
   const PAGE = 50;
-  const FAILED = { error: 1, missing: 1, pending: 1 };
+  // "failed": the request or its scoring failed (retried by a rerun); "not recorded": a replayed
+  // model has no answer for it (the authors did not record it); "not scored yet": never finished
   const FILTERS = [
     ["all", "all", () => true],
     ["wrong", "wrong", (r, c) => r[c.wrong] === 1],
     ["refused", "refused", (r, c) => r[c.status] === "refused"],
     ["unparsed", "unparseable", (r, c) => r[c.status] === "unparsed"],
-    ["failed", "failed", (r, c) => FAILED[r[c.status]] === 1],
+    ["failed", "failed", (r, c) => r[c.status] === "error"],
+    ["missing", "not recorded", (r, c) => r[c.status] === "missing"],
+    ["pending", "not scored yet", (r, c) => r[c.status] === "pending"],
     ["cut", "cut short", (r, c) => Boolean(r[c.cut])],
   ];
   const meta = JSON.parse(document.getElementById("trustmh-meta").textContent);
