@@ -190,6 +190,8 @@ SPEC_FORMS = (
     ("openai:MODEL@URL", "any OpenAI-compatible server (vLLM, SGLang, Ollama, llama.cpp, DeepSeek…)",
      "none on loopback/private addresses, else --api-key-env NAME"),
     ("anthropic:MODEL", "Anthropic Messages API (extra: trustmh[anthropic])", "$ANTHROPIC_API_KEY or --api-key-env"),
+    ("local:smollm2", "SmolLM2-135M-Instruct on a llama.cpp server trustmh starts and stops (extra: trustmh[local]); checks the plumbing, measures nothing clinical", "none"),
+    ("local:PATH.gguf", "any GGUF model file on that server; options: ?ctx=8192&threads=N&port=N", "none"),
     ("replay:NAME", "the authors' recorded responses (below)", "none"),
     ("baseline", "deterministic rule-based reference, not an LLM", "none"),
 )  # fmt: skip
