@@ -213,3 +213,15 @@ def test_ctrl_c_stops_the_server_and_keeps_the_work(tmp_path: Path) -> None:
     assert proc.returncode == 130, stderr
     assert "Resume with: " in stderr and "Traceback" not in stderr
     assert wait_gone([pid], timeout=5) == []
+
+
+def test_engine_caps_in_flight_requests_at_the_servers_parallel_slots() -> None:
+    from trustmh.engine import in_flight
+    from trustmh.models.local import LocalBackend
+
+    class Unbounded:
+        pass
+
+    assert LocalBackend.parallel == 1  # llama_cpp.server serves one request at a time
+    assert in_flight(LocalBackend, 32) == 1
+    assert in_flight(Unbounded(), 32) == 32

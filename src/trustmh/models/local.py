@@ -11,10 +11,10 @@ which trustmh starts, uses and stops itself (optional extra: pip install 'trustm
 
 Requests go through the OpenAI-compatible backend, exactly as for any server given as
 `openai:MODEL@URL`. The server is started at the first request (a resumed run with nothing left
-to ask never starts it), answers one request at a time (so this backend sends one at a time,
-whatever --concurrency says), and is stopped by `aclose`, at exit, or, when trustmh is killed,
-by its own watchdog (see `local_server`). A model and a judge naming the same file and options
-share one server.
+to ask never starts it) and answers one request at a time (`parallel`: the engine caps the
+concurrency there; a model and a judge naming the same file and options share one server and
+take turns). It is stopped by `aclose`, at exit, or, when trustmh is killed, by its own watchdog
+(see `local_server`).
 
 A request that leaves max_tokens open gets DEFAULT_MAX_TOKENS: llama.cpp would otherwise let a
 small model that never stops write until the context is full.
@@ -39,6 +39,7 @@ class LocalBackend:
     """A GGUF model served by a llama.cpp server that this backend manages."""
 
     cacheable = True
+    parallel = local_server.SERVER_PARALLEL
 
     def __init__(
         self,
