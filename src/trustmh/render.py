@@ -27,8 +27,8 @@ def folded_table(title: str, columns: Sequence[str]) -> Table:
     return table
 
 
-def metric_row(task: str, m: MetricValue) -> list[str]:
-    """Cells of one metric line."""
+def metric_row(task: str, m: MetricValue, judge_flag: str | None = None) -> list[str]:
+    """Cells of one metric line; `judge_flag` (e.g. "judge not trusted") leads its note."""
     # metric names, notes and CI brackets are text, not rich markup (breakdowns look like
     # `rta[method=cot]`, which rich would swallow as a tag)
     ci = escape(f"[{fmt(m.ci_low, 3)}, {fmt(m.ci_high, 3)}]") if m.ci_low is not None else ""
@@ -41,7 +41,7 @@ def metric_row(task: str, m: MetricValue) -> list[str]:
         ci,
         str(m.n),
         f"{m.n_refused}/{m.n_unparsed}/{m.n_error}",
-        escape(m.note or ""),
+        escape("; ".join(filter(None, (judge_flag, m.note)))),
     ]
 
 
@@ -66,10 +66,14 @@ def print_summary(summary: RunSummary, console: Console) -> None:
         ("subtask", "metric", "value", "95% CI", "n", "refused/unparsed/errors", "note"),
     )
     breakdowns: list[list[str]] = []
+    # beside every number a judge scored and judge-check does not trust, say so
+    flags = {
+        t: f"judge {v}" for t, (v, _) in judge_assessments(summary).items() if v and v != "trusted"
+    }
     for task, metrics in summary.results.items():
         for m in metrics:
             if split_metric_name(m.name)[1] is None:
-                table.add_row(*metric_row(task, m))
+                table.add_row(*metric_row(task, m, flags.get(task)))
         breakdowns.extend(breakdown_rows(task, metrics))
     console.print(table)
     if breakdowns:
@@ -126,18 +130,31 @@ def print_request_notes(summary: RunSummary, console: Console) -> None:
         console.print(f"adapted: {line}", highlight=False, markup=False, soft_wrap=True)
 
 
-def print_judge_agreement(summary: RunSummary, console: Console) -> None:
-    """A line per judge-scored task: its judge and, when judge-check measured it, its agreement."""
+def judge_assessments(summary: RunSummary) -> dict[str, tuple[str | None, str]]:
+    """Per judge-scored task of a run with a judge: (verdict, one line) from judge-check."""
     if not summary.judge:
-        return
-    from trustmh.judge_check import describe
+        return {}
+    from trustmh.judge_check import assess
     from trustmh.tasks.registry import get_task
 
+    out = {}
     for task_id in summary.results:
         task = get_task(task_id)
         if task.needs_judge != "no":
-            line = describe(summary.judge, task.judge_attribute, task.judge_unit)
-            console.print(f"{task_id}: {line}", highlight=False, markup=False, soft_wrap=True)
+            out[task_id] = assess(summary.judge, task.judge_attribute, unit=task.judge_unit)
+    return out
+
+
+def print_judge_agreement(summary: RunSummary, console: Console) -> None:
+    """A line per judge-scored task: its judge and, when judge-check measured it, its agreement
+    at the unit of the task's claim."""
+    for task_id, (_, line) in judge_assessments(summary).items():
+        console.print(
+            f"{task_id}: judge {summary.judge}: {line}",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
 
 
 def print_runs(console: Console, runs_root: Path | None = None, prune: bool = False) -> None:

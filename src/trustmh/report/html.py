@@ -31,7 +31,7 @@ CSV_COLUMNS = ("run", "run_dir", "model", "pillar", "subtask", "metric", "dimens
                "ci_low", "ci_high", "direction", "primary", "n", "n_unparsed", "n_refused", "n_error",
                "samples", "refused", "unparsed", "failed", "rank_among_runs", "runs_ranked",
                "rank_among_recorded", "recorded_compared", "not_placed_because", "paper_rank",
-               "paper_rank_printed", "note")  # fmt: skip
+               "paper_rank_printed", "judge", "judge_verdict", "note")  # fmt: skip
 
 
 @dataclass
@@ -169,6 +169,8 @@ def csv_rows(report: Report) -> list[dict[str, Any]]:
                     "ci_low": m.ci_low, "ci_high": m.ci_high, "direction": m.direction,
                     "primary": m.primary, "n": m.n, "n_unparsed": m.n_unparsed,
                     "n_refused": m.n_refused, "n_error": m.n_error, "note": m.note or "",
+                    "judge": run.judge if cell.judge else None,
+                    "judge_verdict": (cell.judge.verdict or "not measured") if cell.judge else None,
                 }  # fmt: skip
                 if m.primary:
                     p = cell.placement
