@@ -162,6 +162,12 @@ class ManagedServer:
         self._slots: asyncio.Semaphore | None = None
 
     @property
+    def label(self) -> str:
+        """The model as a spec names it, for messages."""
+        s = self.settings
+        return f"local:{s.alias}" if s.alias == EMBEDDED else f"local:{s.model_path}"
+
+    @property
     def pid(self) -> int | None:
         """The server's process id (also its process group id), while it runs."""
         return self.proc.pid if self.proc is not None and self.proc.poll() is None else None
@@ -191,9 +197,10 @@ class ManagedServer:
                     return self.url
                 busy = "address already in use" in self.log_tail().lower()
                 last = not busy or attempt == attempts - 1
+                error = self.died(busy_port=port if busy else None)  # before stop kills it
                 self.stop(keep_log=last)
                 if last:
-                    raise self.died(busy_port=port if busy else None)
+                    raise error
                 self.proc = None
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -240,16 +247,14 @@ class ManagedServer:
         where = f"its log: {self.log_path}" if self.log_path else "no log"
         if busy_port is not None:
             return FatalBackendError(
-                f"local:{self.settings.alias}: port {busy_port} is in use; "
+                f"{self.label}: port {busy_port} is in use; "
                 f"choose another with ?port=N or leave the option out ({where})"
             )
         code = self.proc.poll() if self.proc is not None else None
         state = "did not answer in time" if code is None else f"exited with code {code}"
         tail = self.log_tail().strip().splitlines()
         last = f"; last line: {tail[-1][:200]}" if tail else ""
-        return FatalBackendError(
-            f"local:{self.settings.alias}: the llama.cpp server {state} ({where}){last}"
-        )
+        return FatalBackendError(f"{self.label}: the llama.cpp server {state} ({where}){last}")
 
     def log_tail(self, size: int = 4000) -> str:
         """The end of the server's log ("" when there is none)."""
@@ -273,7 +278,8 @@ class ManagedServer:
             self._watch_fd = None
         if proc is not None:
             for sig in (None, signal.SIGTERM, signal.SIGKILL):
-                if sig is not None:
+                # signal the group only while its leader is not reaped: its id is still reserved
+                if sig is not None and proc.poll() is None:
                     with contextlib.suppress(ProcessLookupError, PermissionError):
                         os.killpg(proc.pid, sig)
                 try:
@@ -281,9 +287,6 @@ class ManagedServer:
                     break
                 except subprocess.TimeoutExpired:
                     continue
-            # a process the server started itself would still hold the group: end it too
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
         _RUNNING.discard(self)
         if not keep_log and self.log_path is not None:
             with contextlib.suppress(OSError):
