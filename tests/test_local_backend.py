@@ -142,6 +142,7 @@ PARENT = textwrap.dedent(
     asyncio.run(server.ensure_started())
     print(server.pid, flush=True)
     if sys.argv[1] == "exit":
+        sys.stdin.readline()  # once the test has seen the server running
         sys.exit(0)  # without stopping it: the atexit hook must
     time.sleep(600)
     """
@@ -152,12 +153,18 @@ PARENT = textwrap.dedent(
 @pytest.mark.parametrize("end", ["SIGKILL", "SIGTERM", "exit"])
 def test_no_server_outlives_its_parent(end: str) -> None:
     parent = subprocess.Popen(
-        [sys.executable, "-c", PARENT, end], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", PARENT, end],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         pid = int(parent.stdout.readline())
         assert alive(pid)
-        if end != "exit":
+        if end == "exit":
+            parent.stdin.write("\n")
+            parent.stdin.flush()
+        else:
             parent.send_signal(getattr(signal, end))
         parent.wait(timeout=60)
         assert wait_gone([pid]) == [], f"the server {pid} outlived its parent ({end})"
