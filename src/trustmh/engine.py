@@ -336,7 +336,7 @@ async def _run_evaluation(cfg: RunConfig, progress: bool, console: Any) -> RunSu
             else None
         )
         role_eps = {
-            role: Endpoint(backend, cfg.concurrency, policy, stats)
+            role: Endpoint(backend, in_flight(backend, cfg.concurrency), policy, stats)
             for role, backend in role_backends.items()
         }
         display = ProgressDisplay(console, enabled=progress, label=model.label)
