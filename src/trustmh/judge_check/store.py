@@ -18,7 +18,7 @@ from functools import cache
 from pathlib import Path
 
 from trustmh.judge_check.mentalalign import GROUPS, JUDGE_PREFIX, RECORDED_JUDGES
-from trustmh.judge_check.results import JudgeAgreement, Unit
+from trustmh.judge_check.results import INSUFFICIENT, NOT_TRUSTED, JudgeAgreement, Unit
 
 FOLDER = "judge_checks"
 # other names an attribute may be asked for by (lower case) -> the stored attribute name
@@ -225,19 +225,42 @@ def how_to_measure(judge_spec: str, attribute: str) -> str:
     )
 
 
+def assess(
+    judge_spec: str, attribute: str | None, root: Path | None = None, unit: Unit = "item"
+) -> tuple[str | None, str]:
+    """(verdict, one line) on how far a judge can be trusted for the numbers of a subtask whose
+    verdicts rate `attribute` (None: a subtask whose judge gives labels or 0/1 answers), at the
+    unit of the subtask's claim:
+    - the saved result on that attribute (`lookup`): its verdict and summary;
+    - else, when judge-check measured the judge at that unit on other attributes and trusted it
+      on none of them: `not trusted` (or `insufficient data` when no check could decide), naming
+      what was not checked and the most conservative result that was. A judge that fails where
+      it was measured is not believed where it was not;
+    - else no verdict, and a line saying what was not measured.
+    """
+    if attribute:
+        found = lookup(judge_spec, attribute, root, unit=unit)
+        if found is not None:
+            return found.verdict, found.summary()
+    checked = [r for r in saved_results(judge_spec, root) if r.kind == "judge" and r.unit == unit]
+    if checked and not any(r.trusted for r in checked):
+        verdict = NOT_TRUSTED if any(r.verdict == NOT_TRUSTED for r in checked) else INSUFFICIENT
+        worst = min(checked, key=_conservative_order)
+        unchecked = f"not checked on {attribute}" if attribute else "these verdicts not checked"
+        return verdict, f"{verdict}: {unchecked}; judge-check found {worst.summary()}"
+    if not attribute:
+        return None, "not measured against humans"
+    if unit == "model":
+        return None, (
+            f"no model-level judge-check result on {attribute} "
+            "(see `trustmh judge-check --unit model`)"
+        )
+    return None, (f"no judge-check result on {attribute} ({how_to_measure(judge_spec, attribute)})")
+
+
 def describe(judge_spec: str | None, attribute: str | None, unit: Unit = "item") -> str | None:
-    """One line naming a task's judge and, when a judge-check covers it, its agreement at the
-    unit of the task's claim (`lookup`); None when there is no judge."""
+    """One line naming a task's judge and how far judge-check says it can be trusted there, at
+    the unit of the task's claim (`assess`); None when there is no judge."""
     if not judge_spec:
         return None
-    if not attribute:
-        return f"judge {judge_spec}: not measured against humans"
-    found = lookup(judge_spec, attribute, unit=unit)
-    if found is None:
-        if unit == "model":
-            return (
-                f"judge {judge_spec}: no model-level judge-check result on {attribute} "
-                "(see `trustmh judge-check --unit model`)"
-            )
-        return f"judge {judge_spec}: no judge-check result on {attribute} ({how_to_measure(judge_spec, attribute)})"
-    return f"judge {judge_spec}: {found.summary()}"
+    return f"judge {judge_spec}: {assess(judge_spec, attribute, unit=unit)[1]}"

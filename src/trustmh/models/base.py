@@ -41,6 +41,8 @@ class ModelBackend(Protocol):
     label: str  # how reports name it ("baseline (rule-based reference, not an LLM)")
     endpoint: str  # concurrency limits are per endpoint
     cacheable: bool  # False for backends whose replies cost nothing (replay, baseline)
+    # optional: `parallel`, the requests its server can serve at once (requests beyond it only
+    # wait); the engine caps the endpoint's concurrency there
 
     async def generate(self, request: GenRequest) -> Response:
         """Answer one request or raise one of the errors above."""

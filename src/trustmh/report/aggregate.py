@@ -107,6 +107,7 @@ class Cell:
     placement: Placement | None = None
     paper_rank: PaperRank | None = None
     reference_rank: int | None = None  # a replayed paper model's rank among the recorded models
+    judge: JudgeRow | None = None  # who judged these numbers and how far it can be trusted
 
 
 @dataclass
@@ -428,35 +429,35 @@ def _number(text: str) -> float | None:
 def judge_agreement(
     judge: str | None, attribute: str | None, unit: str = "item"
 ) -> tuple[str | None, str | None]:
-    """(one-line agreement summary, verdict) of a judge on a MentalAlign attribute at a unit
-    (item: rating replies; model: ranking models) from `trustmh.judge_check.lookup`; a readable
-    reason when it cannot be looked up."""
+    """(one-line agreement summary, verdict) of a judge for a subtask whose verdicts rate
+    `attribute`, at a unit (item: rating replies; model: ranking models), from
+    `trustmh.judge_check.assess` (which also flags, as not trusted, a judge that failed every
+    check it had at that unit, where it was not checked); a readable reason when it cannot be
+    looked up."""
     if not judge:
         return None, None
-    if not attribute:  # no human-rated attribute is near what this judge rates
-        return "not measured against humans", None
     try:
         from trustmh import judge_check
 
-        lookup = judge_check.lookup  # type: ignore[attr-defined]
+        assess = judge_check.assess  # type: ignore[attr-defined]
     except (ImportError, AttributeError):
         return "judge-check is not available in this version of trustmh", None
     try:
-        found = lookup(judge, attribute, unit=unit)
+        verdict, line = assess(judge, attribute, unit=unit)
     except UserError as exc:
         return f"no judge-check result: {exc}", None
-    if found is None:
-        if unit == "model":
-            return (
-                "not measured at model level (ranking models): that needs this judge's ratings "
-                "of several models' replies beside the experts' (MentalAlign's reply texts are "
-                "not released)",
-                None,
-            )
-        return f"not measured ({judge_check.how_to_measure(judge, attribute)})", None
-    # summary() already names how lookup matched the judge (`matched_by`)
-    summary = found.summary() if hasattr(found, "summary") else str(found)
-    return summary, getattr(found, "verdict", None)
+    if verdict is not None:
+        return line, verdict
+    if not attribute:  # no human-rated attribute is near what this judge rates
+        return "not measured against humans", None
+    if unit == "model":
+        return (
+            "not measured at model level (ranking models): that needs this judge's ratings "
+            "of several models' replies beside the experts' (MentalAlign's reply texts are "
+            "not released)",
+            None,
+        )
+    return f"not measured ({judge_check.how_to_measure(judge, attribute)})", None
 
 
 def checked_judge(run: RunData, task_id: str) -> str | None:
@@ -547,6 +548,11 @@ def build_report(run_dirs: Sequence[Path], paper: PaperRanks,
         p: sum(1 for t in registry.values() if t.pillar == p and t.in_protocol) for p in pillars
     }
     radar_values = radar(runs, rows, pillars, totals, include_substitutes)
+    judge_rows = judges(runs, rows)
+    for j in judge_rows:  # beside every judged number: how far its judge can be trusted
+        cell = next(row for row in rows if row.task.id == j.task).cells[j.run]
+        if cell is not None:
+            cell.judge = j
     run_ranks = {
         row.task.id: {i: c.rank for i, c in enumerate(row.cells) if c}
         for row in rows
@@ -558,7 +564,7 @@ def build_report(run_dirs: Sequence[Path], paper: PaperRanks,
         lambda t: registry[t].pillar if t in registry else pillar_of(t),
     )
     report = Report(runs, rows, pillars, radar_values, pillar_ranks, breakdowns(runs, rows),
-                    judges(runs, rows), paper, paper_pillars, reference, include_substitutes)  # fmt: skip
+                    judge_rows, paper, paper_pillars, reference, include_substitutes)  # fmt: skip
     if len(runs) > 1:
         report.comparison, report.comparison_error = compare(runs, registry)
     return report

@@ -33,7 +33,8 @@ CSV_COLUMNS = ("run", "run_dir", "model", "pillar", "subtask", "metric", "dimens
                "ci_low", "ci_high", "direction", "primary", "n", "n_unparsed", "n_refused", "n_error",
                "samples", "refused", "unparsed", "failed", "not_recorded", "rank_among_runs",
                "runs_ranked", "rank_among_recorded", "recorded_compared", "not_placed_because",
-               "paper_rank", "paper_rank_printed", "note", "limit", "stand_in")  # fmt: skip
+               "paper_rank", "paper_rank_printed", "judge", "judge_verdict", "note", "limit",
+               "stand_in")  # fmt: skip
 
 
 @dataclass
@@ -193,6 +194,8 @@ def csv_rows(report: Report) -> list[dict[str, Any]]:
                     "primary": m.primary, "n": m.n, "n_unparsed": m.n_unparsed,
                     "n_refused": m.n_refused, "n_error": m.n_error, "note": m.note or "",
                     "limit": run.limit, "stand_in": run.stand_ins.get(row.task.id),
+                    "judge": ";".join(cell.judge.models) if cell.judge else None,
+                    "judge_verdict": (cell.judge.verdict or "not measured") if cell.judge else None,
                 }  # fmt: skip
                 if m.primary:
                     p = cell.placement

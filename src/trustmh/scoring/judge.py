@@ -10,7 +10,9 @@ fields the verdict must carry with their ranges. Scoring one reply:
    response of the sample);
 3. the verdict is parsed (protocol 1.4: the first fenced JSON object, else the whole reply as JSON;
    or a bare number / one label for rubrics that ask for one); every field must be present and in
-   range, else the verdict is unparsed;
+   range, else the verdict is unparsed. A JSON verdict that is not valid JSON is still read when it
+   is unambiguous (`Rubric._salvage`: a bare number for a one-field rubric, or each field written
+   once as `"name": value`); the ethics judge (EXACT) has its own parser and is not affected;
 4. an unparsed verdict is asked once more with the rubric's stricter instruction appended; if that
    fails too the sample is recorded as unscored (`judge_status = "unparsed"`), never as zero.
 
@@ -130,7 +132,7 @@ class Rubric:
         if self.format == "json":
             found = fenced_json_object(text)
             if found is None:
-                return None
+                return self._salvage(text)
             lowered = {str(k).strip().lower(): v for k, v in found.items()}
             out: dict[str, float | str] = {}
             for f in self.fields:
@@ -146,6 +148,29 @@ class Rubric:
         else:  # label: the reply is one of the labels (case and surrounding punctuation ignored)
             value = only.coerce(text.strip().strip(".!\"'`*"))
         return None if value is None else {only.name: value}
+
+    def _salvage(self, text: str) -> dict[str, float | str] | None:
+        """A JSON verdict that did not parse as JSON, read when it is still unambiguous (DEFAULT,
+        learnt from a real small judge's replies: tests/data/smollm2_replies.jsonl):
+        - a reply that is only a number, for a rubric with one numeric field ("1");
+        - every field written once as `"name": value`, in JSON that does not parse because of
+          text elsewhere (an unescaped quote inside the explanation).
+        A field written twice with different values, missing or out of range: unparsed."""
+        numeric = [f for f in self.fields if not f.labels]
+        if len(self.fields) == 1 and numeric:
+            match = _NUMBER.match(text)
+            if match:
+                value = numeric[0].coerce(match.group(1))
+                return None if value is None else {numeric[0].name: value}
+        out: dict[str, float | str] = {}
+        for f in self.fields:
+            pattern = rf'"{re.escape(f.name)}"\s*:\s*(?:"([^"\n]*)"|(-?\d+(?:\.\d+)?))'
+            written = {a or b for a, b in re.findall(pattern, text, re.I)}
+            value = f.coerce(written.pop()) if len(written) == 1 else None
+            if value is None:
+                return None
+            out[f.name] = value
+        return out
 
 
 @dataclass(slots=True)
