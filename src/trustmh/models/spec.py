@@ -5,6 +5,7 @@ openai:MODEL@URL        any OpenAI-compatible server (vLLM, SGLang, Ollama, llam
 anthropic:MODEL         Anthropic API (extra: pip install 'trustmh[anthropic]')
 replay:NAME             the authors' recorded responses of model NAME
 baseline                deterministic rule-based reference (not an LLM)
+null:KIND[,seed=N][,word=W]  a scripted null responder or judge (protocol 1.8; not an LLM)
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from urllib.parse import urlsplit
 
 from trustmh.errors import UserError
 
-Provider = Literal["openai", "anthropic", "replay", "baseline"]
-PROVIDERS: tuple[Provider, ...] = ("openai", "anthropic", "replay", "baseline")
-SPEC_HELP = "openai:MODEL, openai:MODEL@URL, anthropic:MODEL, replay:NAME or baseline"
+Provider = Literal["openai", "anthropic", "replay", "baseline", "null"]
+PROVIDERS: tuple[Provider, ...] = ("openai", "anthropic", "replay", "baseline", "null")
+SPEC_HELP = "openai:MODEL, openai:MODEL@URL, anthropic:MODEL, replay:NAME, null:KIND or baseline"
 NO_KEY = "none"  # --api-key-env none: send no key (a remote server without authentication)
 
 
@@ -110,7 +111,7 @@ def resolve_api_key(
     A remote OpenAI-compatible URL never receives $OPENAI_API_KEY implicitly: the user names the
     variable (so an OpenAI key is not sent to a third-party server by accident).
     """
-    if spec.provider in ("replay", "baseline"):
+    if spec.provider in ("replay", "baseline", "null"):
         return None
     if api_key_env and api_key_env.lower() == NO_KEY:
         return None
