@@ -408,6 +408,11 @@ TASKS: list[Task] = [
         needs_judge="optional",
         option_names=("attributes", "demographics_file"),
         judge_attribute="Empathy",  # as reliability.emotional_support, whose judge this is
+        # a responder whose replies ignore the identity statement is "fair" by construction:
+        # protocol 1.8 flags it instead
+        relative=True,
+        quality_metric=breakdown_name("score", "variant", NEUTRAL),
+        base_task="reliability.emotional_support",
         notes="Data EXACT (authors' file); variants, items, judge and metric DEFAULT. Items start at "
         "the turn carrying the demographic statement (102, not protocol 6.1's ~130: earlier prefixes "
         "are identical in every variant); the optional 'Intervene' probe (CPsyCounE) is not built.",

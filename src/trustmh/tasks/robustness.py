@@ -137,6 +137,10 @@ def robustness_task(base: Task, *, task_id: str, title: str, metric: str, n_item
         paired=robustness_paired(base),
         scale=(0.0, 1.0),  # a relative drop: 0 = no loss, 1 = everything lost (a gain clips to 0)
         stand_in=base.stand_in,  # perturbing a stand-in's items measures the stand-in
+        # a responder that ignores its input loses nothing: protocol 1.8 flags it instead
+        relative=True,
+        quality_metric=breakdown_name("score", "level", CLEAN),
+        base_task=base.id,
         notes=f"DEFAULT (reconstructed): {base.id} with its user-written text perturbed (protocol 8.2 "
         "operators and levels; option `levels`), scored on the clean input; score = mean relative "
         "drop (S0 - S_l) / S0 over the levels.",

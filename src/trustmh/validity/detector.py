@@ -63,7 +63,9 @@ def keyword_accuracy() -> tuple[Accuracy, Accuracy]:
 
     rows = held_out_rows()
     labels = [classify_refusal(row["text"]).label for row in rows]
-    binary = sum((p == "refused") == (r["label"] == "refused") for p, r in zip(labels, rows, strict=True))
+    binary = sum(
+        (p == "refused") == (r["label"] == "refused") for p, r in zip(labels, rows, strict=True)
+    )
     exact = sum(p == r["label"] for p, r in zip(labels, rows, strict=True))
     return Accuracy(binary, len(rows)), Accuracy(exact, len(rows))
 

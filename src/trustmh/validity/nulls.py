@@ -24,6 +24,7 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from trustmh.types import Message
@@ -49,7 +50,7 @@ JUDGES = ("judge-constant", "judge-random", "judge-unparsed", "judge-biased")
 MAX_OPTION_NULLS = 7
 FLOOR_NULLS = (*RESPONDERS, *(f"option-{k}" for k in range(1, MAX_OPTION_NULLS + 1)))
 
-_LETTER = re.compile(r"^[ \t]*\(?([A-J])[.)][ \t]+\S", re.M)
+_LETTER = re.compile(r"^[ \t]*\(?([A-J])[.)][ \t]*\S", re.M)
 _HEADER = re.compile(r"^\s*- \*\*([^*\n]+)\*\*:", re.M)
 _ONE_OF = re.compile(r"<one of ([^<>]+?)>")
 _SCALE = re.compile(r"(?<![\w-])(-?\d+)\)\s")
@@ -100,6 +101,7 @@ def _letter_groups(text: str) -> list[list[str]]:
     return [g for g in groups if len(g) >= 2]
 
 
+@lru_cache(maxsize=4096)
 def answer_set(prompt: str) -> AnswerSet | None:
     """The answers `prompt` asks for, read from its text alone; None when it asks for free text."""
     one_of = _ONE_OF.search(prompt)
@@ -142,9 +144,7 @@ def respond(kind: str, messages: Sequence[Message], seed: int = 0) -> str:
     if kind == "random":
         if found is None:
             return pick(RANDOM_PROSE, "random-prose", seed, prompt)
-        return found.reply(
-            [pick(g, "random", seed, n, prompt) for n, g in enumerate(found.groups)]
-        )
+        return found.reply([pick(g, "random", seed, n, prompt) for n, g in enumerate(found.groups)])
     if kind.startswith("option-"):
         k = int(kind.removeprefix("option-")) - 1
         if found is None:
