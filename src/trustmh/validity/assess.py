@@ -183,8 +183,13 @@ def degenerate_reason(
         if len(texts) == 1:
             return f"every one of the {len(replies)} replies is the same text"
         targets = {repr(s.target) for s in replies if s.target is not None}
-        parsed = [s.score.parsed for s in replies if s.score.status == "ok"]
-        answers = {repr(p) for p in parsed if p is not None and not isinstance(p, dict)}
+        # the model's own answers: what a parser read from the reply, not a judge's verdict
+        parsed = [
+            s.score.parsed
+            for s in replies
+            if s.score.status == "ok" and "judge_status" not in s.score.detail
+        ]
+        answers = {repr(p) for p in parsed if p is not None}
         if len(targets) >= 2 and len(parsed) >= MIN_REPLIES and len(answers) == 1:
             return (
                 f"all {len(parsed)} parsed answers are {next(iter(answers))} although the items' "
