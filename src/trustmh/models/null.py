@@ -10,9 +10,9 @@ through every subtask; users can run one too, e.g.
 
 Spec: `null:KIND[,seed=N][,word=W]` with KIND one of the responders (always-a, refusing,
 content-free, random) or judges (judge-constant, judge-random, judge-unparsed, judge-biased);
-`seed` varies the random choices, `word` is the text a biased judge favours. A responder asked a
-judge prompt answers as the constant judge would not: it gives its own reply (which then does
-not parse); a judge kind asked an ordinary prompt gives the content-free reply.
+`seed` varies the random choices, `word` is the text a biased judge favours. A responder kind
+used as a judge gives its own reply (a verdict that does not parse); a judge kind used as the
+model gives the content-free reply.
 """
 
 from __future__ import annotations
@@ -81,11 +81,8 @@ class NullBackend:
     async def generate(self, request: GenRequest) -> Response:
         """The scripted reply to the request."""
         prompt = nulls.last_user(request.messages)
-        text = None
         if self.kind in nulls.JUDGES:
-            text = nulls.verdict(self.kind, prompt, self.seed, self.word)
-            if text is None:
-                text = nulls.CONTENT_FREE
+            text = nulls.verdict(self.kind, prompt, self.seed, self.word) or nulls.CONTENT_FREE
         else:
             text = nulls.respond(self.kind, request.messages, self.seed)
         return Response(

@@ -174,8 +174,8 @@ def degenerate_reason(
     """Why these replies look independent of the input, or None:
     - one distinct reply text (a constant responder);
     - one distinct parsed answer although the items' answers differ;
-    - for free-text replies (no answer key, or no categorical answer parsed from them): fewer
-      distinct replies than DISTINCT_SHARE of them;
+    - for free-text replies (no answer key, or a judge-scored subtask): fewer distinct replies
+      than DISTINCT_SHARE of them;
     - for a relative subtask: the replies' own quality does not clear its null floor."""
     replies = [s for s in scored if s.score.status not in NOT_SCORED and s.response is not None]
     if len(replies) >= MIN_REPLIES:
@@ -183,19 +183,17 @@ def degenerate_reason(
         if len(texts) == 1:
             return f"every one of the {len(replies)} replies is the same text"
         targets = {repr(s.target) for s in replies if s.target is not None}
-        # the model's own answers: what a parser read from the reply, not a judge's verdict
-        parsed = [
-            s.score.parsed
-            for s in replies
-            if s.score.status == "ok" and "judge_status" not in s.score.detail
-        ]
+        # an answer key: the items have targets that a parser compares the reply with (a
+        # judge-scored subtask's targets, e.g. a crisis label, only inform the judge)
+        keyed = bool(targets) and task.needs_judge != "required"
+        parsed = [s.score.parsed for s in replies if s.score.status == "ok"]
         answers = {repr(p) for p in parsed if p is not None}
-        if len(targets) >= 2 and len(parsed) >= MIN_REPLIES and len(answers) == 1:
+        if keyed and len(targets) >= 2 and len(parsed) >= MIN_REPLIES and len(answers) == 1:
             return (
                 f"all {len(parsed)} parsed answers are {next(iter(answers))} although the items' "
                 f"answers differ ({len(targets)} distinct)"
             )
-        free_text = not targets or not answers  # no answer key, or no categorical answers
+        free_text = not keyed  # replies judged as text, not read as an answer
         if free_text and len(texts) < DISTINCT_SHARE * len(replies):
             return (
                 f"only {len(texts)} distinct replies to {len(replies)} different inputs: the "
