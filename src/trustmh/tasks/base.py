@@ -67,6 +67,9 @@ class ScoreContext:
     # ask the judge once more with the rubric's stricter instruction when its verdict does not
     # parse (opt-in: protocol 1.4 asks once)
     judge_reask: bool = False
+    # scoring null replies for floors (protocol 1.8): no judge and no outside service may be
+    # asked; a scorer that would need one returns status "missing"
+    offline: bool = False
 
 
 class Generate(Protocol):

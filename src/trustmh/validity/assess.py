@@ -72,7 +72,7 @@ async def null_metrics(
     """Per null responder, the metrics the subtask gives its replies on `samples` (scored by the
     subtask's own scorer, without a judge); empty when the subtask needs a judge."""
     out: dict[str, list[MetricValue]] = {}
-    context = ScoreContext(judge=None, options=options, seed=seed)
+    context = ScoreContext(judge=None, options=options, seed=seed, offline=True)
     for kind in nulls.FLOOR_NULLS:
         scored = []
         for sample in samples:
