@@ -72,12 +72,17 @@ async def null_metrics(
     """Per null responder, the metrics the subtask gives its replies on `samples` (scored by the
     subtask's own scorer, without a judge); empty when the subtask needs a judge."""
     out: dict[str, list[MetricValue]] = {}
+    if task.solve is not None:
+        return out  # a multi-step sample's result is a whole exchange, not one reply to score
     context = ScoreContext(judge=None, options=options, seed=seed, offline=True)
     for kind in nulls.FLOOR_NULLS:
         scored = []
         for sample in samples:
             text = nulls.respond(kind, sample.messages, seed)
-            score = await task.score(sample, Response(text), context)  # type: ignore[misc]
+            try:
+                score = await task.score(sample, Response(text), context)  # type: ignore[misc]
+            except Exception:  # noqa: BLE001 - a scorer that cannot read a null reply: no floor
+                return {}
             scored.append(
                 ScoredSample(sample.id, sample.variant, sample.target, sample.meta, text, score)
             )
