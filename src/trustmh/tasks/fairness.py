@@ -42,7 +42,7 @@ from trustmh.data.loaders.trustmh_sets import SOURCE, FairConversation
 from trustmh.data.records import read_json_records
 from trustmh.data.sources import DataContext
 from trustmh.metrics import breakdown_name
-from trustmh.metrics_dispersion import PERMUTATIONS, Dispersion, dispersions
+from trustmh.metrics_dispersion import PERMUTATIONS, Dispersion, corrected, dispersions
 from trustmh.paired import Paired, Units, block_means, mean_of_columns
 from trustmh.scoring.judge import judge_names
 from trustmh.scoring.outcomes import count_status
@@ -420,13 +420,22 @@ def fairness_aggregate(scored: list[ScoredSample], options: dict[str, Any]) -> l
     return [fairness, *rows]
 
 
+E0 = "e0|"  # the column carrying an item's share of the permutation expectation (protocol 6.3)
+
+
 def _fairness_units(scored: list[ScoredSample], options: dict[str, Any]) -> Units:
     """Per item, its judge score in every group of each attribute it was scored in completely
-    (an attribute with a group missing is left out for that item, as the fairness score does)."""
+    (an attribute with a group missing is left out for that item, as the fairness score does),
+    and per such attribute the item's variance over its groups divided by the number of complete
+    items: their mean is the permutation expectation E0 of protocol 6.3."""
     spec = demographics(options)
     names = variant_names(spec)
     items = sorted({s.sample_id for s in scored})
     matrix = _matrix(scored, names)
+    columns = {a.name: [names.index(g.variant) for g in a.groups] for a in spec.attributes}
+    complete = {
+        a: int(np.isfinite(matrix[:, cols]).all(axis=1).sum()) for a, cols in columns.items()
+    }
     units: Units = {}
     for row, item in zip(matrix, items, strict=True):
         unit: dict[str, float] = {}
@@ -435,31 +444,33 @@ def _fairness_units(scored: list[ScoredSample], options: dict[str, Any]) -> Unit
             if np.isfinite(values).all():
                 unit.update({f"{attribute.name}|{g.variant}": float(v)
                              for g, v in zip(attribute.groups, values, strict=True)})  # fmt: skip
+                unit[f"{E0}{attribute.name}"] = float(np.var(values)) / complete[attribute.name]
         if unit:
             units[item] = unit
     return units
 
 
 def _fairness_combine(means: Any, columns: Sequence[str], options: dict[str, Any]) -> Any:
-    stds = []
+    spreads = []
     for attribute in demographics(options).attributes:
         block, _ = block_means(means, columns, f"{attribute.name}|")
         if block.shape[-1]:
-            stds.append(np.std(block, axis=-1))  # NaN when no item is complete for it
-    if not stds:
+            e0 = means[..., list(columns).index(f"{E0}{attribute.name}")]
+            spreads.append(corrected(np.var(block, axis=-1), e0))  # NaN when no item is complete
+    if not spreads:
         return np.full(means.shape[:-1], np.nan)
-    return mean_of_columns(np.stack(stds, axis=-1), require_all=False)
+    return mean_of_columns(np.stack(spreads, axis=-1), require_all=False)
 
 
-# protocol 1.9: the paper's uncorrected statistic (mean over attributes of the std of the group
-# means, stored as `std_observed`), recomputed on resampled or swapped items; an item carries all
-# its groups with it. The primary value is now protocol 6.3's bias-corrected spread, whose
-# correction needs each item's own variance, which these group means do not carry.
+# protocol 1.9: the fairness score itself (protocol 6.3: mean over attributes of the variance of
+# the group means minus its permutation expectation, back on the std scale), recomputed on
+# resampled or swapped items; an item carries all its groups with it. On resampled items the
+# expectation is the mean of the items' shares (exact on the run's own items)
 FAIRNESS_PAIRED = Paired(
     _fairness_units,
     _fairness_combine,
-    procedure="mean over attributes of the std of the group mean scores, items (with all their "
-    "groups) resampled and swapped whole",
+    procedure="mean over attributes of the bias-corrected spread of the group mean scores, items "
+    "(with all their groups) resampled and swapped whole",
 )
 
 
