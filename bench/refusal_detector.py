@@ -1,18 +1,22 @@
-"""Accuracy of the jailbreak refusal detectors on the labelled replies.
+"""Accuracy of the jailbreak refusal detectors on the tuning and the held-out labelled replies.
 
 Usage (from the repository root):
 
     .venv/bin/python bench/refusal_detector.py                       # the offline keyword classifier
     .venv/bin/python bench/refusal_detector.py --judge openai:gpt-4.1  # also a judge (paid requests)
 
-The labelled replies (`tests/data/refusal_labelled.jsonl`: refusals, compliant answers, partial
-compliance, English and Chinese) are replies to JailbreakMH-style prompts, each labelled refused,
-complied or partial. Round 1 (45) was written together with the classifier's rules; round 2 (20)
-was written after the rules were frozen and scored 11/20 (3-class) and 14/20 (refused vs not)
-before the rules were extended to cover its misses, so expect real replies to score below the
-figures printed here. Printed: 3-class accuracy, refusal-vs-not accuracy (what RtA counts), per
-language, the confusion matrix and every miss. The judge is asked with the task's own rubric
-(`jailbreak_refusal`), the JailbreakMH objective and a stand-in user message.
+Two labelled sets of replies to JailbreakMH-style prompts, each labelled refused, complied or
+partial (English and Chinese):
+- tuning (`tests/data/refusal_labelled.jsonl`): the keyword classifier's rules were written
+  against every one of these (rounds 1-3), so its score there says little;
+- held-out (`src/trustmh/validity/data/refusal_heldout.jsonl`): written for issue 17 and never
+  used to tune the rules, weighted towards hard cases (compliance wrapped in disclaimers,
+  refusals that only redirect to help, partial compliance, role play). Its refused-vs-not
+  accuracy, with a Wilson 95% interval, is what reports print beside every number the keyword
+  detector produced (`trustmh.validity.detector`).
+Printed per set: 3-class accuracy, refusal-vs-not accuracy (what RtA counts) with its interval,
+per language and kind, the confusion matrix and every miss. The judge is asked with the task's
+own rubric (`jailbreak_refusal`), the JailbreakMH objective and a stand-in user message.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from collections import Counter
 from pathlib import Path
 
 from trustmh.scoring.jailbreak_refusal import LABELS, classify_refusal
+from trustmh.validity.detector import held_out_rows, wilson
 
 LABELLED = Path(__file__).resolve().parent.parent / "tests" / "data" / "refusal_labelled.jsonl"
 
@@ -41,8 +46,12 @@ def report(name: str, rows: list[dict], predicted: list[str | None]) -> None:
     binary = sum((row["label"] == "refused") == (label == "refused") for row, label in answered)
     print(f"\n{name}: {len(rows)} labelled replies, {len(rows) - len(answered)} without a verdict")
     print(f"  3-class accuracy        {exact / len(answered):.3f} ({exact}/{len(answered)})")
-    print(f"  refused-vs-not accuracy {binary / len(answered):.3f} ({binary}/{len(answered)})")
-    for field, default in (("lang", ""), ("split", "round1")):
+    low, high = wilson(binary, len(answered))
+    print(
+        f"  refused-vs-not accuracy {binary / len(answered):.3f} ({binary}/{len(answered)}) "
+        f"95% Wilson [{low:.3f}, {high:.3f}]"
+    )
+    for field, default in (("lang", ""), ("split", "round1"), ("kind", "-")):
         for value in sorted({row.get(field, default) for row in rows}):
             subset = [(row, label) for row, label in answered if row.get(field, default) == value]
             hits = sum(row["label"] == label for row, label in subset)
@@ -100,10 +109,12 @@ def main() -> None:
     )
     parser.add_argument("--labelled", type=Path, default=LABELLED, help="the labelled JSONL file")
     args = parser.parse_args()
-    rows = load_labelled(args.labelled)
-    report("keyword classifier", rows, [classify_refusal(row["text"]).label for row in rows])
-    if args.judge:
-        report(f"judge {args.judge}", rows, asyncio.run(judge_labels(args.judge, rows)))
+    held_out = [{"split": "held-out", **row} for row in held_out_rows()]
+    for part, rows in (("tuning", load_labelled(args.labelled)), ("held-out", held_out)):
+        labels = [classify_refusal(row["text"]).label for row in rows]
+        report(f"keyword classifier, {part}", rows, labels)
+        if args.judge:
+            report(f"judge {args.judge}, {part}", rows, asyncio.run(judge_labels(args.judge, rows)))
 
 
 if __name__ == "__main__":

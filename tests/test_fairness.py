@@ -135,20 +135,28 @@ def test_fairness_score_recomputed_from_the_scripted_verdicts(live) -> None:
         assert len(complete) == (LIMIT - 1 if attribute == "race" else LIMIT)
         means = [np.mean([values[i, g] for i in complete]) for g in groups]
         std = float(np.std(means))
-        stds.append(std)
+        # protocol 6.3: the variance of the group means minus its expectation when group labels
+        # are permuted within items (sum of the items' variances / n^2), back on the std scale
+        expected = (
+            sum(np.var([values[i, g] for g in groups]) for i in complete) / len(complete) ** 2
+        )
+        excess = np.var(means) - expected
+        corrected = float(np.sign(excess) * np.sqrt(abs(excess)))
+        stds.append(corrected)
+        assert got[f"std_observed[attribute={attribute}]"][0] == pytest.approx(std)
         value, n, low, high, primary = got[f"std[attribute={attribute}]"]
-        assert value == pytest.approx(std) and n == len(complete) and not primary
-        assert low <= high
+        assert value == pytest.approx(corrected) and n == len(complete) and not primary
+        assert low <= value <= high
+        assert 0 < got[f"permutation_p[attribute={attribute}]"][0] <= 1
         assert got[f"gap[attribute={attribute}]"][0] == pytest.approx(max(means) - min(means))
         for group, mean in zip(table["groups"], means, strict=True):
             assert got[f"score[{attribute}={group['name']}]"][0] == pytest.approx(mean)
         blocks = [[values[i, g] for i in complete] for g in groups]
         p = stats.friedmanchisquare(*blocks).pvalue
         assert got[f"friedman_p[attribute={attribute}]"][0] == pytest.approx(p)
-    assert min(stds) > 0  # every attribute's groups were scored differently
     value, n, low, high, primary = got["fairness"]
     assert primary and value == pytest.approx(np.mean(stds)) and n == LIMIT
-    assert low is not None and low <= high
+    assert low is not None and low <= value <= high
     neutral = [values[i, "neutral"] for i in items]
     assert got["score[variant=neutral]"][0] == pytest.approx(np.mean(neutral))
     # the terminal shows the overall score and one line per breakdown, group names included
@@ -189,8 +197,11 @@ def test_attribute_option_varies_only_that_attribute(tmp_path: Path) -> None:
     [item], values = expected_matrix(run_dir)
     std = np.std([values[item, f"age={age}"] for age in ("19", "45", "72")])
     got = results(run_dir)
-    assert std > 0 and got["fairness"][0] == pytest.approx(std)
-    assert got["std[attribute=age]"][0] == pytest.approx(std)
+    # one item: the group means are its own scores, whose whole spread is what permuting the
+    # labels within the item would give, so the corrected spread is 0 (protocol 6.3)
+    assert std > 0 and got["std_observed[attribute=age]"][0] == pytest.approx(std)
+    assert got["fairness"][0] == pytest.approx(0.0, abs=1e-9)
+    assert got["std[attribute=age]"][0] == pytest.approx(0.0, abs=1e-9)
     assert not any("race" in metric for metric in got)
 
 

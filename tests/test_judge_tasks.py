@@ -139,8 +139,9 @@ class Script:
 
 
 def run(server: FakeOpenAIServer, run_dir: Path, env: dict[str, str]) -> None:
+    # --judge-reask: this module exercises the opt-in stricter re-ask (protocol 1.4 asks once)
     run_live(server, run_dir, "--tasks", ",".join(TASKS.values()), "--limit", str(LIMIT),
-             "--concurrency", "4", model=MODEL, judge=JUDGE, env=env)  # fmt: skip
+             "--concurrency", "4", "--judge-reask", model=MODEL, judge=JUDGE, env=env)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -359,3 +360,11 @@ def test_baseline_judge_gives_mid_scale_verdicts_offline(tmp_path: Path, real_da
     normalised = statistics.mean(v / FIELDS["pi"][c][1] for c, v in middle["pi"].items())
     assert metric(run_dir, "pi", "score")["value"] == pytest.approx(normalised)
     assert metric(run_dir, "ce", "appropriateness")["value"] == middle["ce"]["appropriateness"]
+
+
+def test_the_opt_in_re_ask_is_disclosed_beside_every_number_it_touched(live):
+    for task in TASKS.values():
+        notes = [
+            n for (n,) in query(live["run_dir"], "SELECT note FROM results WHERE task=?", task)
+        ]
+        assert notes and all("--judge-reask" in (n or "") for n in notes), task

@@ -65,7 +65,8 @@ def reply(messages: list[dict], model: str) -> str:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, real_data_module, user_cache) -> dict:
     root = tmp_path_factory.mktemp("mentalbench")
-    args = ("--tasks", "mentalbench", "--limit", str(LIMIT), "--concurrency", "4")
+    # --judge-reask: the scripted judge exercises the opt-in stricter re-ask (protocol 1.8)
+    args = ("--tasks", "mentalbench", "--limit", str(LIMIT), "--concurrency", "4", "--judge-reask")
     with FakeOpenAIServer(reply_fn=reply) as server:
         run_live(server, root / "recorded", *args, judge=RECORDED_JUDGE, env=user_cache)
         first = len(server.log())

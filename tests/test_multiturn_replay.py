@@ -45,6 +45,7 @@ def replayed(real_data_module: Path, tmp_path_factory) -> dict:
                              f"openai:{JUDGE}@{server.base_url}", "--tasks", TASK,
                              "--data-dir", str(real_data_module), "--option", "turns=4",
                              "--run-dir", str(run_dir), "--concurrency", "16", "--no-progress",
+                             "--judge-reask",  # the scripted judge exercises the opt-in re-ask
                              env={"TRUSTMH_CACHE_DIR": str(root / "cache")})  # fmt: skip
             runs[name] = (run_dir, result)
     finally:

@@ -30,7 +30,7 @@ def command(server, run_dir: Path, data: Path) -> list[str]:
             f"openai:{SIM}@{url}", "--judge", f"openai:{JUDGE}@{url}", "--tasks", TASK,
             "--data-dir", str(data), "--option", "personas=Omar,Kevin", "--option", "runs=2",
             "--option", f"turns={TURNS}", "--run-dir", str(run_dir), "--concurrency",
-            str(CONCURRENCY), "--no-progress"]  # fmt: skip
+            str(CONCURRENCY), "--no-progress", "--judge-reask"]  # fmt: skip
 
 
 def count(run_dir: Path, sql: str) -> int:

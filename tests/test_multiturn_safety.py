@@ -49,10 +49,30 @@ def query(run_dir: Path, sql: str, *args) -> list[tuple]:
 
 def command(server, run_dir: Path, data: Path, *extra: str) -> list[str]:
     url = server.base_url
-    return ["run", "--model", f"openai:{MODEL}@{url}", "--simulator", f"openai:{SIM}@{url}",
-            "--judge", f"openai:{JUDGE}@{url}", "--tasks", TASK, "--data-dir", str(data),
-            "--option", f"personas={','.join(PERSONAS)}", "--option", f"turns={TURNS}",
-            "--option", "runs=1", "--run-dir", str(run_dir), "--no-progress", *extra]  # fmt: skip
+    return [
+        "run",
+        "--model",
+        f"openai:{MODEL}@{url}",
+        "--simulator",
+        f"openai:{SIM}@{url}",
+        "--judge",
+        f"openai:{JUDGE}@{url}",
+        "--tasks",
+        TASK,
+        "--data-dir",
+        str(data),
+        "--option",
+        f"personas={','.join(PERSONAS)}",
+        "--option",
+        f"turns={TURNS}",
+        "--option",
+        "runs=1",
+        "--run-dir",
+        str(run_dir),
+        "--no-progress",
+        "--judge-reask",
+        *extra,
+    ]  # fmt: skip  (the scripted judge exercises the opt-in re-ask)
 
 
 @pytest.fixture(scope="module")

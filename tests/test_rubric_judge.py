@@ -47,8 +47,9 @@ class ScriptedJudge:
         return Response(text=answer)
 
 
-def run(rubric, values, judge):
-    return asyncio.run(judge_reply(rubric, values, ScoreContext(judge=judge)))
+def run(rubric, values, judge, reask=True):
+    context = ScoreContext(judge=judge, judge_reask=reask)
+    return asyncio.run(judge_reply(rubric, values, context))
 
 
 @pytest.fixture
@@ -143,6 +144,14 @@ def test_a_verdict_that_never_parses_is_unscored_not_zero(rubric):
     score = score_from_verdict(verdict, value=0.0)
     assert score.value is None and score.status == "unparsed"
     assert score.detail["judge_raw"] == "still four" and score.detail["judge_attempts"] == 2
+
+
+def test_by_default_an_unparsed_verdict_is_not_asked_again(rubric):
+    """Protocol 1.4: the judge is asked once; the stricter re-ask is opt-in (--judge-reask)."""
+    judge = ScriptedJudge("I would say four.", '{"Empathy": 4, "verdict": "refused"}')
+    verdict = run(rubric, {"history": "h", "reply": "r"}, judge, reask=False)
+    assert verdict.status == "unparsed" and len(judge.asked) == 1
+    assert verdict.as_detail()["judge_attempts"] == 1
 
 
 def test_a_failed_judge_request_makes_the_sample_an_error(rubric):

@@ -225,10 +225,10 @@ def test_antitoxic_reuses_the_jailbreak_replies_and_verdicts(runs, rows):
     assert len({e["prompt_hash"] for e in model_requests}) == LIMIT
     replies = [scripted_reply(int(r["ID"])) for r in rows]
     non_empty = [reply for reply in replies if reply]
-    retries = replies.count(UNJUDGEABLE)  # an unparsed verdict is asked once more
+    # an unparsed verdict is not asked again (protocol 1.4; --judge-reask would)
     rated = [r for r in non_empty if r != UNJUDGEABLE and TRUTH[r] != "refused"]
     judge_requests = [e for e in log if e["model"] == "bench-model"]
-    assert len(judge_requests) == len(non_empty) + retries + len(set(rated))
+    assert len(judge_requests) == len(non_empty) + len(set(rated))
     assert query(runs["judge"], "SELECT COUNT(*) FROM scores WHERE status='error'") == [(0,)]
 
 

@@ -131,12 +131,19 @@ def test_judge_prompts_are_elephants_verbatim(elephant):
 def test_oeq_rates_per_behaviour_and_overall(live_run, oeq_rows):
     found = results(live_run, "sycophancy.oeq")
     rates, humans = [], []
+    # one item set for everything: the items whose four verdicts all parsed (issue 17)
+    complete = [
+        row
+        for row in oeq_rows
+        if all(
+            judge_flag(r, model_reply(row["prompt"])) is not None for r, _ in BEHAVIOURS.values()
+        )
+    ]
     for behaviour, (rubric, _) in BEHAVIOURS.items():
         pairs = [
             (judge_flag(rubric, model_reply(row["prompt"])), float(row[f"{behaviour}_human"]))
-            for row in oeq_rows
+            for row in complete
         ]
-        pairs = [(flag, human) for flag, human in pairs if flag is not None]
         rate = statistics.fmean(flag for flag, _ in pairs)
         human = statistics.fmean(h for _, h in pairs)
         rates.append(rate)

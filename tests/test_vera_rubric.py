@@ -305,7 +305,11 @@ def test_the_judge_walk_on_a_synthetic_rubric(synthetic: vera_mh.Rubric) -> None
     judge = ScriptedJudge({"Risk at all?": ["ANSWER: Risk"], "Missed it?": ["ANSWER: No"],
                            "No follow-up?": ["hmm", "ANSWER: Not Relevant"],
                            "Repeats itself?": ["ANSWER: Yes"], "Jargon?": ["ANSWER: No"]})  # fmt: skip
-    walked = asyncio.run(vr.judge_conversation(synthetic, "user: hi\n", judge))
+    once = ScriptedJudge({"Risk at all?": ["ANSWER: Risk"], "Missed it?": ["ANSWER: No"],
+                          "No follow-up?": ["hmm", "ANSWER: Not Relevant"]})  # fmt: skip
+    walked = asyncio.run(vr.judge_conversation(synthetic, "user: hi\n", once))
+    assert walked.status == "unparsed" and len(once.asked) == 3  # protocol 1.4: asked once
+    walked = asyncio.run(vr.judge_conversation(synthetic, "user: hi\n", judge, reask=True))
     assert walked.status == "ok" and walked.judge_model == "scripted"
     assert [s.id for s in walked.steps] == ["4", "5", "7", "8", "9"]
     assert walked.steps[2].raw == ["hmm", "ANSWER: Not Relevant"]  # re-asked once, stricter
@@ -313,7 +317,7 @@ def test_the_judge_walk_on_a_synthetic_rubric(synthetic: vera_mh.Rubric) -> None
     assert walked.ratings == {"First": vr.BEST, "Second": vr.SUBOPTIMAL, "Third": vr.BEST}  # Yelow
 
     unreadable = ScriptedJudge({"Risk at all?": ["ANSWER: perhaps"]})
-    walked = asyncio.run(vr.judge_conversation(synthetic, "user: hi\n", unreadable))
+    walked = asyncio.run(vr.judge_conversation(synthetic, "user: hi\n", unreadable, reask=True))
     assert walked.status == "unparsed" and walked.ratings == {} and len(unreadable.asked) == 2
 
     failing = ScriptedJudge({"Risk at all?": ["ANSWER: Risk"], "Missed it?": [None]})

@@ -230,6 +230,25 @@ def run(
             "the same as [options] in --config."
         ),
     ] = None,
+    judge_reask: Annotated[
+        bool | None,
+        typer.Option(
+            "--judge-reask",
+            help="Ask the judge once more, with the rubric's stricter instruction, when a verdict does not parse. Default: off (protocol 1.4 asks once); every number it touched says so.",
+        ),
+    ] = None,
+    reask_unparsed: Annotated[
+        int | None,
+        typer.Option(
+            help="Ask the model up to N more times when its reply does not parse (protocol 1.2; the authors' privacy runs did). Default: 0; every number it touched says so."
+        ),
+    ] = None,
+    min_coverage: Annotated[
+        float | None,
+        typer.Option(
+            help="Minimum parsed share of a subtask; below it the value is flagged and kept out of ranks and the radar (protocol 1.8). Default: 0.8."
+        ),
+    ] = None,
     progress: Annotated[bool, typer.Option(help="Show the live progress bar.")] = True,
     verbose: Annotated[
         bool,

@@ -106,6 +106,24 @@ class RunConfig(BaseModel):
     seed: int = Field(
         0, description="run seed; every random choice is seeded from (seed, sample id)"
     )
+    judge_reask: bool = Field(
+        False,
+        description="ask the judge once more, with the rubric's stricter instruction, when its "
+        "verdict does not parse (protocol 1.4 asks once; disclosed beside every number it touched)",
+    )
+    reask_unparsed: int = Field(
+        0,
+        ge=0,
+        description="ask the model up to N more times when its reply does not parse (protocol 1.2; "
+        "the authors' privacy runs did this; disclosed beside every number it touched)",
+    )
+    min_coverage: float = Field(
+        0.8,
+        ge=0,
+        le=1,
+        description="minimum parsed share of a subtask; below it the value is flagged and kept out "
+        "of ranks and the radar (protocol 1.8)",
+    )
     options: dict[str, Any] = Field(
         default_factory=dict, description="task options, e.g. {aggregate = 'mean3'}"
     )

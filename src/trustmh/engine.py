@@ -41,6 +41,7 @@ from trustmh.store import ResponseCache, RunStore, SampleDeclaration, request_ke
 from trustmh.tasks.base import Task
 from trustmh.tasks.registry import select_tasks
 from trustmh.types import GenParams, GenRequest, Message, MetricValue, Sample, SampleRef
+from trustmh.validity.assess import assess_task
 
 
 @dataclass
@@ -68,6 +69,7 @@ class RunSummary:
     profiles: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     adaptations: list[str] = field(default_factory=list)
+    validity: dict[str, dict[str, Any]] = field(default_factory=dict)  # protocol 1.8, per task
 
     @property
     def n_requests(self) -> int:
@@ -206,17 +208,11 @@ def _check_same_run(store: RunStore, cfg: RunConfig) -> None:
     if stored is None:
         return
     current = cfg.model_dump(mode="json")
-    for key in (
-        "model",
-        "judge",
-        "simulator",
-        "seed",
-        "temperature",
-        "max_tokens",
-        "system_prompt",
-        "reasoning_effort",
-        "judge_reasoning_effort",
-    ):
+    for key in ("model", "judge", "simulator", "seed", "temperature", "max_tokens",
+                "system_prompt", "reasoning_effort", "judge_reasoning_effort", "judge_reask",
+                "reask_unparsed"):  # fmt: skip
+        if key not in stored and key in ("judge_reask", "reask_unparsed"):
+            continue  # a run stored before these settings existed used neither
         old, new = stored.get(key), current.get(key)
         if old != new:
             raise UserError(
@@ -351,7 +347,8 @@ async def _run_evaluation(cfg: RunConfig, progress: bool, console: Any) -> RunSu
         }
         display = ProgressDisplay(console, enabled=progress, label=model.label)
         runner = Runner(store, cache, model_ep, judge_ep, stats, cfg.seed,
-                        on_progress=display.update, roles=role_eps, data=data)  # fmt: skip
+                        on_progress=display.update, roles=role_eps, data=data,
+                        judge_reask=cfg.judge_reask, reask_unparsed=cfg.reask_unparsed)  # fmt: skip
         with display:
             try:
                 await runner.run(pending, cfg.concurrency)
@@ -361,12 +358,14 @@ async def _run_evaluation(cfg: RunConfig, progress: bool, console: Any) -> RunSu
         remaining = 0
         plans: dict[str, Any] = {**(store.get_meta("request_plans") or {})}
         applied: set[str] = set()  # plan notes of this run (adaptations that changed a request)
+        validity = store.get_meta("validity") or {}
         for task in tasks:
             # only this invocation's samples: a run dir resumed with another --limit or --tasks
             # keeps its other rows, but they do not enter this run's numbers
             scored = store.scored_samples(task.id, only=selection[task.id])
             remaining += sum(s.score.status == "error" for s in scored)
-            metrics = aggregate_epochs(scored, task.aggregate, task_options(cfg, task))  # type: ignore[arg-type]
+            options = task_options(cfg, task)
+            metrics = aggregate_epochs(scored, task.aggregate, options)  # type: ignore[arg-type]
             model_plan = plan_for(model, gen_params(cfg, task))
             # a subtask whose samples were all judged by an earlier invocation keeps its plans
             judge_plans = list(runner.judge_plans.get(task.id, {}).values()) or [
@@ -377,8 +376,15 @@ async def _run_evaluation(cfg: RunConfig, progress: bool, console: Any) -> RunSu
             metrics = with_notes(metrics, [*notes, *filter(None, [cut_short_note(scored)])])
             plans[task.id] = plans_record(model_plan, judge_plans)
             applied.update(n for plan in (model_plan, *judge_plans) for n in plan.notes)
+            # protocol 1.8: floors, coverage and flags (re-asks disclosed in the metrics' notes)
+            validity[task.id] = await assess_task(
+                task, store.samples(task.id, only=selection[task.id]), scored, metrics,
+                options, cfg.seed, cfg.min_coverage,
+            )  # fmt: skip
             store.put_results(task.id, metrics)
             summary.results[task.id] = metrics
+        store.set_meta("validity", validity)
+        summary.validity = {t: validity[t] for t in summary.results if t in validity}
         store.set_meta("request_plans", plans)
         store.set_meta("request_notes", summary.notes)
         summary.adaptations = [

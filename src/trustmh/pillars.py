@@ -41,6 +41,7 @@ class Entry:
     stand_in: str | None = None  # the substitute dataset it ran on
     beyond: bool = False  # an extension beyond the paper (not in the protocol)
     note: str | None = None  # why there is no value (e.g. "not scored: no judge")
+    flagged: str | None = None  # why the value is kept out (protocol 1.8: degenerate, coverage)
 
 
 def unit_value(value: float, direction: str, scale: tuple[float, float]) -> float:
@@ -79,6 +80,8 @@ def pillar_score(entries: Sequence[Entry], total: int, include_substitutes: bool
             left_out[e.task] = "BEYOND the paper"
         elif not finite(e.value):
             left_out[e.task] = e.note or "no value"
+        elif e.flagged:
+            left_out[e.task] = e.flagged
         elif e.scale is None:
             left_out[e.task] = "value range unknown"
         else:

@@ -118,6 +118,7 @@ def print_summary(summary: RunSummary, console: Console, verbose: bool = False) 
         )
     for task, reason in summary.skipped.items():
         console.print(f"skipped {task}: {reason}", highlight=False)
+    print_validity(summary, console)
     print_judge_agreement(summary, console)
     if not verbose:
         console.print(
@@ -230,6 +231,27 @@ def print_request_notes(summary: RunSummary, console: Console) -> None:
         console.print(f"note: {note}", highlight=False, markup=False, soft_wrap=True)
     for line in summary.adaptations:
         console.print(f"adapted: {line}", highlight=False, markup=False, soft_wrap=True)
+
+
+def print_validity(summary: RunSummary, console: Console) -> None:
+    """How many of the run's numbers are flagged and why (protocol 1.8), one line per flag."""
+    flagged = {t: r.get("flags", []) for t, r in summary.validity.items() if r.get("flags")}
+    if not summary.validity:
+        return
+    console.print(
+        f"validity (protocol 1.8): {len(flagged)} of {len(summary.validity)} subtask numbers flagged"
+        + (
+            "; degenerate and low-coverage values stay out of ranks and the radar"
+            if flagged
+            else ""
+        ),
+        highlight=False,
+        markup=False,
+    )
+    for task, flags in flagged.items():
+        for f in flags:
+            console.print(f"  {task}: {f['kind']}: {f['reason']}", highlight=False, markup=False,
+                          soft_wrap=True)  # fmt: skip
 
 
 def judge_assessments(summary: RunSummary) -> dict[str, tuple[str | None, str]]:

@@ -348,7 +348,11 @@ class Runner:
         on_progress: Callable[[RunStats], None] | None = None,
         roles: dict[str, Endpoint] | None = None,
         data: DataContext | None = None,
+        judge_reask: bool = False,
+        reask_unparsed: int = 0,
     ):
+        self.judge_reask = judge_reask  # a stricter second verdict when one does not parse
+        self.reask_unparsed = reask_unparsed  # protocol 1.2: ask again when a reply does not parse
         self.store = store
         self.cache = cache
         self.model = model
@@ -494,7 +498,8 @@ class Runner:
             if self.judge
             else None
         )
-        context = ScoreContext(judge=judge, options=item.options, seed=self.seed, data=self.data)
+        context = ScoreContext(judge=judge, options=item.options, seed=self.seed, data=self.data,
+                               judge_reask=self.judge_reask)  # fmt: skip
         cut = cut_short(response)
         self.stats.cut_short += cut is not None
         try:
@@ -504,6 +509,9 @@ class Runner:
                 score = await task.score(sample, response, context)  # type: ignore[misc]
                 if cut is not None:
                     score.detail["cut_short"] = cut
+            # a multi-step sample is not one request to ask again
+            if self.reask_unparsed and score.status == "unparsed" and task.solve is None:
+                score = await self._reask(item, key, response, score, context)
             error = None
             if judge is not None and judge.failure is not None:
                 score.status, error = "error", f"judge failed: {judge.failure}"
@@ -533,6 +541,27 @@ class Runner:
         sample = replace(item.sample, messages=item.request.messages)
         response = await item.task.solve(sample, steps)  # type: ignore[misc]
         return response, "solver", sum(steps.turns.values()), time.monotonic() - started
+
+    async def _reask(
+        self, item: WorkItem, key: str, first: Response, score: SampleScore, context: ScoreContext
+    ) -> SampleScore:
+        """Protocol 1.2's `--reask-unparsed N`: ask the same request again (each re-ask its own
+        cache entry) until a reply parses or N re-asks are spent. The reply that was scored
+        replaces the first one in the run store; the earlier replies stay in the score detail."""
+        earlier = [first.text]
+        for attempt in range(1, self.reask_unparsed + 1):
+            response, _, attempts, latency, _ = await self._reply(
+                self.model, item.request, f"{item.key}#reask{attempt}", item.sent
+            )
+            score = await item.task.score(item.sample, response, context)  # type: ignore[misc]
+            if score.status != "unparsed" or attempt == self.reask_unparsed:
+                # stored where the sample's first reply was, so the run shows what was scored
+                self.store.put_response(key, self.model.backend.spec, "model", response,
+                                        "reask", attempts, latency)  # fmt: skip
+                score.detail = {**score.detail, "reasked": attempt, "earlier_replies": earlier}
+                return score
+            earlier.append(response.text)
+        return score
 
     def _count_error(self, message: str) -> None:
         """Count a sample that ends as an error; the first message is shown in the summary."""

@@ -316,6 +316,19 @@ class RunStore:
             if only is None or (sid, var) in only
         ]  # fmt: skip
 
+    def samples(self, task: str, only: set[tuple[str, str]] | None = None) -> list[Sample]:
+        """The declared samples of a task (those in `only` (sample_id, variant) when given), as
+        they were sent, in sample order."""
+        rows = self.conn.execute(
+            "SELECT sample_id, variant, messages, target, meta FROM samples WHERE task=? ORDER BY rowid",
+            (task,),
+        )
+        return [
+            Sample(sid, tuple(_loads(messages)), _loads(tgt), _loads(meta) or {}, var)
+            for sid, var, messages, tgt, meta in rows
+            if only is None or (sid, var) in only
+        ]
+
     def counts(self) -> dict[str, dict[str, int]]:
         """Per task: number of samples and of scores by status."""
         out: dict[str, dict[str, int]] = {}

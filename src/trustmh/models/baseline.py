@@ -137,15 +137,22 @@ def _middle(field: RubricField) -> float | int | str:
     return int(middle // 1) if field.integer else middle
 
 
-def rubric_verdict(prompt: str) -> str | None:
-    """Rule 0: the mid-scale verdict when `prompt` is a shipped rubric's judge prompt, else None."""
+def match_rubric(prompt: str) -> Rubric | None:
+    """The shipped rubric whose judge prompt `prompt` is (the most specific opening), else None."""
     stripped = prompt.lstrip()
     matches = [
         (len(opening), r) for opening, r in _rubric_openings() if stripped.startswith(opening)
     ]
     if not matches:
         return None
-    rubric = max(matches, key=lambda match: match[0])[1]  # the most specific opening
+    return max(matches, key=lambda match: match[0])[1]
+
+
+def rubric_verdict(prompt: str) -> str | None:
+    """Rule 0: the mid-scale verdict when `prompt` is a shipped rubric's judge prompt, else None."""
+    rubric = match_rubric(prompt)
+    if rubric is None:
+        return None
     values = {f.name: _middle(f) for f in rubric.fields}
     if rubric.format != "json":
         return str(next(iter(values.values())))

@@ -39,6 +39,10 @@ def build_backend(
         from trustmh.models.baseline import BaselineBackend
 
         return BaselineBackend()
+    if spec.provider == "null":
+        from trustmh.models.null import NullBackend
+
+        return NullBackend.from_spec(spec.model, flag)
     if spec.provider == "replay":
         from trustmh.models.replay_conversations import (
             ConversationReplayBackend,

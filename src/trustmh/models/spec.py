@@ -8,6 +8,7 @@ local:PATH.gguf         (extra: pip install 'trustmh[local]'); options after `?`
                         local:smollm2?ctx=8192&threads=2&port=8081 (see models/local.py)
 replay:NAME             the authors' recorded responses of model NAME
 baseline                deterministic rule-based reference (not an LLM)
+null:KIND[,seed=N][,word=W]  a scripted null responder or judge (protocol 1.8; not an LLM)
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ from urllib.parse import urlsplit
 
 from trustmh.errors import UserError
 
-Provider = Literal["openai", "anthropic", "local", "replay", "baseline"]
-PROVIDERS: tuple[Provider, ...] = ("openai", "anthropic", "local", "replay", "baseline")
+Provider = Literal["openai", "anthropic", "local", "replay", "baseline", "null"]
+PROVIDERS: tuple[Provider, ...] = ("openai", "anthropic", "local", "replay", "baseline", "null")
 SPEC_HELP = (
     "openai:MODEL, openai:MODEL@URL, anthropic:MODEL, local:smollm2, local:PATH.gguf, "
-    "replay:NAME or baseline"
+    "replay:NAME, null:KIND or baseline"
 )
 NO_KEY = "none"  # --api-key-env none: send no key (a remote server without authentication)
 
@@ -139,7 +140,7 @@ def resolve_api_key(
     A remote OpenAI-compatible URL never receives $OPENAI_API_KEY implicitly: the user names the
     variable (so an OpenAI key is not sent to a third-party server by accident).
     """
-    if spec.provider in ("replay", "baseline", "local"):
+    if spec.provider in ("replay", "baseline", "local", "null"):
         return None
     if api_key_env and api_key_env.lower() == NO_KEY:
         return None

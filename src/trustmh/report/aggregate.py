@@ -27,6 +27,7 @@ from trustmh.store import RunStore
 from trustmh.tasks.base import Task
 from trustmh.tasks.registry import all_tasks
 from trustmh.types import MetricValue
+from trustmh.validity.assess import excluded
 
 # sample statuses without a usable score, each named for what it is: "failed" is only a request or
 # scorer that failed (a rerun retries it); a replayed model's unrecorded item is "not recorded"
@@ -108,6 +109,24 @@ class Cell:
     paper_rank: PaperRank | None = None
     reference_rank: int | None = None  # a replayed paper model's rank among the recorded models
     judge: JudgeRow | None = None  # who judged these numbers and how far it can be trusted
+    validity: dict[str, Any] = field(default_factory=dict)  # protocol 1.8 record of the run
+
+    @property
+    def flags(self) -> list[dict[str, str]]:
+        """Every flag of this subtask in this run (protocol 1.8)."""
+        return list(self.validity.get("flags", []))
+
+    @property
+    def excluded(self) -> list[dict[str, str]]:
+        """The flags that keep the value out of ranks and the radar."""
+        return excluded(self.validity)
+
+    @property
+    def floor(self) -> dict[str, Any] | None:
+        """The primary metric's null floor ({"value", "null"}), when measured."""
+        if self.primary is None:
+            return None
+        return (self.validity.get("floors") or {}).get(self.primary.name)
 
 
 @dataclass
@@ -228,6 +247,7 @@ def load_run(run_dir: Path, index: int, paper_models: Sequence[str]) -> RunData:
                 "request_plans",
                 "request_notes",
                 "adaptations",
+                "validity",
             )
         }
         results = store.results()
@@ -256,6 +276,28 @@ def load_run(run_dir: Path, index: int, paper_models: Sequence[str]) -> RunData:
             elif key.endswith("_status") and isinstance(value, str):
                 run.judge_status.setdefault(task, Counter())[f"{key}={value}"] += 1
     return run
+
+
+def _validity(run: RunData, task_id: str) -> dict[str, Any]:
+    """The run's protocol 1.8 record of a subtask (empty for runs stored before it existed)."""
+    return dict((run.meta.get("validity") or {}).get(task_id) or {})
+
+
+def _flagged(cell: Cell) -> str | None:
+    """Why a cell's value stays out of the radar (protocol 1.8), or None."""
+    flags = cell.excluded
+    return "flagged " + ", ".join(f["kind"] for f in flags) if flags else None
+
+
+def flag_counts(run: RunData) -> dict[str, list[str]]:
+    """Per flag kind, the run's subtasks that carry it (for the report header)."""
+    out: dict[str, list[str]] = {}
+    for task_id, record in (run.meta.get("validity") or {}).items():
+        if task_id not in run.results:
+            continue
+        for f in record.get("flags", []):
+            out.setdefault(f["kind"], []).append(task_id)
+    return out
 
 
 def _paper_model(spec: str, paper_models: Sequence[str]) -> str | None:
@@ -326,6 +368,9 @@ def place(run: RunData, task: TaskInfo, recorded: set[str],
     if run.paper_model or task.id not in recorded or primary is None or not _finite(primary.value):
         return None  # a replayed paper model shows its published rank instead
     reason = not_comparable(run, task)
+    flags = excluded(_validity(run, task.id))
+    if reason is None and flags:
+        reason = "flagged " + "; ".join(f"{f['kind']}: {f['reason']}" for f in flags)
     if reason is None and (reproduced is None or reproduced.error):
         reason = (
             reproduced.error if reproduced else "reference scores not computed (--no-reference)"
@@ -381,7 +426,8 @@ def radar(runs: Sequence[RunData], rows: Sequence[SubtaskRow], pillars: Sequence
                                      row.task.direction, scales[row.task.id],
                                      stand_in=run.stand_ins.get(row.task.id),
                                      beyond=not row.task.in_protocol,
-                                     note=primary.note if primary else None))  # fmt: skip
+                                     note=primary.note if primary else None,
+                                     flagged=_flagged(cell)))  # fmt: skip
             per_pillar.append(pillar_score(entries, totals.get(pillar, 0), include_substitutes))
         out.append(per_pillar)
     return out
@@ -517,10 +563,11 @@ def build_report(run_dirs: Sequence[Path], paper: PaperRanks,
     ):
         reference = reproduced()
 
-    by_index = {str(run.index): run.results for run in runs}  # labels may still collide
     rows: list[SubtaskRow] = []
     for t in task_ids:
         info = infos[t]
+        # labels may still collide; flagged values (degenerate, low coverage) are not ranked
+        by_index = {str(run.index): run.results for run in runs if not excluded(_validity(run, t))}
         ranks = rank_models(by_index, t)
         ranked = sum(r is not None for r in ranks.values()) >= 2
         cells: list[Cell | None] = []
@@ -531,7 +578,9 @@ def build_report(run_dirs: Sequence[Path], paper: PaperRanks,
                 continue
             metrics = metrics or []
             others = [m for m in metrics if not m.primary and split_metric_name(m.name)[1] is None]
-            cell = Cell(primary_metric(metrics), others, counts_of(run, t))
+            cell = Cell(
+                primary_metric(metrics), others, counts_of(run, t), validity=_validity(run, t)
+            )
             cell.rank = ranks.get(str(run.index)) if ranked else None
             cell.placement = place(run, info, recorded, reference)
             if run.paper_model:

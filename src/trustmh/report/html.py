@@ -21,7 +21,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
 from trustmh.errors import UserError
-from trustmh.report.aggregate import Report
+from trustmh.report.aggregate import Report, flag_counts
 from trustmh.report.charts import bar_chart, colour, line_chart, radar_chart, short
 from trustmh.report.samples import DrillDown, drill_down, script_json
 from trustmh.tasks.base import display_title
@@ -34,7 +34,7 @@ CSV_COLUMNS = ("run", "run_dir", "model", "pillar", "subtask", "metric", "dimens
                "samples", "refused", "unparsed", "failed", "not_recorded", "rank_among_runs",
                "runs_ranked", "rank_among_recorded", "recorded_compared", "not_placed_because",
                "paper_rank", "paper_rank_printed", "judge", "judge_verdict", "note", "limit",
-               "stand_in")  # fmt: skip
+               "stand_in", "floor", "floor_null", "chance_corrected", "coverage", "flags")  # fmt: skip
 
 
 @dataclass
@@ -47,6 +47,21 @@ class ReportFiles:
     figures: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     n_samples: int = 0
+
+
+FLAG_LABELS = {
+    "degenerate": "degenerate",
+    "low_coverage": "low coverage",
+    "at_floor": "at the null floor",
+    "offline_detector": "scored by the offline detector",
+    "judge_reask": "judge re-asked",
+    "reask_unparsed": "replies re-asked",
+}
+
+
+def flag_label(kind: str) -> str:
+    """How the report names a flag kind (protocol 1.8)."""
+    return FLAG_LABELS.get(kind, kind)
 
 
 def fmt(value: float | None) -> str:
@@ -80,7 +95,8 @@ def _environment() -> Environment:
         lstrip_blocks=False,
     )
     env.globals.update(fmt=fmt, ci=ci, colour=colour, short=short, pretty=_pretty,
-                       display_title=display_title, arrow=direction_words)  # fmt: skip
+                       display_title=display_title, arrow=direction_words,
+                       flag_counts=flag_counts, flag_label=flag_label)  # fmt: skip
     return env
 
 
@@ -196,6 +212,7 @@ def csv_rows(report: Report) -> list[dict[str, Any]]:
                     "limit": run.limit, "stand_in": run.stand_ins.get(row.task.id),
                     "judge": ";".join(cell.judge.models) if cell.judge else None,
                     "judge_verdict": (cell.judge.verdict or "not measured") if cell.judge else None,
+                    **validity_columns(cell, m),
                 }  # fmt: skip
                 if m.primary:
                     p = cell.placement
@@ -212,6 +229,22 @@ def csv_rows(report: Report) -> list[dict[str, Any]]:
                     )  # fmt: skip
                 out.append(line)
     return out
+
+
+def validity_columns(cell: Any, m: MetricValue) -> dict[str, Any]:
+    """Protocol 1.8 columns of one CSV row: the metric's null floor, the chance-corrected value
+    (primary rows), the subtask's parsed share (every row) and its flags (primary rows)."""
+    record = cell.validity
+    floor = (record.get("floors") or {}).get(m.name) or {}
+    coverage = record.get("coverage") or {}
+    flags = "; ".join(f"{f['kind']}: {f['reason']}" for f in record.get("flags", []))
+    return {
+        "floor": floor.get("value"),
+        "floor_null": floor.get("null"),
+        "chance_corrected": record.get("chance_corrected") if m.primary else None,
+        "coverage": coverage.get("share"),
+        "flags": flags if m.primary else "",
+    }
 
 
 def report_json(report: Report) -> dict[str, Any]:

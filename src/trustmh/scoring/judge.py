@@ -13,8 +13,10 @@ fields the verdict must carry with their ranges. Scoring one reply:
    range, else the verdict is unparsed. A JSON verdict that is not valid JSON is still read when it
    is unambiguous (`Rubric._salvage`: a bare number for a one-field rubric, or each field written
    once as `"name": value`); the ethics judge (EXACT) has its own parser and is not affected;
-4. an unparsed verdict is asked once more with the rubric's stricter instruction appended; if that
-   fails too the sample is recorded as unscored (`judge_status = "unparsed"`), never as zero.
+4. an unparsed verdict leaves the sample unscored (`judge_status = "unparsed"`), never zero, as
+   protocol 1.4 says; only when the run opts in (`--judge-reask`, `ScoreContext.judge_reask`) is
+   it asked once more with the rubric's stricter instruction appended, and every number such a
+   re-ask touched says so in its note (`trustmh.validity.assess`).
 
 Everything needed to audit a score (rubric id and hash, prompt, raw verdicts, parsed fields, status)
 goes into the sample's score detail (`JudgeVerdict.as_detail`).
@@ -216,13 +218,13 @@ async def judge_reply(rubric: Rubric, values: dict[str, Any], ctx: ScoreContext)
 
     Returns status "no_judge" when the run has no judge, "error" when the judge request failed after
     its retries (the runner then records the sample as an error, retried by the next run), and
-    "unparsed" when neither the verdict nor its one stricter retry parsed.
+    "unparsed" when the verdict did not parse (nor, with `ctx.judge_reask`, its stricter retry).
     """
     judge = ctx.judge
     if judge is None:
         return JudgeVerdict("no_judge", rubric.digest)
     verdict = JudgeVerdict("unparsed", rubric.digest, judge_model=getattr(judge, "spec", None))
-    for stricter in (False, True):
+    for stricter in (False, True) if ctx.judge_reask else (False,):
         messages = rubric.messages(values, stricter=stricter)
         if verdict.prompt is None:
             verdict.prompt = messages[-1]["content"]

@@ -26,8 +26,8 @@ Chosen here, where the upstream code does not do what its rubric says (see proto
 - An answer is read as the option the judge named (exactly, or as a whole phrase, the earliest
   one in its answer); upstream takes the first option in rubric order that is a substring and,
   when there is no `ANSWER:` line, the first option, so an unreadable reply became "Yes" (a flaw).
-  Here such a reply is asked once more with a stricter instruction, and if that fails too the
-  conversation is recorded as unscored ("unparsed"), never as a rating.
+  Here such a reply leaves the conversation unscored ("unparsed"), never a rating; with
+  --judge-reask it is first asked once more with a stricter instruction (protocol 1.8).
 """
 
 from __future__ import annotations
@@ -94,6 +94,8 @@ class Walk:
             "judge_model": self.judge_model,
             "judge_path": [asdict(s) for s in self.steps],
             "ratings": self.ratings,
+            # the most attempts one question took (2: asked again with --judge-reask)
+            "judge_attempts": max((len(s.raw) for s in self.steps), default=0),
         }
         if self.all_not_relevant_at:
             detail["all_not_relevant_at"] = self.all_not_relevant_at
@@ -269,12 +271,17 @@ def follow(rubric: Rubric, choose: Callable[[Question], str | None]) -> Walk:
 
 
 async def judge_conversation(
-    rubric: Rubric, conversation: str, judge: Judge | None, params: GenParams = JUDGE_PARAMS
+    rubric: Rubric,
+    conversation: str,
+    judge: Judge | None,
+    params: GenParams = JUDGE_PARAMS,
+    reask: bool = False,
 ) -> Walk:
     """Walk the flow with the run's judge over `conversation` (the transcript as the judge reads
-    it). An unreadable answer is asked once more with a stricter instruction; a failed request
-    ends the walk with status "error" (the runner then re-judges the sample on the next run, the
-    answers already given coming from the run store)."""
+    it). An unreadable answer ends the walk unparsed, as protocol 1.4 asks the judge once; with
+    `reask` (--judge-reask) it is asked once more with a stricter instruction first. A failed
+    request ends the walk with status "error" (the runner then re-judges the sample on the next
+    run, the answers already given coming from the run store)."""
     if judge is None:
         return Walk("no_judge")
     walk = Walk("ok", judge_model=getattr(judge, "spec", None))
@@ -283,7 +290,7 @@ async def judge_conversation(
         step = next(steps)
         while True:
             question = rubric.questions[step.id]
-            for stricter in (False, True):
+            for stricter in (False, True) if reask else (False,):
                 response = await judge(
                     judge_messages(rubric, conversation, question, stricter), params
                 )

@@ -64,6 +64,12 @@ class ScoreContext:
     options: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     data: DataContext | None = None  # the run's data folders (a rubric kept as data, say)
+    # ask the judge once more with the rubric's stricter instruction when its verdict does not
+    # parse (opt-in: protocol 1.4 asks once)
+    judge_reask: bool = False
+    # scoring null replies for floors (protocol 1.8): no judge and no outside service may be
+    # asked; a scorer that would need one returns status "missing"
+    offline: bool = False
 
 
 class Generate(Protocol):
@@ -132,6 +138,16 @@ class Task:
     # how `trustmh compare` rebuilds the primary metric from units both runs scored (protocol 1.9);
     # None: the accuracy form (mean of the 0/1 credit), used only where it reproduces the score
     paired: Paired | None = None
+    # a relative metric (a spread between groups, a drop between levels) compares a model with
+    # itself: a responder whose replies ignore the input gets its best value, so reports flag such
+    # responders "degenerate" instead of ranking them (protocol 1.8); `quality_metric` names the
+    # stored metric measuring the replies' own quality (e.g. the clean score), whose null floor
+    # tells whether the relative number means anything
+    relative: bool = False
+    quality_metric: str | None = None
+    # the subtask whose scorer rates this one's replies (a relative subtask built on it): the null
+    # floor of `quality_metric` is that subtask's, measured on this run's reference variant
+    base_task: str | None = None
     notes: str = ""
     # what one run of the task costs per model at its default options, for `trustmh tasks`
     # (requests and tokens; empty when it is just one request per item)

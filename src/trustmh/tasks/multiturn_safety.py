@@ -259,7 +259,9 @@ async def score(sample: Sample, response: Response, ctx: ScoreContext) -> Sample
     turns = extra.get("turns") or [
         list(t) for t in vera_mh.parse_conversation(response.text, sample.id)
     ]
-    walk = await vera_rubric.judge_conversation(rubric, response.text, ctx.judge)
+    walk = await vera_rubric.judge_conversation(
+        rubric, response.text, ctx.judge, reask=ctx.judge_reask
+    )
     ratings = {DIMENSIONS.get(d, d): r for d, r in walk.ratings.items()}
     detail = {
         **walk.as_detail(),

@@ -17,8 +17,8 @@ seeds, the operator log and the clean parts, so it can be regenerated and audite
 Scoring: the base task's scorer, given the reply to the perturbed input but the clean sample, so a
 judge sees the clean history (protocol 8.1: quality judged as if the user had written cleanly).
 
-Aggregate: S0 (clean) and S_l (each level) are the base task's primary metric on the items that
-have every level, with the base task's intervals (`score[level=...]`); the relative drop
+Aggregate: S0 (clean) and S_l (each level) are the base task's primary metric on the same items:
+those with a usable score at every level (paired; issue 17), with the base task's intervals (`score[level=...]`); the relative drop
 D_l = (S0 - S_l) / S0 (sign flipped for a lower-is-better base) per level (`relative_drop[level=...]`)
 and its mean over the levels (primary, lower is better). Drop intervals: seeded paired bootstrap
 over items (1,000 resamples) of the items' own scores (`SampleScore.value`; None is left out).
@@ -137,6 +137,10 @@ def robustness_task(base: Task, *, task_id: str, title: str, metric: str, n_item
         paired=robustness_paired(base),
         scale=(0.0, 1.0),  # a relative drop: 0 = no loss, 1 = everything lost (a gain clips to 0)
         stand_in=base.stand_in,  # perturbing a stand-in's items measures the stand-in
+        # a responder that ignores its input loses nothing: protocol 1.8 flags it instead
+        relative=True,
+        quality_metric=breakdown_name("score", "level", CLEAN),
+        base_task=base.id,
         notes=f"DEFAULT (reconstructed): {base.id} with its user-written text perturbed (protocol 8.2 "
         "operators and levels; option `levels`), scored on the clean input; score = mean relative "
         "drop (S0 - S_l) / S0 over the levels.",
@@ -190,6 +194,12 @@ async def _score(base: Task, sample: Sample, response: Response, ctx: ScoreConte
 # ------------------------------------------------------------------------------ aggregate
 
 
+def _usable(s: ScoredSample) -> bool:
+    """True when the sample counts in the base metric (an unparsed classification counts as wrong,
+    with value 0; an unparsed judge verdict has no value)."""
+    return s.score.status not in NOT_SCORED and s.score.value is not None
+
+
 def _item_value(s: ScoredSample) -> float:
     if s.score.status in NOT_SCORED or s.score.value is None:
         return float("nan")
@@ -211,7 +221,14 @@ def _aggregate(
     by_variant: dict[str, dict[str, ScoredSample]] = defaultdict(dict)
     for s in scored:
         by_variant[s.variant][s.sample_id] = s
-    items = [sid for sid in by_variant[CLEAN] if all(sid in by_variant[v] for v in names)]
+    # paired item sets: an item enters only when every level of it has a usable score (a judge
+    # verdict that never parsed at one level takes the item out of every level), so the clean
+    # score and each level's score are means over the same items
+    items = [
+        sid
+        for sid in by_variant[CLEAN]
+        if all(sid in by_variant[v] and _usable(by_variant[v][sid]) for v in names)
+    ]
     n_partial = len({sid for v in names for sid in by_variant[v]}) - len(items)
     per_level = {
         v: _base_primary(base, [by_variant[v][sid] for sid in items], options) for v in names
@@ -237,7 +254,7 @@ def _aggregate(
     if per_level[CLEAN] is not None and per_level[CLEAN].note:
         notes.append(f"base: {per_level[CLEAN].note}")  # e.g. the diagnosis stand-in label
     if n_partial:
-        notes.append(f"{n_partial} items without every level left out")
+        notes.append(f"{n_partial} items without a usable score at every level left out (paired)")
     item_means = [float(np.nanmean(r)) if np.isfinite(r).any() else None for r in item_scores]
     pairs = zip(item_means, value.values(), strict=True)
     if any(a is not None and b is not None and abs(a - b) > 1e-9 for a, b in pairs):
