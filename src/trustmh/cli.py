@@ -272,7 +272,7 @@ def run(
         )
         raise typer.Exit(130) from None
     except FatalBackendError as exc:  # an unreachable server, a rejected key, an unknown model
-        err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        print_error(str(exc))
         if finished_samples(cfg.run_dir):  # e.g. the model answered, then the judge was down
             err.print(
                 f"Finished samples are saved in {cfg.run_dir}; resume with: {resume_command(cfg.run_dir)}",
@@ -575,10 +575,40 @@ app.command("perturb", epilog=PERTURB_EPILOG)(perturb)
 app.command("compare", epilog=COMPARE_EPILOG)(compare)
 
 
+# typer vendors click in recent versions and depends on it in older ones: reach click's exception
+# base through the subclass typer exports, whichever it is
+_ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
+def print_error(message: str) -> None:
+    """One `error: ...` line on stderr (never rich markup: messages quote user input)."""
+    err.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
+
+
+def usage_error_line(exc: Exception) -> str:
+    """A click usage error (a non-numeric value, an unknown option) as one line with the help hint,
+    instead of click's usage box."""
+    message = " ".join(exc.format_message().split())  # type: ignore[attr-defined]
+    ctx = getattr(exc, "ctx", None)
+    command = ctx.command_path if ctx is not None else "trustmh"
+    return f"{message} (see `{command} --help`)"
+
+
 def main() -> None:
-    """Entry point: user errors become one line on stderr and exit code 2, never a traceback."""
+    """Entry point: user errors (bad flags and values included) become one line on stderr and exit
+    code 2, never a traceback or a usage box."""
     try:
-        app()
+        code = app(standalone_mode=False)
     except UserError as exc:
-        err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        print_error(str(exc))
         sys.exit(exc.exit_code)
+    except _ClickException as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `trustmh` (or a group) alone: the help
+            exc.show()
+            sys.exit(exc.exit_code)
+        print_error(usage_error_line(exc))
+        sys.exit(2)
+    except typer.Abort:
+        err.print("Aborted.")
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)

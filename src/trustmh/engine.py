@@ -18,7 +18,7 @@ from typing import Any
 from platformdirs import user_cache_dir
 
 from trustmh import run_index
-from trustmh.config import RunConfig
+from trustmh.config import MAX_SEED, RunConfig
 from trustmh.data.sources import DataContext, require_sources, resolve_data_context
 from trustmh.data.verify import data_fingerprint
 from trustmh.epochs import aggregate_epochs, epoch_of, with_epochs
@@ -165,8 +165,12 @@ def check_options(options: dict[str, Any], tasks: list[Task]) -> None:
 
 
 def _check_seed(key: str, value: Any) -> None:
-    if key.rpartition(".")[2] == "seed" and (isinstance(value, bool) or not isinstance(value, int)):
-        raise UserError(f"options.{key} = {value!r}: a seed is a whole number, e.g. 0")
+    if key.rpartition(".")[2] == "seed" and (
+        isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED
+    ):
+        raise UserError(
+            f"options.{key} = {value!r}: a seed is a whole number from 0 to {MAX_SEED}, e.g. 0"
+        )
 
 
 def task_options(cfg: RunConfig, task: Task) -> dict[str, Any]:
