@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import shlex
+import signal
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -21,6 +23,8 @@ from trustmh.cli_perturb import EPILOG as PERTURB_EPILOG
 from trustmh.cli_perturb import perturb
 from trustmh.cli_report import REPORT_NAME, write_run_report
 from trustmh.errors import FatalBackendError, UserError
+
+T = TypeVar("T")
 
 app = typer.Typer(
     name="trustmh",
@@ -261,7 +265,7 @@ def run(
         cfg.options = {**cfg.options, **parse_options(option)}
     cfg.run_dir = resolve_run_dir(cfg)
     try:
-        summary = asyncio.run(run_evaluation(cfg, progress=progress, console=err))
+        summary = run_async(run_evaluation(cfg, progress=progress, console=err))
     except KeyboardInterrupt:
         err.print(f"[yellow]Interrupted.[/] Finished samples are saved in {cfg.run_dir}.")
         err.print(
@@ -360,6 +364,34 @@ def parse_options(items: list[str]) -> dict[str, object]:
     return out
 
 
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run, with SIGTERM and SIGHUP handled as Ctrl-C is: the work is cancelled (what is
+    finished stays stored, the run is marked interrupted) and KeyboardInterrupt is raised, so the
+    command prints how to resume and exits with 130 instead of dying mid-write."""
+
+    async def main() -> T:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        handled = []
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            try:
+                loop.add_signal_handler(sig, task.cancel)
+                handled.append(sig)
+            except (ValueError, NotImplementedError, RuntimeError):  # not the main thread; Windows
+                pass
+        try:
+            return await coro
+        finally:
+            for sig in handled:
+                loop.remove_signal_handler(sig)
+
+    try:
+        return asyncio.run(main())
+    except asyncio.CancelledError:  # cancelled by SIGTERM/SIGHUP (Ctrl-C raises KeyboardInterrupt)
+        raise KeyboardInterrupt from None
+
+
 def resume_command(run_dir: Path | None) -> str:
     """The command line that resumes this run: the same arguments with --run-dir set."""
     args = sys.argv[1:]
@@ -413,7 +445,11 @@ def reproduce(
         err.print(f"scored {name}: {counts.get('samples', 0)} samples ({counts.get('missing', 0)} not recorded) -> {summary.run_dir}",
                   markup=False, highlight=False, soft_wrap=True)  # fmt: skip
 
-    result = asyncio.run(run_reproduction(out_dir, data_dir, models=model, on_model=progress))
+    try:
+        result = run_async(run_reproduction(out_dir, data_dir, models=model, on_model=progress))
+    except KeyboardInterrupt:
+        err.print("Interrupted. Finished samples are saved; rerun the same command to resume.")
+        raise typer.Exit(130) from None
     out.print(rich_table(result.rows, result.unparsed))
     out.print(f"wrote {result.csv_path} and {result.markdown_path}", highlight=False)
     write_run_report([s.run_dir for s in result.summaries.values()], out_dir / REPORT_NAME, out)

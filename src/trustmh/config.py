@@ -80,12 +80,6 @@ class RunConfig(BaseModel):
         None, gt=0, le=MAX_COUNT, description="tokens per minute limit per endpoint (estimated)"
     )
     request_timeout: float = Field(
-        120.0, gt=0, le=MAX_SECONDS, description="seconds before one request times out"
-    )
-    max_retries: int = Field(
-        6, ge=0, le=MAX_RETRIES, description="retries of a request after transient failures"
-    )
-    request_timeout: float = Field(
         DEFAULT_REQUEST_TIMEOUT,
         gt=0,
         le=MAX_SECONDS,

@@ -17,7 +17,7 @@ from typing import Any
 
 from platformdirs import user_cache_dir
 
-from trustmh import run_index
+from trustmh import run_index, runlock
 from trustmh.config import MAX_SEED, RunConfig
 from trustmh.data.sources import DataContext, require_sources, resolve_data_context
 from trustmh.data.verify import data_fingerprint
@@ -273,7 +273,13 @@ async def _run_evaluation(cfg: RunConfig, progress: bool, console: Any) -> RunSu
                                   profiles=profiles, reasoning_effort=cfg.judge_reasoning_effort)  # fmt: skip
         role_backends = _role_backends(cfg, tasks, model, data, profiles)
         run_dir = resolve_run_dir(cfg)
-        store = RunStore(run_dir)
+        # one writer per run directory: a second process would pay for the same requests again
+        lock = runlock.acquire(run_dir)
+        try:
+            store = RunStore(run_dir)
+        except BaseException:
+            lock.release()
+            raise
     except BaseException:
         await _close_backends(model, judge, *role_backends.values())
         raise
@@ -400,6 +406,7 @@ async def _run_evaluation(cfg: RunConfig, progress: bool, console: Any) -> RunSu
     finally:
         summary.seconds = time.monotonic() - started
         store.close()
+        lock.release()
         if cache:
             cache.close()
         await _close_backends(model, judge, *role_backends.values())

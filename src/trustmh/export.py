@@ -19,7 +19,7 @@ def export_run(run_dir: Path, fmt: str, output: Path | None = None) -> Path:
     if not (run_dir / RUN_DB).is_file():
         raise UserError(f"{run_dir}: not a run directory (no {RUN_DB}); see `trustmh runs`")
     output = output or run_dir / f"samples.{fmt}"
-    store = RunStore(run_dir)
+    store = RunStore(run_dir, readonly=True)
     try:
         rows = store.export_rows()
         try:

@@ -110,6 +110,29 @@ def _connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
+def _connect_readonly(path: Path) -> sqlite3.Connection:
+    """A connection that only reads, so that a run on a read-only directory or mount can still be
+    listed, reported and exported. A WAL database closed cleanly (no -wal file beside it) on a
+    read-only directory cannot be opened read-only the usual way (SQLite wants to create its -shm
+    index): with no -wal, everything is in the main file, which is then read as immutable."""
+    if not path.is_file():
+        raise UserError(f"{path.parent}: not a run directory (no {RUN_DB}); see `trustmh runs`")
+    uri = path.resolve().as_uri()
+    wal = path.with_name(path.name + "-wal")
+    failure: sqlite3.Error | None = None
+    for query in ("mode=ro", "mode=ro&immutable=1"):
+        if query.endswith("immutable=1") and wal.exists():
+            break  # the WAL may hold committed rows that an immutable read would miss
+        try:
+            conn = sqlite3.connect(f"{uri}?{query}", uri=True, check_same_thread=False, timeout=30)
+            conn.execute("PRAGMA busy_timeout=30000")
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return conn
+        except sqlite3.Error as exc:
+            failure = failure or exc
+    raise UserError(f"{path}: cannot read the run database ({failure}); see `trustmh runs`")
+
+
 WAL_AUTOCHECKPOINT_PAGES = 1000  # SQLite's default
 
 
@@ -203,11 +226,16 @@ class StoredSample:
 
 
 class RunStore:
-    """The database of one run directory."""
+    """The database of one run directory. `readonly=True` for commands that only read (report,
+    export, runs): they then work on read-only directories and mounts, and never create a
+    database where there is none."""
 
-    def __init__(self, run_dir: Path):
+    def __init__(self, run_dir: Path, readonly: bool = False):
         self.run_dir = run_dir
         self.path = run_dir / RUN_DB
+        if readonly:
+            self.conn = _connect_readonly(self.path)
+            return
         self.conn = _connect(self.path)
         self.conn.executescript(RUN_SCHEMA)
         if self.get_meta("schema_version") is None:
