@@ -22,7 +22,7 @@ from trustmh.cli_judge_check import judge_check
 from trustmh.cli_perturb import EPILOG as PERTURB_EPILOG
 from trustmh.cli_perturb import perturb
 from trustmh.cli_report import REPORT_NAME, write_run_report
-from trustmh.errors import FatalBackendError, UserError
+from trustmh.errors import FatalBackendError, StorageError, UserError
 
 T = TypeVar("T")
 
@@ -275,6 +275,15 @@ def run(
             soft_wrap=True,
         )
         raise typer.Exit(130) from None
+    except StorageError as exc:  # the run store failed: what it committed is kept
+        print_error(str(exc))
+        err.print(
+            f"Finished samples are saved in {cfg.run_dir}; resume with: {resume_command(cfg.run_dir)}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(2) from None
     except FatalBackendError as exc:  # an unreachable server, a rejected key, an unknown model
         print_error(str(exc))
         if finished_samples(cfg.run_dir):  # e.g. the model answered, then the judge was down

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import re
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
@@ -22,7 +24,7 @@ from trustmh.config import MAX_SEED, RunConfig
 from trustmh.data.sources import DataContext, require_sources, resolve_data_context
 from trustmh.data.verify import data_fingerprint
 from trustmh.epochs import aggregate_epochs, epoch_of, with_epochs
-from trustmh.errors import FatalBackendError, UserError
+from trustmh.errors import FatalBackendError, StorageError, UserError
 from trustmh.metrics import warm_up as warm_up_intervals
 from trustmh.models.base import ModelBackend
 from trustmh.models.factory import build_backend
@@ -68,6 +70,7 @@ class RunSummary:
     profiles: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     adaptations: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # also printed as they happen
 
     @property
     def n_requests(self) -> int:
@@ -283,7 +286,18 @@ async def _run_evaluation(cfg: RunConfig, progress: bool, console: Any) -> RunSu
     except BaseException:
         await _close_backends(model, judge, *role_backends.values())
         raise
-    cache = None if cfg.no_cache else ResponseCache(cfg.cache_dir or default_cache_dir())
+    warnings: list[str] = []
+
+    def warn(message: str) -> None:
+        warnings.append(message)
+        if console is not None:
+            console.print(f"warning: {message}", markup=False, highlight=False, soft_wrap=True)
+
+    cache = (
+        None
+        if cfg.no_cache
+        else ResponseCache(cfg.cache_dir or default_cache_dir(), on_failure=warn)
+    )
     stats = RunStats()
     summary = RunSummary(
         run_dir,
@@ -294,6 +308,7 @@ async def _run_evaluation(cfg: RunConfig, progress: bool, console: Any) -> RunSu
         {t.id: [not_scored_no_judge(t)] for t in unjudged},
         stats,
         skipped,
+        warnings=warnings,
     )
     summary.limit = cfg.limit
     try:
@@ -398,10 +413,16 @@ async def _run_evaluation(cfg: RunConfig, progress: bool, console: Any) -> RunSu
         summary.status = "complete" if remaining == 0 else "incomplete"
         store.set_meta("status", summary.status)
         store.set_meta("finished", datetime.now().isoformat(timespec="seconds"))
+    except sqlite3.Error as exc:
+        # The run store failed (disk full, read-only, I/O error); the cache never raises. What
+        # was committed stays (WAL: a failed commit leaves the database as it was before it).
+        _record_interruption(store)
+        raise StorageError(
+            f"{store.path}: cannot write the run database ({exc}); the run stopped and its "
+            "finished samples are kept: free space or fix the directory, then resume"
+        ) from None
     except BaseException:
-        store.commit_pending()  # a reply stored just before the interruption is kept
-        if store.get_meta("status") == "running":
-            store.set_meta("status", "interrupted")
+        _record_interruption(store)
         raise
     finally:
         summary.seconds = time.monotonic() - started
@@ -453,6 +474,18 @@ def _profiles(*backends: ModelBackend | None) -> dict[str, str]:
             effort = f"; reasoning effort {rules.effort}" if rules.effort else ""
             out[backend.spec] = f"{rules.profile.name}: {rules.profile.about}{effort}"
     return out
+
+
+def _record_interruption(store: RunStore) -> None:
+    """Commit what is pending and mark a running run interrupted, as far as the store still can
+    (on a failing disk it may not: `trustmh runs` then tells it from the lock)."""
+    try:
+        store.commit_pending()  # a reply stored just before the interruption is kept
+        if store.get_meta("status") == "running":
+            store.set_meta("status", "interrupted")
+    except sqlite3.Error:
+        with suppress(sqlite3.Error):
+            store.conn.rollback()
 
 
 async def _close_backends(*backends: ModelBackend | None) -> None:

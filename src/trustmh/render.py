@@ -107,6 +107,7 @@ def print_summary(summary: RunSummary, console: Console, verbose: bool = False) 
         "replies cut short by their token cap (see each subtask's note)": s.cut_short,
         "judge replies cut short by their token cap": s.judge_cut_short,
         "requests sent again after the provider rejected a parameter": s.adapted,
+        "replies with invalid characters (lone surrogates) replaced by U+FFFD": s.repaired_replies,
     }
     for label, n in extras.items():
         if n:
