@@ -25,7 +25,6 @@ from trustmh import engine, store
 from trustmh.config import RunConfig
 from trustmh.errors import StorageError
 
-
 WIDE = {**os.environ, "COLUMNS": "300"}  # summary lines unwrapped
 
 

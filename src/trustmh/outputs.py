@@ -58,12 +58,19 @@ def _umask() -> int:
 
 @contextmanager
 def atomic_output(
-    path: Path, flag: str, *, binary: bool = False, newline: str | None = None
+    path: Path,
+    flag: str,
+    *,
+    binary: bool = False,
+    newline: str | None = None,
+    make_parents: bool = False,
 ) -> Iterator[IO[Any]]:
     """A file object whose content replaces `path` in one rename when the block succeeds; on any
-    failure (or interruption) `path` is left as it was. An OSError becomes one line naming `flag`."""
+    failure (or interruption) `path` is left as it was. An OSError becomes one line naming `flag`.
+    `make_parents` creates missing folders (else a missing folder is that one-line error)."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if make_parents:
+            path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
         raise UserError(
@@ -91,7 +98,7 @@ def atomic_output(
         raise
 
 
-def write_text_atomic(path: Path, text: str, flag: str) -> None:
+def write_text_atomic(path: Path, text: str, flag: str, make_parents: bool = False) -> None:
     """Write a whole text file atomically (see `atomic_output`)."""
-    with atomic_output(path, flag) as handle:
+    with atomic_output(path, flag, make_parents=make_parents) as handle:
         handle.write(text)

@@ -284,7 +284,7 @@ def write_files(report: Report, html_path: Path, figures: bool = True) -> Report
     drill = drill_down(report)
     page = render_html(report, drill)
     # each file replaces its previous version in one rename: a kill mid-write leaves the old one
-    write_text_atomic(html_path, page, "-o")
+    write_text_atomic(html_path, page, "-o", make_parents=True)
     with atomic_output(csv_path, "-o", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS, extrasaction="ignore")
         writer.writeheader()
