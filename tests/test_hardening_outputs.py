@@ -188,3 +188,20 @@ def test_read_only_runs_can_be_listed_reported_and_exported(
         refused = run_cli("export", str(view / "clean"))
         assert_one_line_error(refused, "samples.jsonl", "cannot write there")
         assert sorted(os.listdir(view / "clean")) == sorted(os.listdir(base / "clean"))
+
+
+def test_outputs_to_devices_pipes_and_links(small_run: Path, tmp_path: Path) -> None:
+    """A device or pipe is written to, never replaced (a rename over /dev/full or /dev/stdout would
+    swap the device node for a file, as root); a link is followed to the file it names."""
+    piped = subprocess.run([*trustmh_exe(), "export", str(small_run), "--out", "/dev/stdout"],
+                           capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert piped.returncode == 0, piped.stderr
+    assert len([line for line in piped.stdout.splitlines() if line.startswith("{")]) == 20
+    full = run_cli("export", str(small_run), "--out", "/dev/full")
+    assert_one_line_error(full, "/dev/full", "No space left on device")
+    assert Path("/dev/full").is_char_device() and Path("/dev/stdout").is_symlink()
+    (tmp_path / "real.jsonl").write_text("old\n")
+    (tmp_path / "link.jsonl").symlink_to("real.jsonl")
+    assert run_cli("export", str(small_run), "--out", str(tmp_path / "link.jsonl")).returncode == 0
+    assert (tmp_path / "link.jsonl").is_symlink()
+    assert len((tmp_path / "real.jsonl").read_text().splitlines()) == 20

@@ -28,7 +28,10 @@ RESERVED_NAMES = frozenset(
 
 
 def is_sqlite_file(path: Path) -> bool:
-    """True when `path` is a file that starts with SQLite's 16-byte header."""
+    """True when `path` is a regular file that starts with SQLite's 16-byte header (a pipe or a
+    device such as /dev/stdout is never opened for reading: that could block)."""
+    if not path.is_file():
+        return False
     try:
         with path.open("rb") as handle:
             return handle.read(len(SQLITE_HEADER)) == SQLITE_HEADER
@@ -67,7 +70,23 @@ def atomic_output(
 ) -> Iterator[IO[Any]]:
     """A file object whose content replaces `path` in one rename when the block succeeds; on any
     failure (or interruption) `path` is left as it was. An OSError becomes one line naming `flag`.
-    `make_parents` creates missing folders (else a missing folder is that one-line error)."""
+    `make_parents` creates missing folders (else a missing folder is that one-line error).
+
+    A path that is not a regular file (`/dev/stdout`, a named pipe) is written to directly: a
+    rename would replace the device or pipe itself. A symbolic link is followed, so the file it
+    points to is the one replaced."""
+    mode = "wb" if binary else "w"
+    encoding = None if binary else "utf-8"
+    if path.exists() and not path.is_file():
+        try:
+            with open(path, mode, encoding=encoding, newline=newline) as handle:
+                yield handle
+        except OSError as exc:
+            raise UserError(
+                f"{flag} {path}: cannot write there ({exc.strerror or exc}); choose another path"
+            ) from None
+        return
+    path = path.resolve()
     try:
         if make_parents:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -79,8 +98,6 @@ def atomic_output(
     tmp = Path(tmp_name)
     try:
         try:
-            mode = "wb" if binary else "w"
-            encoding = None if binary else "utf-8"
             with os.fdopen(fd, mode, encoding=encoding, newline=newline) as handle:
                 yield handle
                 handle.flush()
