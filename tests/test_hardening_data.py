@@ -130,3 +130,39 @@ def test_bundled_subset_is_checked_against_its_own_sums(tmp_path: Path, monkeypa
     got = data_fingerprint(DataContext((BUNDLED_DIR,), ("bundled",)), ["ethicmh"], HashCache(None))
     assert got["ethicmh/EthicMH.csv"]["checked"] == "sha256 (bundle)"
     assert os.path.basename(str(got["ethicmh/EthicMH.csv"]["path"])) == "EthicMH.csv.gz"
+
+
+def test_a_data_folder_with_its_own_sums_decides(tmp_path: Path) -> None:
+    """A deliberately changed data set runs when its folder's SHA256SUMS lists the new sums; a
+    file that matches neither is still refused."""
+    import hashlib
+
+    data = tmp_path / "data"
+    shutil.copytree(BUNDLED_DIR / "ethicmh", data / "ethicmh")
+    gz = data / "ethicmh" / "EthicMH.csv.gz"
+    import gzip
+
+    rows = gzip.decompress(gz.read_bytes())
+    gz.unlink()
+    from trustmh.data.loaders.ethicmh import load_ethicmh
+    from trustmh.data.sources import DataContext
+
+    target = data / "ethicmh" / "EthicMH.csv"
+    cut = len(rows) // 2
+    while True:  # the first half of the items, cut where a row ends (rows span lines)
+        cut = rows.rindex(b"\n", 0, cut)
+        changed = rows[: cut + 1]
+        target.write_bytes(changed)
+        try:
+            if 0 < len(load_ethicmh(DataContext((data,)))) < 125:
+                break
+        except Exception:  # noqa: BLE001 - cut inside a row: try an earlier line end
+            pass
+    refused = run_task(tmp_path, "ethics", data, "--limit", "2")
+    assert_one_line_error(refused, "EthicMH.csv", "does not match its checksum")
+    (data / "SHA256SUMS").write_text(
+        f"{hashlib.sha256(changed).hexdigest()}  ethicmh/EthicMH.csv\n"
+    )
+    accepted = run_task(tmp_path, "ethics", data)
+    assert accepted.returncode == 0, accepted.stderr
+    assert "fewer than the 125 it declares" in accepted.stderr  # and the short set is said

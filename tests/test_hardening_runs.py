@@ -40,7 +40,7 @@ def start(server, run_dir: Path, cache: Path, n: int) -> subprocess.Popen:
 def test_second_process_on_a_run_dir_is_refused_naming_the_holder(
     fake_openai, tmp_path: Path
 ) -> None:
-    fake_openai.set_latency(0.5)  # 300 replies at 16 in flight: about 10 s, while we look
+    fake_openai.set_latency(2.0)  # 300 replies at 16 in flight: over 30 s, while we look
     run_dir = tmp_path / "runs" / "run"
     first = start(fake_openai, run_dir, tmp_path / "cache", 300)
     try:
@@ -51,6 +51,7 @@ def test_second_process_on_a_run_dir_is_refused_naming_the_holder(
         lines = second.stderr.strip().splitlines()
         assert second.returncode == 2 and len(lines) == 1, second.stderr
         assert f"in use by process {first.pid}" in lines[0] and str(run_dir) in lines[0]
+        fake_openai.set_latency(0)  # let the first run finish
         assert first.wait(120) == 0, first.stderr.read()
     finally:
         if first.poll() is None:

@@ -171,14 +171,16 @@ def data_fingerprint(
     file checked before the first request. Per file of each source entry (`source` or
     `source/file`): the data root it was actually read from and its path, size and sha256.
 
-    A catalogued file must match its catalogued size and sha256 (a bundled trimmed copy, its
-    bundle's sums, and is never refused: the subset is trimmed by design); a mismatch raises a
-    DataError naming the file and `trustmh data verify`. Hashes are remembered by size and
+    A file must match the sum its data folder's own `SHA256SUMS` gives for it (the bundle has
+    one too), else its catalogued size and sha256; a mismatch raises a DataError naming the file
+    and `trustmh data verify`. (A deliberately changed data set is thus run by listing its new
+    sums in its folder's SHA256SUMS; a bundled trimmed copy the bundle lists no sum for is never
+    refused: the subset is trimmed by design.) Hashes are remembered by size and
     mtime (`HashCache`), so only a changed file is hashed again. A directory where a data file
     should be is an error too, never a reason to read another root's copy."""
     hashes = hashes or HashCache(None)
     out: dict[str, dict[str, str | int]] = {}
-    bundle_sums: dict[str, str] | None = None
+    folder_sums: dict[Path, dict[str, str]] = {}  # each data root's own SHA256SUMS
     for entry in entries:
         source_id, _, relpath = entry.partition("/")
         catalogue = FILES.get(source_id, {})
@@ -197,19 +199,18 @@ def data_fingerprint(
             bundled = root is not None and root.resolve() == BUNDLED_DIR.resolve()
             expected = catalogue.get(rel)
             size = path.stat().st_size
-            if bundled:
-                if bundle_sums is None:
-                    bundle_sums = read_sha256sums(BUNDLED_DIR / "SHA256SUMS")
+            if root is not None and root not in folder_sums:
+                folder_sums[root] = read_sha256sums(root / "SHA256SUMS")
+            wanted = folder_sums.get(root, {}).get(f"{source_id}/{rel}") if root else None
+            if wanted is not None:  # the data folder came with its own checksums: they decide
                 digest, cached = hashes.sha256(path)
-                wanted = bundle_sums.get(f"{source_id}/{rel}")
-                if wanted is not None and digest != wanted:
-                    _mismatch(path, source_id, rel, "its content differs from the bundle's sums")
-                if wanted is not None:
-                    checked = "sha256 (bundle)"
-                elif expected is not None and digest == expected[0]:
-                    checked = "sha256"
-                else:
-                    checked = "sha256 (trimmed subset)"
+                if digest != wanted:
+                    _mismatch(path, source_id, rel, f"its SHA-256 differs from {root}/SHA256SUMS")
+                checked = "sha256 (bundle)" if bundled else "sha256 (the folder's SHA256SUMS)"
+            elif bundled:  # a trimmed copy the bundle lists no sum for: not checkable
+                digest, cached = hashes.sha256(path)
+                matches = expected is not None and digest == expected[0]
+                checked = "sha256" if matches else "sha256 (trimmed subset)"
             elif expected is not None:
                 if path.suffix != ".gz" and size != expected[1]:
                     _mismatch(path, source_id, rel, f"{size} bytes, expected {expected[1]}")
