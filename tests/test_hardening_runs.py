@@ -4,13 +4,19 @@ run killed without a chance to say so shows as "interrupted", never "running" fo
 
 from __future__ import annotations
 
+import asyncio
+import json
 import signal
 import sqlite3
 import subprocess
+import threading
+import time
 from collections import Counter
 from pathlib import Path
 
+from aiohttp import web
 from conftest import run_cli
+from openai_server import _completion, default_reply, messages_hash
 from test_crash_resume import command, scored_count, stored, wait_until
 
 from trustmh.runlock import LOCK_NAME, holder
@@ -132,3 +138,85 @@ def test_sigterm_stops_like_ctrl_c(fake_openai, tmp_path: Path) -> None:
     assert resumed.returncode == 0, resumed.stderr
     after = stored(run_dir)
     assert len(after) == 300 and all(v[1] == "ok" for v in after.values())
+
+
+class TricklingServer:
+    """An OpenAI-compatible server whose replies trickle in: headers at once, then the body 16
+    bytes at a time, `delay` seconds apart (a slow or congested provider)."""
+
+    def __init__(self, delay: float):
+        self.delay = delay
+        self.port = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        messages = body["messages"]
+        completion = _completion(body.get("model", ""), messages, default_reply(messages), None,
+                                 messages_hash(messages))  # fmt: skip
+        payload = json.dumps(completion).encode()
+        response = web.StreamResponse(headers={"Content-Type": "application/json",
+                                               "Content-Length": str(len(payload))})  # fmt: skip
+        await response.prepare(request)
+        for start in range(0, len(payload), 16):
+            await response.write(payload[start : start + 16])
+            await asyncio.sleep(self.delay)
+        await response.write_eof()
+        return response
+
+    def __enter__(self) -> TricklingServer:
+        ready = threading.Event()
+
+        def serve() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            app = web.Application()
+            app.router.add_post("/v1/chat/completions", self._chat)
+            runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=0.5)
+            loop.run_until_complete(runner.setup())
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            loop.run_until_complete(site.start())
+            self.port = runner.addresses[0][1]
+            ready.set()
+            loop.run_forever()
+            loop.run_until_complete(runner.cleanup())
+            loop.close()
+
+        self._thread = threading.Thread(target=serve, daemon=True)
+        self._thread.start()
+        ready.wait(10)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        assert self._loop is not None and self._thread is not None
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+
+def test_sigterm_during_trickling_replies(fake_openai, tmp_path: Path) -> None:
+    """Replies arriving a few bytes at a time: SIGTERM stops the run at once (it does not wait
+    for the slow bodies), the database is whole, and the resumed run equals a clean one."""
+    run_dir = tmp_path / "run"
+    with TricklingServer(delay=0.1) as slow:  # about 3 s per reply
+        proc = start(slow, run_dir, tmp_path / "cache", 60)
+        wait_until(lambda: scored_count(run_dir) >= 16, timeout=120)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+        assert time.monotonic() - started < 10, "the run waited for the trickling replies"
+        assert proc.returncode == 130 and "Resume with: " in stderr, stderr
+        assert stored_status(run_dir) == "interrupted" and integrity(run_dir) == "ok"
+        assert 16 <= len(stored(run_dir)) < 60
+        slow.delay = 0
+        resumed = subprocess.run(command(slow, run_dir, tmp_path / "cache", 60),
+                                 capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert resumed.returncode == 0, resumed.stderr
+    reference = subprocess.run(command(fake_openai, tmp_path / "ref", tmp_path / "cache2", 60),
+                               capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert reference.returncode == 0, reference.stderr
+    assert stored(run_dir) == stored(tmp_path / "ref")
