@@ -533,16 +533,21 @@ class ResponseCache:
     def put(self, key: str, model: str, resp: Response) -> bool:
         """Cache a response; it is committed by the next `flush` (the runner flushes every
         FLUSH_SECONDS, and closing flushes). False when the cache is off or failed now."""
+        return self._write(
+            "INSERT OR REPLACE INTO responses VALUES (?,?,?,?,?,?,?,?)",
+            (key, model, resp.text, resp.finish_reason, resp.usage.prompt_tokens,
+             resp.usage.completion_tokens, _extra_json(resp), time.time()),
+        )  # fmt: skip
+
+    def _write(self, sql: str, params: tuple[Any, ...]) -> bool:
+        """One write in the open batch (begun if needed); False when the cache is off or this
+        write turned it off."""
         if self.conn is None:
             return False
         try:
             if not self.conn.in_transaction:
                 self.conn.execute("BEGIN")
-            self.conn.execute(
-                "INSERT OR REPLACE INTO responses VALUES (?,?,?,?,?,?,?,?)",
-                (key, model, resp.text, resp.finish_reason, resp.usage.prompt_tokens,
-                 resp.usage.completion_tokens, _extra_json(resp), time.time()),
-            )  # fmt: skip
+            self.conn.execute(sql, params)
         except sqlite3.Error as exc:
             self._fail(exc)
             return False
@@ -583,18 +588,9 @@ class ResponseCache:
     def put_adaptations(self, model: str, adaptations: list[dict[str, Any]]) -> bool:
         """Record the adaptations learned for a model spec (committed with the next flush).
         False when the cache is off or failed now."""
-        if self.conn is None:
-            return False
-        try:
-            if not self.conn.in_transaction:
-                self.conn.execute("BEGIN")
-            self.conn.execute(
-                "INSERT OR REPLACE INTO adaptations VALUES (?, ?)", (model, _dumps(adaptations))
-            )
-        except sqlite3.Error as exc:
-            self._fail(exc)
-            return False
-        return True
+        return self._write(
+            "INSERT OR REPLACE INTO adaptations VALUES (?, ?)", (model, _dumps(adaptations))
+        )
 
     def close(self) -> None:
         """Commit what is pending and close the connection."""
