@@ -72,7 +72,9 @@ def test_second_process_on_a_run_dir_is_refused_naming_the_holder(
 def test_two_processes_started_together_never_duplicate_requests(
     fake_openai, tmp_path: Path
 ) -> None:
-    fake_openai.set_latency(0.02)
+    fake_openai.set_latency(
+        1.0
+    )  # the first holds the lock for over 12 s, however loaded the machine
     run_dir = tmp_path / "run"
     procs = [start(fake_openai, run_dir, tmp_path / f"cache{i}", 200) for i in range(2)]
     codes = []
