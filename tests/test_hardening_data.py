@@ -104,7 +104,7 @@ def test_fewer_items_than_declared_is_said(tmp_path: Path) -> None:
     config = tmp_path / "run.toml"
     config.write_text("[options]\nn_items = 30\n", encoding="utf-8")  # ethics reads 30 of 125
     result = run_cli("run", "--model", "baseline", "--tasks", "ethics", "--config", str(config),
-                     "--run-dir", str(tmp_path / "run"), "--no-progress",
+                     "--run-dir", str(tmp_path / "run"), "--no-progress", "--verbose",
                      env={"COLUMNS": "400"})  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "only 30 items, fewer than the 125 it declares" in result.stderr
