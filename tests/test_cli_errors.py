@@ -161,4 +161,4 @@ def test_run_dir_that_is_a_file(tmp_path: Path) -> None:
     result = run_cli(
         "run", "--model", "baseline", "--tasks", "smoke", "--limit", "2", "--run-dir", str(blocker)
     )
-    assert_one_line_error(result, "cannot open a database", "another directory")
+    assert_one_line_error(result, "--run-dir", "cannot write there", "another directory")

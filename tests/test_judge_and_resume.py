@@ -71,17 +71,29 @@ def test_failed_judge_marks_the_sample_and_resume_only_rejudges(
     assert "judge_mean" in second.stdout and "status complete" in second.stdout
 
 
-def test_resume_with_other_limit_and_tasks_reports_only_this_selection(tmp_path: Path) -> None:
-    run_dir = tmp_path / "run"
-    base = ("run", "--model", "baseline", "--run-dir", str(run_dir), "--no-progress")
-    assert run_cli(*base, "--tasks", "smoke", "--limit", "10").returncode == 0
-    smaller = run_cli(*base, "--tasks", "smoke", "--limit", "3")
-    assert smaller.returncode == 0
+def stored_n(run_dir: Path) -> tuple[int, int | None]:
     with sqlite3.connect(run_dir / "trustmh.sqlite") as conn:
         n = conn.execute(
             "SELECT n FROM results WHERE task='smoke' AND metric='accuracy'"
         ).fetchone()[0]
-    assert n == 3 and "samples 3 " in smaller.stdout
+        config = json.loads(conn.execute("SELECT value FROM meta WHERE key='config'").fetchone()[0])
+    return n, config["limit"]
+
+
+def test_resume_with_other_limit_and_tasks(tmp_path: Path) -> None:
+    """A larger --limit extends a run; a smaller one would shrink its stored results and is
+    refused before any work (issue 19); other --tasks add to the run."""
+    run_dir = tmp_path / "run"
+    base = ("run", "--model", "baseline", "--run-dir", str(run_dir), "--no-progress")
+    assert run_cli(*base, "--tasks", "smoke", "--limit", "10").returncode == 0
+    smaller = run_cli(*base, "--tasks", "smoke", "--limit", "3")
+    lines = smaller.stderr.strip().splitlines()
+    assert smaller.returncode == 2 and len(lines) == 1, smaller.stderr
+    assert "--limit 3" in lines[0] and "already holds 10 items of smoke" in lines[0]
+    assert stored_n(run_dir) == (10, 10)  # neither the result nor the recorded config shrank
+    larger = run_cli(*base, "--tasks", "smoke", "--limit", "12")
+    assert larger.returncode == 0 and "samples 12 (pending at start 2)" in larger.stdout
+    assert stored_n(run_dir) == (12, 12)
     other = run_cli(*base, "--tasks", "ethics", "--limit", "2")
     assert other.returncode == 0, other.stderr
     runs = run_cli("runs", "--runs-root", str(tmp_path))

@@ -5,6 +5,7 @@ verdicts that do not parse), resuming from the store, and the one-line errors.""
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import re
 import shutil
@@ -206,6 +207,10 @@ def crisis_data(tmp_path_factory) -> Path:
         for i in positions:
             records[i]["evaluation"] = None
         (root / "mh_crisis" / SCORES[expert]).write_text(json.dumps(records), encoding="utf-8")
+    # a deliberately changed data set declares its new checksums (runs check them)
+    sums = [f"{hashlib.sha256((root / 'mh_crisis' / rel).read_bytes()).hexdigest()}  mh_crisis/{rel}"
+            for rel in (MERGED, *SCORES.values())]  # fmt: skip
+    (root / "SHA256SUMS").write_text("\n".join(sums) + "\n", encoding="utf-8")
     return root
 
 

@@ -8,10 +8,12 @@ import json
 import sqlite3
 from pathlib import Path
 
+import pytest
 from conftest import run_cli
 
 from trustmh.data.sources import DataContext
 from trustmh.data.verify import data_fingerprint
+from trustmh.errors import DataError
 
 
 def test_run_records_status_labels_and_data_checksums(tmp_path: Path, real_data: Path) -> None:
@@ -31,12 +33,23 @@ def test_run_records_status_labels_and_data_checksums(tmp_path: Path, real_data:
     assert any(key.startswith("ethicmh/") for key in info["ethics.ethical_reasoning"]["data"])
 
 
-def test_a_file_that_differs_from_the_catalogue_is_hashed(tmp_path: Path) -> None:
+def test_a_file_that_differs_from_the_catalogue_is_refused(tmp_path: Path) -> None:
     folder = tmp_path / "usmle_mental"
     folder.mkdir()
     (folder / "USMLE-mental.jsonl").write_text('{"changed": true}\n', encoding="utf-8")
-    got = data_fingerprint(DataContext((tmp_path,)), ["usmle_mental/USMLE-mental.jsonl", "d4"])
-    record = got["usmle_mental/USMLE-mental.jsonl"]
-    assert record["checked"] == "sha256"
-    assert record["sha256"] == hashlib.sha256(b'{"changed": true}\n').hexdigest()
-    assert list(got) == ["usmle_mental/USMLE-mental.jsonl"]  # an absent source is left out
+    with pytest.raises(DataError, match=r"USMLE-mental\.jsonl: does not match its checksum"):
+        data_fingerprint(DataContext((tmp_path,)), ["usmle_mental/USMLE-mental.jsonl"])
+
+
+def test_a_file_outside_the_catalogue_is_hashed_and_recorded(tmp_path: Path) -> None:
+    folder = tmp_path / "elephant"
+    folder.mkdir()
+    (folder / "OEQ.csv").write_text("prompt\nhello\n", encoding="utf-8")
+    got = data_fingerprint(DataContext((tmp_path,), ("--data-dir",)), ["elephant/OEQ.csv", "d4"])
+    record = got["elephant/OEQ.csv"]
+    assert record["checked"] == "not catalogued"
+    assert record["sha256"] == hashlib.sha256(b"prompt\nhello\n").hexdigest()
+    assert record["root"] == f"--data-dir ({tmp_path})" and record["path"] == str(
+        folder / "OEQ.csv"
+    )
+    assert list(got) == ["elephant/OEQ.csv"]  # an absent source is left out

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import shlex
+import signal
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -20,7 +22,9 @@ from trustmh.cli_judge_check import judge_check
 from trustmh.cli_perturb import EPILOG as PERTURB_EPILOG
 from trustmh.cli_perturb import perturb
 from trustmh.cli_report import REPORT_NAME, write_run_report
-from trustmh.errors import FatalBackendError, UserError
+from trustmh.errors import FatalBackendError, StorageError, UserError
+
+T = TypeVar("T")
 
 app = typer.Typer(
     name="trustmh",
@@ -282,7 +286,7 @@ def run(
         cfg.options = {**cfg.options, **parse_options(option)}
     cfg.run_dir = resolve_run_dir(cfg)
     try:
-        summary = asyncio.run(run_evaluation(cfg, progress=progress, console=err))
+        summary = run_async(run_evaluation(cfg, progress=progress, console=err))
     except KeyboardInterrupt:
         err.print(f"[yellow]Interrupted.[/] Finished samples are saved in {cfg.run_dir}.")
         err.print(
@@ -292,8 +296,17 @@ def run(
             soft_wrap=True,
         )
         raise typer.Exit(130) from None
+    except StorageError as exc:  # the run store failed: what it committed is kept
+        print_error(str(exc))
+        err.print(
+            f"Finished samples are saved in {cfg.run_dir}; resume with: {resume_command(cfg.run_dir)}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(2) from None
     except FatalBackendError as exc:  # an unreachable server, a rejected key, an unknown model
-        err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        print_error(str(exc))
         if finished_samples(cfg.run_dir):  # e.g. the model answered, then the judge was down
             err.print(
                 f"Finished samples are saved in {cfg.run_dir}; resume with: {resume_command(cfg.run_dir)}",
@@ -381,6 +394,34 @@ def parse_options(items: list[str]) -> dict[str, object]:
     return out
 
 
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run, with SIGTERM and SIGHUP handled as Ctrl-C is: the work is cancelled (what is
+    finished stays stored, the run is marked interrupted) and KeyboardInterrupt is raised, so the
+    command prints how to resume and exits with 130 instead of dying mid-write."""
+
+    async def main() -> T:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        handled = []
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            try:
+                loop.add_signal_handler(sig, task.cancel)
+                handled.append(sig)
+            except (ValueError, NotImplementedError, RuntimeError):  # not the main thread; Windows
+                pass
+        try:
+            return await coro
+        finally:
+            for sig in handled:
+                loop.remove_signal_handler(sig)
+
+    try:
+        return asyncio.run(main())
+    except asyncio.CancelledError:  # cancelled by SIGTERM/SIGHUP (Ctrl-C raises KeyboardInterrupt)
+        raise KeyboardInterrupt from None
+
+
 def resume_command(run_dir: Path | None) -> str:
     """The command line that resumes this run: the same arguments with --run-dir set."""
     args = sys.argv[1:]
@@ -434,7 +475,11 @@ def reproduce(
         err.print(f"scored {name}: {counts.get('samples', 0)} samples ({counts.get('missing', 0)} not recorded) -> {summary.run_dir}",
                   markup=False, highlight=False, soft_wrap=True)  # fmt: skip
 
-    result = asyncio.run(run_reproduction(out_dir, data_dir, models=model, on_model=progress))
+    try:
+        result = run_async(run_reproduction(out_dir, data_dir, models=model, on_model=progress))
+    except KeyboardInterrupt:
+        err.print("Interrupted. Finished samples are saved; rerun the same command to resume.")
+        raise typer.Exit(130) from None
     out.print(rich_table(result.rows, result.unparsed))
     out.print(f"wrote {result.csv_path} and {result.markdown_path}", highlight=False)
     write_run_report([s.run_dir for s in result.summaries.values()], out_dir / REPORT_NAME, out)
@@ -596,10 +641,40 @@ app.command("perturb", epilog=PERTURB_EPILOG)(perturb)
 app.command("compare", epilog=COMPARE_EPILOG)(compare)
 
 
+# typer vendors click in recent versions and depends on it in older ones: reach click's exception
+# base through the subclass typer exports, whichever it is
+_ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
+def print_error(message: str) -> None:
+    """One `error: ...` line on stderr (never rich markup: messages quote user input)."""
+    err.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
+
+
+def usage_error_line(exc: Exception) -> str:
+    """A click usage error (a non-numeric value, an unknown option) as one line with the help hint,
+    instead of click's usage box."""
+    message = " ".join(exc.format_message().split())  # type: ignore[attr-defined]
+    ctx = getattr(exc, "ctx", None)
+    command = ctx.command_path if ctx is not None else "trustmh"
+    return f"{message} (see `{command} --help`)"
+
+
 def main() -> None:
-    """Entry point: user errors become one line on stderr and exit code 2, never a traceback."""
+    """Entry point: user errors (bad flags and values included) become one line on stderr and exit
+    code 2, never a traceback or a usage box."""
     try:
-        app()
+        code = app(standalone_mode=False)
     except UserError as exc:
-        err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        print_error(str(exc))
         sys.exit(exc.exit_code)
+    except _ClickException as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `trustmh` (or a group) alone: the help
+            exc.show()
+            sys.exit(exc.exit_code)
+        print_error(usage_error_line(exc))
+        sys.exit(2)
+    except typer.Abort:
+        err.print("Aborted.")
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -18,12 +19,21 @@ DEFAULT_REQUEST_TIMEOUT = 60.0
 # With the backoff (1, 2, 4 s plus jitter) a sample on a server that hangs gives up after
 # 4 x 60 s + about 10 s: at most about 4 minutes, then it is recorded as failed for the next run.
 DEFAULT_MAX_RETRIES = 3
+# Upper bounds that no real run comes near: a typo (an extra zero or two) is caught before the
+# first request instead of exhausting file descriptors, sleeping for ever or overflowing a timer.
+MAX_CONCURRENCY = 4096  # requests in flight per endpoint (each needs a socket)
+MAX_COUNT = 2**31 - 1  # items, tokens, requests per minute
+MAX_SECONDS = 86_400.0  # a day: longer timeouts and delays overflow asyncio's timers or never end
+MAX_RETRIES = 100
+MAX_SEED = 2**63 - 1  # stored as a SQLite integer; numpy seeds take any non-negative integer
 
 
 class RunConfig(BaseModel):
     """Everything `trustmh run` needs. Every field can be set in the config file or by its flag."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # allow_inf_nan=False: `--request-timeout inf` (or nan) is refused here rather than accepted
+    # and then failing every request
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     model: str = Field(
         description="model spec, e.g. openai:gpt-4o-mini or openai:llama3@http://127.0.0.1:8000/v1"
@@ -42,6 +52,7 @@ class RunConfig(BaseModel):
     limit: int | None = Field(
         None,
         gt=0,
+        le=MAX_COUNT,
         description="at most this many items per subtask (with every variant of each item)",
     )
     run_dir: Path | None = Field(
@@ -54,28 +65,40 @@ class RunConfig(BaseModel):
     no_cache: bool = Field(False, description="do not read or write the shared response cache")
     data_dir: Path | None = Field(None, description="data directory searched first")
     concurrency: int = Field(
-        DEFAULT_CONCURRENCY, gt=0, description="requests in flight per endpoint"
+        DEFAULT_CONCURRENCY, gt=0, le=MAX_CONCURRENCY, description="requests in flight per endpoint"
     )
     judge_concurrency: int | None = Field(
-        None, gt=0, description="judge requests in flight; default: --concurrency"
+        None,
+        gt=0,
+        le=MAX_CONCURRENCY,
+        description="judge requests in flight; default: --concurrency",
     )
-    rpm: int | None = Field(None, gt=0, description="requests per minute limit per endpoint")
+    rpm: int | None = Field(
+        None, gt=0, le=MAX_COUNT, description="requests per minute limit per endpoint"
+    )
     tpm: int | None = Field(
-        None, gt=0, description="tokens per minute limit per endpoint (estimated)"
+        None, gt=0, le=MAX_COUNT, description="tokens per minute limit per endpoint (estimated)"
     )
     request_timeout: float = Field(
         DEFAULT_REQUEST_TIMEOUT,
         gt=0,
+        le=MAX_SECONDS,
         description="seconds one attempt of a request may take in all, its reply included",
     )
     max_retries: int = Field(
-        DEFAULT_MAX_RETRIES, ge=0, description="retries of a request after transient failures"
+        DEFAULT_MAX_RETRIES,
+        ge=0,
+        le=MAX_RETRIES,
+        description="retries of a request after transient failures",
     )
     retry_base_delay: float = Field(
-        1.0, ge=0, description="first backoff delay in seconds (doubles, with jitter)"
+        1.0,
+        ge=0,
+        le=MAX_SECONDS,
+        description="first backoff delay in seconds (doubles, with jitter)",
     )
     max_retry_after: float = Field(
-        60.0, ge=0, description="cap on a server's Retry-After, in seconds"
+        60.0, ge=0, le=MAX_SECONDS, description="cap on a server's Retry-After, in seconds"
     )
     api_key_env: str | None = Field(
         None, description="environment variable holding the model's API key"
@@ -99,12 +122,17 @@ class RunConfig(BaseModel):
     epochs: int = Field(
         1, ge=1, description="ask every item this many times and report the spread over epochs"
     )
-    max_tokens: int | None = Field(None, gt=0, description="override every task's max_tokens")
+    max_tokens: int | None = Field(
+        None, gt=0, le=MAX_COUNT, description="override every task's max_tokens"
+    )
     system_prompt: str | None = Field(
         None, description="replace or add the system message of every request"
     )
     seed: int = Field(
-        0, description="run seed; every random choice is seeded from (seed, sample id)"
+        0,
+        ge=0,
+        le=MAX_SEED,
+        description="run seed; every random choice is seeded from (seed, sample id)",
     )
     judge_reask: bool = Field(
         False,
@@ -128,6 +156,35 @@ class RunConfig(BaseModel):
         default_factory=dict, description="task options, e.g. {aggregate = 'mean3'}"
     )
 
+    @field_validator(
+        "limit", "concurrency", "judge_concurrency", "rpm", "tpm", "request_timeout",
+        "max_retries", "retry_base_delay", "max_retry_after", "temperature", "max_tokens", "seed",
+        "epochs", mode="before",
+    )  # fmt: skip
+    @classmethod
+    def _no_bool_for_number(cls, value: Any) -> Any:
+        # pydantic reads `concurrency = true` as 1: a config's boolean is never meant as a number
+        if isinstance(value, bool):
+            raise ValueError("expected a number, not true/false")
+        return value
+
+    @field_validator("no_cache", mode="before")
+    @classmethod
+    def _only_bool(cls, value: Any) -> Any:
+        # pydantic reads "off", "0" or 1 as booleans; a config states true or false
+        if not isinstance(value, bool):
+            raise ValueError("expected true or false")
+        return value
+
+    @field_validator(
+        "run_dir", "runs_root", "cache_dir", "data_dir", "model_profiles", mode="before"
+    )
+    @classmethod
+    def _no_nul_in_path(cls, value: Any) -> Any:
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError("a path cannot hold a NUL character")
+        return value
+
     @field_validator("tasks", mode="before")
     @classmethod
     def _split_tasks(cls, value: Any) -> Any:
@@ -148,17 +205,54 @@ def describe_validation_error(exc: ValidationError, source: str) -> str:
         return f"{source}: unknown key {key!r}; valid keys: {valid}"
     name = key if source != "flags" else FLAG_NAMES.get(key, key)
     got = err.get("input")
-    return f"{source}: {name} {err['msg'].lower()} (got {got!r})"
+    message = err["msg"].removeprefix("Value error, ")
+    message = message[:1].lower() + message[1:]
+    return f"{source}: {name} {message} (got {_short(got)})"
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    """A value as echoed in a one-line error: repr, cut in the middle when long."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit // 2]}...{text[-limit // 2 :]}"
+
+
+_WIDE_BOMS = {
+    codecs.BOM_UTF32_LE: "UTF-32",
+    codecs.BOM_UTF32_BE: "UTF-32",
+    codecs.BOM_UTF16_LE: "UTF-16",
+    codecs.BOM_UTF16_BE: "UTF-16",
+}
+
+
+def decode_config_text(raw: bytes, path: Path) -> str:
+    """A config file's text: UTF-8 (a leading byte-order mark is dropped). UTF-16/32 files and
+    binary content get one line saying what the file is and how to fix it."""
+    for bom, name in _WIDE_BOMS.items():  # UTF-32 LE starts with UTF-16 LE's mark: test it first
+        if raw.startswith(bom):
+            raise UserError(f"--config {path}: the file is {name}-encoded; save it as UTF-8")
+    if b"\x00" in raw:
+        raise UserError(
+            f"--config {path}: binary content (a NUL byte at offset {raw.index(0)}); "
+            "a config is a UTF-8 text file (TOML or YAML)"
+        )
+    try:
+        return raw.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as exc:
+        raise UserError(
+            f"--config {path}: not UTF-8 text (invalid byte at offset {exc.start}); "
+            "save it as UTF-8"
+        ) from None
 
 
 def load_config_file(path: Path) -> dict[str, Any]:
     """Raw settings of a TOML (.toml) or YAML (.yaml/.yml) file; UserError naming the file on failure."""
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as exc:
         raise UserError(
             f"--config {path}: cannot read the file ({exc.strerror}); check the path"
         ) from None
+    text = decode_config_text(raw, path)
     suffix = path.suffix.lower()
     try:
         if suffix == ".toml":
@@ -172,6 +266,10 @@ def load_config_file(path: Path) -> dict[str, Any]:
     except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise UserError(f"--config {path}: invalid {suffix[1:].upper()}: {detail}") from None
+    except RecursionError:  # thousands of nested brackets
+        raise UserError(
+            f"--config {path}: invalid {suffix[1:].upper()}: nested too deeply"
+        ) from None
     if not isinstance(data, dict):
         raise UserError(f"--config {path}: expected a table of settings at the top level")
     return data

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import re
+import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
@@ -17,12 +19,12 @@ from typing import Any
 
 from platformdirs import user_cache_dir
 
-from trustmh import run_index
-from trustmh.config import RunConfig
+from trustmh import run_index, runlock
+from trustmh.config import MAX_SEED, RunConfig
 from trustmh.data.sources import DataContext, require_sources, resolve_data_context
-from trustmh.data.verify import data_fingerprint
+from trustmh.data.verify import data_fingerprint, default_hash_cache
 from trustmh.epochs import aggregate_epochs, epoch_of, with_epochs
-from trustmh.errors import FatalBackendError, UserError
+from trustmh.errors import FatalBackendError, StorageError, UserError
 from trustmh.metrics import warm_up as warm_up_intervals
 from trustmh.models.base import ModelBackend
 from trustmh.models.factory import build_backend
@@ -70,6 +72,8 @@ class RunSummary:
     notes: list[str] = field(default_factory=list)
     adaptations: list[str] = field(default_factory=list)
     validity: dict[str, dict[str, Any]] = field(default_factory=dict)  # protocol 1.8, per task
+    warnings: list[str] = field(default_factory=list)  # also printed as they happen
+    data_notes: dict[str, str] = field(default_factory=dict)  # task id -> fewer items than declared
 
     @property
     def n_requests(self) -> int:
@@ -167,8 +171,12 @@ def check_options(options: dict[str, Any], tasks: list[Task]) -> None:
 
 
 def _check_seed(key: str, value: Any) -> None:
-    if key.rpartition(".")[2] == "seed" and (isinstance(value, bool) or not isinstance(value, int)):
-        raise UserError(f"options.{key} = {value!r}: a seed is a whole number, e.g. 0")
+    if key.rpartition(".")[2] == "seed" and (
+        isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED
+    ):
+        raise UserError(
+            f"options.{key} = {value!r}: a seed is a whole number from 0 to {MAX_SEED}, e.g. 0"
+        )
 
 
 def task_options(cfg: RunConfig, task: Task) -> dict[str, Any]:
@@ -201,6 +209,46 @@ NO_JUDGE_NOTE = "not scored: no judge (pass --judge SPEC; the paper's judge is o
 def not_scored_no_judge(task: Task) -> MetricValue:
     """The result row of a judge-scored subtask in a run without a judge."""
     return MetricValue("score", None, 0, task.direction, primary=True, note=NO_JUDGE_NOTE)
+
+
+def _checked_data(
+    data: DataContext, tasks: list[Task], warn: Callable[[str], None]
+) -> dict[str, dict[str, Any]]:
+    """Per task, the record of the data files it reads, each checked against its checksum (see
+    `data_fingerprint`); a file read from a later data root than its source's folder is said."""
+    hashes = default_hash_cache()
+    try:
+        fingerprints = {
+            t.id: data_fingerprint(data, (*t.sources, *t.optional_sources), hashes) for t in tasks
+        }
+    finally:
+        hashes.save()
+    said: set[str] = set()
+    for records in fingerprints.values():
+        for key, record in records.items():
+            if "fallback" in record and key not in said:
+                said.add(key)
+                warn(f"data {key}: {record['fallback']}; read from {record['path']}")
+    return fingerprints
+
+
+def _refuse_shrinking(store: RunStore, cfg: RunConfig, tasks: list[Task]) -> None:
+    """Refuse a --limit below what the run directory already holds of a task: its stored results
+    cover those items, and recomputing them over fewer would shrink them silently. (Aggregating
+    over every stored sample instead could mix samples built under other options or data that
+    this invocation no longer declares, so their requests are not checked against it.)"""
+    if cfg.limit is None:
+        return
+    for task in tasks:
+        (held,) = store.conn.execute(
+            "SELECT COUNT(DISTINCT sample_id) FROM samples WHERE task=?", (task.id,)
+        ).fetchone()
+        if held > cfg.limit:
+            raise UserError(
+                f"--limit {cfg.limit}: {store.run_dir} already holds {held} items of {task.id} and "
+                f"its stored results cover them; resume it without --limit (or with --limit {held} "
+                "or more), or choose another --run-dir for a smaller run"
+            )
 
 
 def _check_same_run(store: RunStore, cfg: RunConfig) -> None:
@@ -244,8 +292,16 @@ async def _run_evaluation(cfg: RunConfig, progress: bool, console: Any) -> RunSu
     unjudged = [] if cfg.judge else [t for t in tasks if t.needs_judge == "required"]
     selected_ids = [t.id for t in tasks]
     tasks = [t for t in tasks if t not in unjudged]
+    warnings: list[str] = []
+
+    def warn(message: str) -> None:
+        warnings.append(message)
+        if console is not None:
+            console.print(f"warning: {message}", markup=False, highlight=False, soft_wrap=True)
+
     for task in tasks:
         require_sources(data, task)  # fail early, naming the missing data and how to get it
+    fingerprints = _checked_data(data, tasks, warn)  # a damaged file stops the run here
     profiles = load_profiles(cfg.model_profiles) if cfg.model_profiles else None
     model = build_backend(cfg.model, api_key_env=cfg.api_key_env, timeout=cfg.request_timeout,
                           concurrency=cfg.concurrency, data=data, profiles=profiles,
@@ -265,11 +321,21 @@ async def _run_evaluation(cfg: RunConfig, progress: bool, console: Any) -> RunSu
                                   profiles=profiles, reasoning_effort=cfg.judge_reasoning_effort)  # fmt: skip
         role_backends = _role_backends(cfg, tasks, model, data, profiles)
         run_dir = resolve_run_dir(cfg)
-        store = RunStore(run_dir)
+        # one writer per run directory: a second process would pay for the same requests again
+        lock = runlock.acquire(run_dir)
+        try:
+            store = RunStore(run_dir)
+        except BaseException:
+            lock.release()
+            raise
     except BaseException:
         await _close_backends(model, judge, *role_backends.values())
         raise
-    cache = None if cfg.no_cache else ResponseCache(cfg.cache_dir or default_cache_dir())
+    cache = (
+        None
+        if cfg.no_cache
+        else ResponseCache(cfg.cache_dir or default_cache_dir(), on_failure=warn)
+    )
     stats = RunStats()
     summary = RunSummary(
         run_dir,
@@ -280,10 +346,12 @@ async def _run_evaluation(cfg: RunConfig, progress: bool, console: Any) -> RunSu
         {t.id: [not_scored_no_judge(t)] for t in unjudged},
         stats,
         skipped,
+        warnings=warnings,
     )
     summary.limit = cfg.limit
     try:
         _check_same_run(store, cfg)
+        _refuse_shrinking(store, cfg, tasks)
         store.set_meta("config", cfg.model_dump(mode="json", exclude={"run_dir"}))
         store.set_meta("model_label", model.label)
         live = (model, judge, *role_backends.values())
@@ -299,7 +367,7 @@ async def _run_evaluation(cfg: RunConfig, progress: bool, console: Any) -> RunSu
                     t.id: {
                         "status_label": t.status,
                         "section": t.section,
-                        "data": data_fingerprint(data, (*t.sources, *t.optional_sources)),
+                        "data": fingerprints[t.id],
                         "stand_in": t.stand_in(data, task_options(cfg, t)) if t.stand_in else None,
                     }  # fmt: skip
                     for t in tasks
@@ -326,7 +394,7 @@ async def _run_evaluation(cfg: RunConfig, progress: bool, console: Any) -> RunSu
         selection: dict[str, set[tuple[str, str]]] = {}
         role_specs = {role: backend.spec for role, backend in role_backends.items()}
         pending = _pending_work(
-            cfg, tasks, data, model, role_specs, store, summary, stats, selection
+            cfg, tasks, data, model, role_specs, store, summary, stats, selection, warn
         )
         policy = RetryPolicy(
             cfg.max_retries, cfg.retry_base_delay, max_retry_after=cfg.max_retry_after
@@ -373,7 +441,8 @@ async def _run_evaluation(cfg: RunConfig, progress: bool, console: Any) -> RunSu
             ]
             notes = request_notes(model_plan, judge_plans, cfg.epochs)
             summary.notes.extend(n for n in notes if n not in summary.notes)
-            metrics = with_notes(metrics, [*notes, *filter(None, [cut_short_note(scored)])])
+            extra = [cut_short_note(scored), summary.data_notes.get(task.id)]
+            metrics = with_notes(metrics, [*notes, *filter(None, extra)])
             plans[task.id] = plans_record(model_plan, judge_plans)
             applied.update(n for plan in (model_plan, *judge_plans) for n in plan.notes)
             # protocol 1.8: floors, coverage and flags (re-asks disclosed in the metrics' notes)
@@ -398,14 +467,21 @@ async def _run_evaluation(cfg: RunConfig, progress: bool, console: Any) -> RunSu
         summary.status = "complete" if remaining == 0 else "incomplete"
         store.set_meta("status", summary.status)
         store.set_meta("finished", datetime.now().isoformat(timespec="seconds"))
+    except sqlite3.Error as exc:
+        # The run store failed (disk full, read-only, I/O error); the cache never raises. What
+        # was committed stays (WAL: a failed commit leaves the database as it was before it).
+        _record_interruption(store)
+        raise StorageError(
+            f"{store.path}: cannot write the run database ({exc}); the run stopped and its "
+            "finished samples are kept: free space or fix the directory, then resume"
+        ) from None
     except BaseException:
-        store.commit_pending()  # a reply stored just before the interruption is kept
-        if store.get_meta("status") == "running":
-            store.set_meta("status", "interrupted")
+        _record_interruption(store)
         raise
     finally:
         summary.seconds = time.monotonic() - started
         store.close()
+        lock.release()
         if cache:
             cache.close()
         await _close_backends(model, judge, *role_backends.values())
@@ -452,6 +528,18 @@ def _profiles(*backends: ModelBackend | None) -> dict[str, str]:
             effort = f"; reasoning effort {rules.effort}" if rules.effort else ""
             out[backend.spec] = f"{rules.profile.name}: {rules.profile.about}{effort}"
     return out
+
+
+def _record_interruption(store: RunStore) -> None:
+    """Commit what is pending and mark a running run interrupted, as far as the store still can
+    (on a failing disk it may not: `trustmh runs` then tells it from the lock)."""
+    try:
+        store.commit_pending()  # a reply stored just before the interruption is kept
+        if store.get_meta("status") == "running":
+            store.set_meta("status", "interrupted")
+    except sqlite3.Error:
+        with suppress(sqlite3.Error):
+            store.conn.rollback()
 
 
 def in_flight(backend: ModelBackend, concurrency: int) -> int:
@@ -536,13 +624,33 @@ def _steps_key(task: Task, sample: Sample, role_specs: dict[str, str]) -> Any:
     return {"meta": sample.meta, "roles": {r: role_specs[r] for r in task.roles}}
 
 
+_DECLARED_SIZE = re.compile(r"\s*(\d[\d,]*)\s*(?:\(.*\))?\s*")
+
+
+def fewer_items_note(task: Task, n_items: int, limit: int | None) -> str | None:
+    """A note when a subtask read fewer items than its declared size (a plain number in
+    `n_items`, e.g. "125" or "190 (16 unlabeled dropped)") and --limit does not explain it: a
+    truncated or emptied data file must not pass for a complete result."""
+    match = _DECLARED_SIZE.fullmatch(task.n_items)
+    if match is None:
+        return None
+    declared = int(match.group(1).replace(",", ""))
+    if n_items >= declared or (limit is not None and n_items >= limit):
+        return None
+    return (
+        f"only {n_items} items, fewer than the {declared} it declares: check the data files "
+        "(`trustmh data verify`) or the options that select items"
+    )
+
+
 # Samples built and recorded between two turns of the event loop while the run is under way.
 PREPARE_CHUNK = 64
 
 
 async def _pending_work(cfg: RunConfig, tasks: list[Task], data: DataContext, model: ModelBackend,
                         role_specs: dict[str, str], store: RunStore, summary: RunSummary,
-                        stats: RunStats, selection: dict[str, set[tuple[str, str]]]) -> AsyncIterator[WorkItem]:  # fmt: skip
+                        stats: RunStats, selection: dict[str, set[tuple[str, str]]],
+                        warn: Callable[[str], None]) -> AsyncIterator[WorkItem]:  # fmt: skip
     """Every task's samples not finished yet, built and recorded a chunk at a time while the
     runner already asks the first ones (building all subtasks' 24,000 samples takes seconds).
     Fills in, as it goes, the run's sample counts, the progress total and per task the
@@ -574,6 +682,10 @@ async def _pending_work(cfg: RunConfig, tasks: list[Task], data: DataContext, mo
                 yield WorkItem(task, chunk[i], requests[i], keys[i], options, sent)
             await asyncio.sleep(0)  # let replies in between chunks
         summary.n_replaced += declared.replaced
+        short = fewer_items_note(task, len({sid for sid, _ in covered}), cfg.limit)
+        if short:
+            summary.data_notes[task.id] = short
+            warn(f"{task.id}: {short}")
     # Everything is queued and the replies are out: load what aggregating needs (numpy, a fifth of
     # a second on first use; the versions record imports it too) now, while they are, rather
     # than before the first request or between the last reply and the summary.

@@ -19,3 +19,8 @@ class DataError(UserError):
 
 class FatalBackendError(Exception):
     """The backend cannot serve any request (bad key, unknown model): stop the run, keep results."""
+
+
+class StorageError(UserError):
+    """The run database cannot be written (disk full, read-only, I/O error): the run stops; what
+    was committed is kept and the same command resumes once the cause is fixed."""

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from trustmh.errors import UserError
+from trustmh.outputs import atomic_output, check_output
 from trustmh.store import RUN_DB, RunStore
 
 FORMATS = ("jsonl", "csv")
@@ -19,16 +20,11 @@ def export_run(run_dir: Path, fmt: str, output: Path | None = None) -> Path:
     if not (run_dir / RUN_DB).is_file():
         raise UserError(f"{run_dir}: not a run directory (no {RUN_DB}); see `trustmh runs`")
     output = output or run_dir / f"samples.{fmt}"
-    store = RunStore(run_dir)
+    check_output(output, "--out", [run_dir / RUN_DB])
+    store = RunStore(run_dir, readonly=True)
     try:
         rows = store.export_rows()
-        try:
-            fh = output.open("w", encoding="utf-8", newline="")
-        except OSError as exc:
-            raise UserError(
-                f"--out {output}: cannot write there ({exc.strerror}); check the folder exists"
-            ) from None
-        with fh:
+        with atomic_output(output, "--out", newline="") as fh:
             if fmt == "jsonl":
                 for row in rows:
                     fh.write(json.dumps(row, ensure_ascii=False) + "\n")

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
 
 from trustmh.engine import RunSummary
+from trustmh.errors import UserError
 from trustmh.metrics import split_metric_name
+from trustmh.store import RUN_DB, RunStore
 from trustmh.tables import folded_table
 from trustmh.types import MetricValue
 
@@ -106,6 +109,7 @@ def print_summary(summary: RunSummary, console: Console, verbose: bool = False) 
         "replies cut short by their token cap (see each subtask's note)": s.cut_short,
         "judge replies cut short by their token cap": s.judge_cut_short,
         "requests sent again after the provider rejected a parameter": s.adapted,
+        "replies with invalid characters (lone surrogates) replaced by U+FFFD": s.repaired_replies,
     }
     for label, n in extras.items():
         if n:
@@ -306,7 +310,6 @@ def print_runs(console: Console, runs_root: Path | None = None, prune: bool = Fa
     ./runs); stale index entries (deleted or moved directories) are counted, or forgotten with
     `prune`."""
     from trustmh import run_index
-    from trustmh.store import RunStore
 
     dbs, stale = run_index.discover(runs_root)
     where = (
@@ -319,20 +322,17 @@ def print_runs(console: Console, runs_root: Path | None = None, prune: bool = Fa
             f"runs {where}",
             ("run", "folder", "model", "subtasks", "scored/samples", "errors", "status", "started"),
         )
-        for db in dbs:
-            store = RunStore(db)
+        for run_dir in dbs:
             try:
-                totals = store.totals()
-                samples, errors = totals.get("samples", 0), totals.get("error", 0)
-                scored = sum(
-                    n for status, n in totals.items() if status not in ("samples", "error")
-                )
-                config = store.get_meta("config") or {}
-                table.add_row(escape(db.name), escape(str(db.parent)), escape(config.get("model", "?")),
-                              ",".join(store.get_meta("tasks") or []), f"{scored}/{samples}", str(errors),
-                              str(store.get_meta("status")), str(store.get_meta("started")))  # fmt: skip
-            finally:
-                store.close()
+                store = RunStore(run_dir, readonly=True)
+                try:
+                    table.add_row(*run_row(store))
+                finally:
+                    store.close()
+            except (UserError, sqlite3.Error) as exc:  # one damaged run does not hide the others
+                reason = str(exc).removeprefix(f"{run_dir / RUN_DB}: ")
+                table.add_row(escape(run_dir.name), escape(str(run_dir.parent)), "?", "", "", "",
+                              escape(f"unreadable: {reason}"), "")  # fmt: skip
         console.print(table)
     if stale and prune:
         n = run_index.forget(r.path for r in stale)
@@ -344,6 +344,25 @@ def print_runs(console: Console, runs_root: Path | None = None, prune: bool = Fa
             "`trustmh runs --prune` forgets them",
             markup=False, highlight=False, soft_wrap=True,
         )  # fmt: skip
+
+
+def run_row(store: RunStore) -> list[str]:
+    """The cells of one run in `trustmh runs`; the status says "interrupted" for a run whose
+    process died without recording it, and names the process of a run still going."""
+    from trustmh.runlock import effective_status, holder
+
+    totals = store.totals()
+    samples, errors = totals.get("samples", 0), totals.get("error", 0)
+    scored = sum(n for status, n in totals.items() if status not in ("samples", "error"))
+    config = store.get_meta("config") or {}
+    status = effective_status(store.run_dir, store.get_meta("status"))
+    live = holder(store.run_dir)
+    if live is not None:
+        status = f"running (pid {live.get('pid', '?')})"
+    cells = [store.run_dir.name, str(store.run_dir.parent), str(config.get("model", "?")),
+             ",".join(store.get_meta("tasks") or []),
+             f"{scored}/{samples}", str(errors), status, str(store.get_meta("started"))]  # fmt: skip
+    return [escape(c) for c in cells]
 
 
 SPEC_FORMS = (

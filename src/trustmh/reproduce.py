@@ -92,7 +92,7 @@ def mentalalign_part(
 
 def status_counts(run_dir: Path) -> dict[str, int]:
     """Scored samples of a run by status (ok, unparsed, missing, ...), over all its subtasks."""
-    store = RunStore(run_dir)
+    store = RunStore(run_dir, readonly=True)
     try:
         return store.totals()
     finally:

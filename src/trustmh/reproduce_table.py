@@ -19,6 +19,7 @@ from pathlib import Path
 
 from rich.table import Table
 
+from trustmh.outputs import atomic_output, write_text_atomic
 from trustmh.types import MetricValue
 
 PAPER_RANKS = Path(__file__).resolve().parent / "bundled" / "reference" / "paper_ranks.csv"
@@ -140,7 +141,7 @@ def write_csv(rows: Sequence[Row], out_dir: Path) -> Path:
     """Write reproduction.csv into `out_dir` and return its path."""
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / CSV_NAME
-    with path.open("w", encoding="utf-8", newline="") as fh:
+    with atomic_output(path, "--out", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=[f.name for f in fields(Row)])
         writer.writeheader()
         for row in rows:
@@ -223,7 +224,7 @@ def write_markdown(rows: Sequence[Row], out_dir: Path) -> Path:
     """Write reproduction.md into `out_dir` and return its path."""
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / MARKDOWN_NAME
-    path.write_text(render_markdown(rows), encoding="utf-8")
+    write_text_atomic(path, render_markdown(rows), "--out")
     return path
 
 

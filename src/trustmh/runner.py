@@ -66,8 +66,32 @@ class RunStats:
     # requests sent for the other roles of multi-step tasks (e.g. a simulated user), by role
     role_requests: dict[str, int] = field(default_factory=dict)
     cache_errors: int = 0  # replies the shared cache could not store (kept in the run)
+    repaired_replies: int = 0  # replies whose lone surrogates were replaced by U+FFFD
     # shown in the summary, so a systematic failure is visible at once
     first_error: str | None = None
+
+
+def repair_surrogates(text: str) -> tuple[str, int]:
+    """`text` with every lone surrogate replaced by U+FFFD, and how many were (a valid pair
+    written as two escapes becomes its character)."""
+    try:
+        text.encode("utf-8")
+        return text, 0
+    except UnicodeEncodeError:
+        pass
+    fixed = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return fixed, fixed.count("\ufffd") - text.count("\ufffd")
+
+
+def repair_surrogates_deep(value: Any) -> Any:
+    """`repair_surrogates` applied to every string (keys too) inside dicts and lists."""
+    if isinstance(value, str):
+        return repair_surrogates(value)[0]
+    if isinstance(value, dict):
+        return {repair_surrogates_deep(k): repair_surrogates_deep(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [repair_surrogates_deep(v) for v in value]
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -420,27 +444,26 @@ class Runner:
         """Every HOUSEKEEPING_SECONDS: commit the cache's pending writes, then checkpoint both
         databases' WAL (see `checkpoints_deferred`). A failure is counted and the next round
         tries again: the run itself never depends on it."""
-        databases: list[RunStore | ResponseCache] = [
-            self.store,
-            *([self.cache] if self.cache else []),
-        ]
+        cache = self.cache
         while True:
             await asyncio.sleep(HOUSEKEEPING_SECONDS)
             try:
-                if self.cache:
-                    self.cache.flush()  # its batch goes into this round's copy
+                if cache:
+                    cache.flush()  # its batch goes into this round's copy
                 # The bulk of the copying in a worker thread; then, on the loop, the few pages
                 # committed meanwhile, so that the next commit starts the WAL file over. It only
                 # does when everything in it is copied, and at hundreds of commits a second the
-                # thread alone never gets there: the file grew for the whole run.
-                for database in databases:
-                    await asyncio.to_thread(checkpoint_wal, database.path)
-                if self.cache:
-                    self.cache.flush()  # closes the batch the workers opened meanwhile
-                for database in databases:
-                    # SQLite refuses a checkpoint inside a transaction: an open one waits a round
-                    if not database.conn.in_transaction:
-                        database.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                # thread alone never gets there: the file grew for the whole run. (A cache that
+                # failed is off: `conn` None.)
+                paths = [self.store.path, *([cache.path] if cache and cache.conn else [])]
+                for path in paths:
+                    await asyncio.to_thread(checkpoint_wal, path)
+                if cache:
+                    cache.flush()  # closes the batch the workers opened meanwhile
+                    cache.checkpoint()
+                # SQLite refuses a checkpoint inside a transaction: an open one waits a round
+                if not self.store.conn.in_transaction:
+                    self.store.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
             except sqlite3.Error as exc:
                 self.stats.cache_errors += 1
                 self.stats.first_error = self.stats.first_error or f"store housekeeping: {exc}"
@@ -610,6 +633,7 @@ class Runner:
             raise
         finally:
             del self._inflight[key]
+        response = self._storable(response)
         future.set_result(response)
         self.stats.prompt_tokens += response.usage.prompt_tokens
         self.stats.completion_tokens += response.usage.completion_tokens
@@ -619,12 +643,9 @@ class Runner:
             self.stats.adapted += len(response.adapted)
             self.stats.requests += len(response.adapted)  # the rejected attempts were sent too
             self._record_adaptations(endpoint)
-        if cacheable:
-            try:
-                self.cache.put(key, endpoint.backend.spec, response)  # type: ignore[union-attr]
-            except sqlite3.Error as exc:  # a paid reply is kept in the run even if the cache fails
-                self.stats.cache_errors += 1
-                self.stats.first_error = self.stats.first_error or f"response cache: {exc}"
+        # a paid reply is kept in the run even if the cache fails (the cache then turns itself off)
+        if cacheable and not self.cache.put(key, endpoint.backend.spec, response):  # type: ignore[union-attr]
+            self.stats.cache_errors += 1
         return response, "api", attempts, time.monotonic() - started, key
 
     @staticmethod
@@ -652,11 +673,21 @@ class Runner:
         self.store.set_meta(
             "adaptations", {**(self.store.get_meta("adaptations") or {}), spec: learned}
         )
-        if self.cache is not None:
-            try:
-                self.cache.put_adaptations(spec, learned)
-            except sqlite3.Error:
-                self.stats.cache_errors += 1
+        if self.cache is not None and not self.cache.put_adaptations(spec, learned):
+            self.stats.cache_errors += 1
+
+    def _storable(self, response: Response) -> Response:
+        """The reply with text that UTF-8 can hold: a lone surrogate (a server's JSON may carry
+        `"\\ud800"`) cannot be stored or scored, so each becomes U+FFFD; the number replaced is
+        kept in the reply's `extra` and counted in the summary."""
+        text, replaced = repair_surrogates(response.text)
+        reasoning, in_reasoning = repair_surrogates(response.reasoning or "")
+        if not replaced and not in_reasoning:
+            return response
+        self.stats.repaired_replies += 1
+        extra = {**(response.extra or {}), "surrogates_replaced": replaced + in_reasoning}
+        return replace(response, text=text, extra=repair_surrogates_deep(extra),
+                       reasoning=reasoning if response.reasoning is not None else None)  # fmt: skip
 
     async def ask_judge(
         self, messages: tuple[Message, ...], params: GenParams, ref: SampleRef

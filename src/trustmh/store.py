@@ -15,13 +15,13 @@ import hashlib
 import json
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trustmh.errors import UserError
+from trustmh.errors import StorageError, UserError
 from trustmh.types import (
     GenRequest,
     MetricValue,
@@ -110,6 +110,29 @@ def _connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
+def _connect_readonly(path: Path) -> sqlite3.Connection:
+    """A connection that only reads, so that a run on a read-only directory or mount can still be
+    listed, reported and exported. A WAL database closed cleanly (no -wal file beside it) on a
+    read-only directory cannot be opened read-only the usual way (SQLite wants to create its -shm
+    index): with no -wal, everything is in the main file, which is then read as immutable."""
+    if not path.is_file():
+        raise UserError(f"{path.parent}: not a run directory (no {RUN_DB}); see `trustmh runs`")
+    uri = path.resolve().as_uri()
+    wal = path.with_name(path.name + "-wal")
+    failure: sqlite3.Error | None = None
+    for query in ("mode=ro", "mode=ro&immutable=1"):
+        if query.endswith("immutable=1") and wal.exists():
+            break  # the WAL may hold committed rows that an immutable read would miss
+        try:
+            conn = sqlite3.connect(f"{uri}?{query}", uri=True, check_same_thread=False, timeout=30)
+            conn.execute("PRAGMA busy_timeout=30000")
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return conn
+        except sqlite3.Error as exc:
+            failure = failure or exc
+    raise UserError(f"{path}: cannot read the run database ({failure}); see `trustmh runs`")
+
+
 WAL_AUTOCHECKPOINT_PAGES = 1000  # SQLite's default
 
 
@@ -123,7 +146,8 @@ def checkpoints_deferred(conn: sqlite3.Connection) -> Iterator[None]:
     try:
         yield
     finally:
-        conn.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
+        with suppress(sqlite3.Error):  # a connection closed meanwhile (a cache turned off)
+            conn.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
 
 
 def checkpoint_wal(path: Path) -> None:
@@ -203,15 +227,27 @@ class StoredSample:
 
 
 class RunStore:
-    """The database of one run directory."""
+    """The database of one run directory. `readonly=True` for commands that only read (report,
+    export, runs): they then work on read-only directories and mounts, and never create a
+    database where there is none."""
 
-    def __init__(self, run_dir: Path):
+    def __init__(self, run_dir: Path, readonly: bool = False):
         self.run_dir = run_dir
         self.path = run_dir / RUN_DB
+        if readonly:
+            self.conn = _connect_readonly(self.path)
+            return
         self.conn = _connect(self.path)
-        self.conn.executescript(RUN_SCHEMA)
-        if self.get_meta("schema_version") is None:
-            self.set_meta("schema_version", SCHEMA_VERSION)
+        try:
+            self.conn.executescript(RUN_SCHEMA)
+            if self.get_meta("schema_version") is None:
+                self.set_meta("schema_version", SCHEMA_VERSION)
+        except sqlite3.Error as exc:
+            self.conn.close()
+            raise StorageError(
+                f"{self.path}: cannot write the run database ({exc}); free space or fix the "
+                "directory, or choose another --run-dir"
+            ) from None
 
     def close(self) -> None:
         """Close the connection (all work is already committed)."""
@@ -458,52 +494,121 @@ class SampleDeclaration:
 
 
 class ResponseCache:
-    """The shared response cache (one SQLite file for all runs of a user)."""
+    """The shared response cache (one SQLite file for all runs of a user).
+
+    A cache failure never fails a run (the run store keeps every reply): a cache that cannot be
+    opened, read or written is turned off for the rest of the run, and `failure` says why (the
+    engine shows it as a warning)."""
 
     # Cache writes are committed in batches: the run store already commits every reply at once
     # (durability lives there), so a crash can only cost the cache its last fraction of a second,
     # while one commit per reply in a second database cost a measurable share of client CPU.
     FLUSH_SECONDS = 0.5
 
-    def __init__(self, cache_dir: Path):
+    def __init__(self, cache_dir: Path, on_failure: Callable[[str], None] | None = None):
         self.path = cache_dir / CACHE_DB
-        self.conn = _connect(self.path)
-        self.conn.executescript(CACHE_SCHEMA)
+        self.failure: str | None = None  # why the cache was turned off
+        self._on_failure = on_failure
+        self.conn: sqlite3.Connection | None = None
+        try:
+            self.conn = _connect(self.path)
+            self.conn.executescript(CACHE_SCHEMA)
+        except (UserError, sqlite3.Error) as exc:
+            self._fail(exc)
+
+    def _fail(self, exc: Exception) -> None:
+        """Turn the cache off for good, recording (and reporting) why."""
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            with suppress(sqlite3.Error):
+                conn.rollback()
+            with suppress(sqlite3.Error):
+                conn.close()
+        if self.failure is None:
+            cause = str(exc).removeprefix(f"{self.path.parent}: ")
+            self.failure = f"response cache {self.path}: {cause}"
+            if self._on_failure:
+                self._on_failure(
+                    f"{self.failure}; the cache is off for the rest of this run (every reply is "
+                    "still kept in the run directory)"
+                )
 
     def get(self, key: str) -> Response | None:
-        """A cached response, or None."""
-        return _fetch_response(self.conn, key)
+        """A cached response, or None (also when the cache is off)."""
+        if self.conn is None:
+            return None
+        try:
+            return _fetch_response(self.conn, key)
+        except sqlite3.Error as exc:
+            self._fail(exc)
+            return None
 
-    def put(self, key: str, model: str, resp: Response) -> None:
+    def put(self, key: str, model: str, resp: Response) -> bool:
         """Cache a response; it is committed by the next `flush` (the runner flushes every
-        FLUSH_SECONDS, and closing flushes)."""
-        if not self.conn.in_transaction:
-            self.conn.execute("BEGIN")
-        self.conn.execute(
+        FLUSH_SECONDS, and closing flushes). False when the cache is off or failed now."""
+        return self._write(
             "INSERT OR REPLACE INTO responses VALUES (?,?,?,?,?,?,?,?)",
             (key, model, resp.text, resp.finish_reason, resp.usage.prompt_tokens,
              resp.usage.completion_tokens, _extra_json(resp), time.time()),
         )  # fmt: skip
 
+    def _write(self, sql: str, params: tuple[Any, ...]) -> bool:
+        """One write in the open batch (begun if needed); False when the cache is off or this
+        write turned it off."""
+        if self.conn is None:
+            return False
+        try:
+            if not self.conn.in_transaction:
+                self.conn.execute("BEGIN")
+            self.conn.execute(sql, params)
+        except sqlite3.Error as exc:
+            self._fail(exc)
+            return False
+        return True
+
     def flush(self) -> None:
         """Commit the pending cache writes."""
-        _commit_open(self.conn)
+        if self.conn is None:
+            return
+        try:
+            _commit_open(self.conn)
+        except sqlite3.Error as exc:
+            self._fail(exc)
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database file (PASSIVE) when no transaction is open."""
+        if self.conn is None or self.conn.in_transaction:
+            return
+        try:
+            self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error as exc:
+            self._fail(exc)
 
     def adaptations(self, model: str) -> list[dict[str, Any]]:
         """The adaptations to a provider's rules learned for this model spec by earlier runs
         (protocol 1.7): a new run sends the adapted request, and finds its replies here, at once."""
-        row = self.conn.execute("SELECT value FROM adaptations WHERE model=?", (model,)).fetchone()
+        if self.conn is None:
+            return []
+        try:
+            row = self.conn.execute(
+                "SELECT value FROM adaptations WHERE model=?", (model,)
+            ).fetchone()
+        except sqlite3.Error as exc:
+            self._fail(exc)
+            return []
         return _loads(row[0]) if row else []
 
-    def put_adaptations(self, model: str, adaptations: list[dict[str, Any]]) -> None:
-        """Record the adaptations learned for a model spec (committed with the next flush)."""
-        if not self.conn.in_transaction:
-            self.conn.execute("BEGIN")
-        self.conn.execute(
+    def put_adaptations(self, model: str, adaptations: list[dict[str, Any]]) -> bool:
+        """Record the adaptations learned for a model spec (committed with the next flush).
+        False when the cache is off or failed now."""
+        return self._write(
             "INSERT OR REPLACE INTO adaptations VALUES (?, ?)", (model, _dumps(adaptations))
         )
 
     def close(self) -> None:
         """Commit what is pending and close the connection."""
         self.flush()
-        self.conn.close()
+        if self.conn is not None:
+            with suppress(sqlite3.Error):
+                self.conn.close()
+            self.conn = None

@@ -295,7 +295,7 @@ async def check_crisis(
                     data_dir=data_dir, **settings)  # fmt: skip
     summary = await run_evaluation(cfg, progress=progress, console=console)
     items, n_not_sent = selected_items(resolve_data_context(data_dir), limit)
-    store = RunStore(summary.run_dir)
+    store = RunStore(summary.run_dir, readonly=True)
     try:
         wanted = {(str(i.index), "clean") for i in items}
         scored = store.scored_samples(TASK_ID, only=wanted)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit
@@ -66,6 +67,7 @@ class ModelSpec:
 def parse_model_spec(text: str, flag: str = "--model") -> ModelSpec:
     """Parse a model spec, raising a UserError that names the flag and the accepted forms."""
     raw = text.strip()
+    _refuse_secrets(raw, flag)  # before any message below quotes the spec
     if raw == "baseline":
         return ModelSpec("baseline", "baseline")
     provider, sep, rest = raw.partition(":")
@@ -110,20 +112,45 @@ def _local_spec(rest: str, text: str, flag: str) -> ModelSpec:
     return ModelSpec("local", model.strip(), options=tuple(options))
 
 
-def _check_url(url: str, text: str, flag: str) -> str:
-    parts = urlsplit(url)
-    if parts.username or parts.password:
-        # the URL is stored with the run and printed in resume commands: no secrets in it
-        # (and none echoed in this message either)
+# Query parameters that carry a credential (`?api_key=sk-...`, `&token=...`, a signed URL's `sig`)
+# and values shaped like a provider key anywhere in the URL.
+_SECRET_PARAM = re.compile(
+    r"[?&;#](?:[\w.-]*[_-])?(?:api[_-]?key|key|token|secret|password|passwd|pwd|auth|authorization"
+    r"|access[_-]?token|sig|signature|credential|credentials|session)=",
+    re.IGNORECASE,
+)
+_KEY_SHAPED = re.compile(r"(?<![A-Za-z0-9])(?:sk|rk|pk)-[A-Za-z0-9_-]{8,}")
+
+
+_USERINFO = re.compile(r"//[^/?#@\s]*@")
+
+
+def _refuse_secrets(raw: str, flag: str) -> None:
+    """Refuse a spec carrying a credential, without echoing it: the spec is stored with the run,
+    shown in its report and printed in resume commands."""
+    how = "pass the key through an environment variable named by --api-key-env"
+    if _USERINFO.search(raw):
         raise UserError(
-            f"{flag}: the URL carries credentials (user:password@host); remove them and pass the key "
-            "through an environment variable named by --api-key-env"
+            f"{flag}: the URL carries credentials (user:password@host); remove them and {how}"
         )
-    bad = parts.scheme not in ("http", "https") or not parts.hostname
+    if _SECRET_PARAM.search(raw) or ("@" in raw and _KEY_SHAPED.search(raw.partition("@")[2])):
+        raise UserError(
+            f"{flag}: the URL carries a key or token (in its query string or path); remove it and {how}"
+        )
+    if _KEY_SHAPED.search(raw) and ":" not in raw:
+        raise UserError(
+            f"{flag}: this looks like an API key, not a model spec; {how} and name the model "
+            f"with {SPEC_HELP}"
+        )
+
+
+def _check_url(url: str, text: str, flag: str) -> str:
     try:
-        parts.port  # noqa: B018 - raises ValueError on a non-numeric or out-of-range port
-    except ValueError:
-        bad = True
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - ValueError on a non-numeric or out-of-range port
+    except ValueError:  # also an unbalanced [ of an IPv6 address
+        parts = None
+    bad = parts is None or parts.scheme not in ("http", "https") or not parts.hostname
     if bad:
         raise UserError(
             f"{flag} {text!r}: malformed URL {url!r}; expected http(s)://HOST[:PORT]/PATH, "

@@ -23,6 +23,7 @@ from trustmh.pillars import Entry, PillarScore, pillar_score, value_scale
 from trustmh.report.reference import PaperRank, PaperRanks, ReproducedScores, recorded_subtasks
 from trustmh.reproduce_table import pillar_of, primary_metric, rank_models
 from trustmh.run_index import expand_run_dirs
+from trustmh.runlock import effective_status
 from trustmh.store import RunStore
 from trustmh.tasks.base import Task
 from trustmh.tasks.registry import all_tasks
@@ -230,7 +231,7 @@ def task_info(
 
 def load_run(run_dir: Path, index: int, paper_models: Sequence[str]) -> RunData:
     """Read one run: its meta, results and every sample with its reply and score."""
-    store = RunStore(run_dir)
+    store = RunStore(run_dir, readonly=True)
     try:
         config = store.get_meta("config") or {}
         meta = {
@@ -254,6 +255,7 @@ def load_run(run_dir: Path, index: int, paper_models: Sequence[str]) -> RunData:
         samples = list(store.export_rows())
     finally:
         store.close()
+    meta["status"] = effective_status(run_dir, meta.get("status"))
     spec = str(config.get("model") or "?")
     run = RunData(index, run_dir, str(meta.get("model_label") or spec), spec, config.get("judge"),
                   config, meta, results, samples)  # fmt: skip

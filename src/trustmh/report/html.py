@@ -20,7 +20,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
-from trustmh.errors import UserError
+from trustmh.outputs import atomic_output, write_text_atomic
 from trustmh.report.aggregate import Report, flag_counts
 from trustmh.report.charts import bar_chart, colour, line_chart, radar_chart, short
 from trustmh.report.samples import DrillDown, drill_down, script_json
@@ -319,21 +319,17 @@ def write_files(report: Report, html_path: Path, figures: bool = True) -> Report
     csv_path, json_path, fig_dir = sibling_paths(html_path)
     drill = drill_down(report)
     page = render_html(report, drill)
-    try:
-        html_path.parent.mkdir(parents=True, exist_ok=True)
-        html_path.write_text(page, encoding="utf-8")
-        with csv_path.open("w", encoding="utf-8", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS, extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(csv_rows(report))
-        json_path.write_text(
-            json.dumps(report_json(report), indent=1, ensure_ascii=False, default=_json_default),
-            encoding="utf-8",
-        )
-    except OSError as exc:
-        raise UserError(
-            f"-o {html_path}: cannot write the report there ({exc.strerror}); choose another path"
-        ) from None
+    # each file replaces its previous version in one rename: a kill mid-write leaves the old one
+    write_text_atomic(html_path, page, "-o", make_parents=True)
+    with atomic_output(csv_path, "-o", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(csv_rows(report))
+    write_text_atomic(
+        json_path,
+        json.dumps(report_json(report), indent=1, ensure_ascii=False, default=_json_default),
+        "-o",
+    )
     files = ReportFiles(html_path, csv_path, json_path, n_samples=len(drill.rows))
     if not figures:
         return files

@@ -10,6 +10,7 @@ import math
 import re
 from pathlib import Path
 
+from trustmh.outputs import atomic_output
 from trustmh.report.aggregate import Breakdown, Report
 from trustmh.report.charts import colour
 
@@ -74,7 +75,8 @@ def radar_png(report: Report, path: Path) -> Path:
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.06), fontsize=7, frameon=False)
     fig.tight_layout()
-    fig.savefig(path)
+    with atomic_output(path, "-o", binary=True) as handle:
+        fig.savefig(handle, format="png")
     return path
 
 
@@ -125,7 +127,8 @@ def breakdown_png(report: Report, breakdown: Breakdown, path: Path) -> Path:
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7, frameon=False)
     fig.tight_layout()
-    fig.savefig(path)
+    with atomic_output(path, "-o", binary=True) as handle:
+        fig.savefig(handle, format="png")
     return path
 
 
