@@ -80,7 +80,8 @@ def test_unreadable_results_are_ignored(isolated_cache: Path) -> None:
 
 def test_describe_names_the_judge_and_its_agreement() -> None:
     assert describe(None, "Empathy") is None
-    assert "no item-level judge-check result on Empathy" in describe("openai:j", "Empathy")
+    line = describe("openai:j", "Empathy")
+    assert "no judge-check result on Empathy (not measurable for this judge" in line
     row = make_row("openai:j", "Empathy", 1.0)
     save_results([row], "mentalalign")
     line = describe("openai:j", "Empathy")
@@ -162,7 +163,8 @@ def test_a_judge_that_failed_every_check_is_not_trusted_where_it_was_not_checked
     save_results([make_row("openai:j", "appropriateness", 0.0, "H1", source="crisis")], "crisis")
     assert assess("openai:j", "Empathy") == (
         None,
-        "no item-level judge-check result on Empathy (see `trustmh judge-check`)",
+        "no judge-check result on Empathy (not measurable for this judge: of these attributes, "
+        "only MentalAlign's four recorded judges have ratings to compare with experts')",
     )
     assert assess("openai:j", None) == (None, "not measured against humans")
     # nor at model level (ranking models) for a judge checked at item level only
@@ -188,6 +190,10 @@ def test_run_summary_says_judge_not_trusted_beside_every_judged_number(tmp_path:
                          results, RunStats())  # fmt: skip
     buffer = io.StringIO()
     print_summary(summary, Console(file=buffer, width=400))
+    short = buffer.getvalue()  # the one-screen summary: the flag under each judged subtask
+    assert short.count("judge not trusted") == 2, short
+    buffer = io.StringIO()
+    print_summary(summary, Console(file=buffer, width=400), verbose=True)  # every metric
     rows = [ln for ln in buffer.getvalue().splitlines() if "│" in ln and "." in ln.split("│")[1]]
     flagged = {
         ln.split("│")[1].strip() + "/" + ln.split("│")[2].strip()

@@ -232,7 +232,8 @@ def test_the_report_shows_each_conversation_beside_its_judge_path(played: dict) 
         # the judge's reliability row, and the subtask kept out of the crisis pillar
         assert "not measured against humans" in page.locator("#judges").inner_text()
         crisis = page.locator("#pillar-table thead th").all_inner_texts().index("crisis")
-        assert page.locator("#pillar-table tbody tr td").nth(crisis).inner_text() == "—"
+        cell = page.locator("#pillar-table tbody tr td").nth(crisis).inner_text()
+        assert cell.startswith("no score") and "BEYOND" in cell, cell
         assert "BEYOND" in page.locator(f"#subtask-table tbody[data-task='{TASK}']").inner_text()
         assert errors == []
 

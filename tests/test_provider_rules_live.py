@@ -191,8 +191,9 @@ def test_an_unknown_400_is_not_retried_and_the_run_is_incomplete(server, tmp_pat
     finally:
         server.set_faults([])
     assert result.returncode == 3, result.stderr  # a run that ended incomplete
-    assert "Some samples failed" in result.stderr and "--run-dir" in result.stderr
-    assert f"first error: HTTP 400: {message}" in " ".join(result.stdout.split())
+    assert "incomplete: 1 of 6 samples failed" in result.stderr and "--run-dir" in result.stderr
+    output = " ".join((result.stdout + result.stderr).split())
+    assert f"first error: HTTP 400: {message}" in output
     assert [e["outcome"] for e in server.log()].count("400") == 1  # asked once, not retried
     errors = query(tmp_path / "run", "SELECT error FROM scores WHERE status='error'")
     assert errors == [(f"HTTP 400: {message}",)]

@@ -58,8 +58,9 @@ def test_suggested_commands_work(tmp_path: Path, real_data: Path) -> None:
     again = run_cli("run", "--model", "baseline", "--judge", "baseline", "--tasks",
                     "crisis.escalation_decision", "--limit", "2", "--run-dir", str(run_dir),
                     "--no-progress", cwd=tmp_path)  # fmt: skip
-    assert "crisis.escalation_decision: judge baseline: not trusted on appropriateness" in " ".join(
-        again.stdout.split()
+    assert (
+        "crisis.escalation_decision: judge baseline: not trusted to rate replies (item level) on appropriateness"
+        in " ".join(again.stdout.split())
     )
 
 
