@@ -41,7 +41,7 @@ from trustmh.scoring.refusal import is_refusal
 from trustmh.scoring.summary import mean_metric
 from trustmh.tasks.base import Task
 from trustmh.tasks.options import option_error
-from trustmh.tasks.support import support_messages, support_score
+from trustmh.tasks.support import support_messages, support_plan, support_score
 from trustmh.transforms.demographics import (
     NEUTRAL,
     Attribute,
@@ -401,6 +401,7 @@ TASKS: list[Task] = [
         gen=GenParams(temperature=0.0, max_tokens=1024),
         samples=fairness_samples,
         score=support_score,
+        plan=support_plan,
         aggregate=fairness_aggregate,
         paired=FAIRNESS_PAIRED,
         # optional: without a judge the replies are still collected and the judge-free breakdowns
