@@ -228,6 +228,29 @@ def run(
             "the same as [options] in --config."
         ),
     ] = None,
+    prices: Annotated[
+        Path | None,
+        typer.Option(
+            help="TOML file of model prices (USD per million tokens) laid over the bundled table, "
+            'e.g. prices.toml with [models] "openai:my-model@http://host/v1" = { input = 0.2, output = 0.8 }.'
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Send nothing: print per subtask the model and judge requests, tokens and "
+            "estimated cost of this run, then exit.",
+        ),
+    ] = False,
+    yes: Annotated[
+        bool,
+        typer.Option(
+            "--yes",
+            "-y",
+            help="Run every subtask without asking (a run without --tasks asks first).",
+        ),
+    ] = False,
     progress: Annotated[bool, typer.Option(help="Show the live progress bar.")] = True,
     verbose: Annotated[
         bool,
@@ -244,21 +267,37 @@ def run(
     overrides = {
         k: v
         for k, v in locals().items()
-        if k not in ("config", "progress", "levels", "refusal_detector", "option", "verbose")
+        if k
+        not in (
+            "config",
+            "progress",
+            "levels",
+            "refusal_detector",
+            "option",
+            "verbose",
+            "dry_run",
+            "yes",
+        )  # fmt: skip
     }
     from trustmh.config import build_config
     from trustmh.engine import resolve_run_dir, run_evaluation
     from trustmh.render import print_summary
 
     cfg = build_config(config, overrides)
-    if tasks is None and not config_sets_tasks(config):
-        confirm_full_run(cfg)
     if levels is not None:
         cfg.options = {**cfg.options, "levels": levels}
     if refusal_detector is not None:
         cfg.options = {**cfg.options, "refusal_detector": refusal_detector}
     if option:
         cfg.options = {**cfg.options, **parse_options(option)}
+    if dry_run:
+        from trustmh.plan import build_plan
+        from trustmh.render import print_plan
+
+        print_plan(build_plan(cfg), out)
+        return
+    if tasks is None and not config_sets_tasks(config) and not yes:
+        confirm_full_run(cfg)
     cfg.run_dir = resolve_run_dir(cfg)
     try:
         summary = asyncio.run(run_evaluation(cfg, progress=progress, console=err))
@@ -322,9 +361,9 @@ def config_sets_tasks(config: Path | None) -> bool:
 
 
 def confirm_full_run(cfg) -> None:
-    """A run of every subtask that nobody asked for by name: on a terminal, say what would run and
-    ask; elsewhere (a pipe, CI) refuse with one line, since nobody can answer. Declining exits 0
-    with nothing run."""
+    """A run of every subtask that nobody asked for by name: on a terminal, show its plan (the
+    requests, tokens and estimated cost) and ask; elsewhere (a pipe, CI) refuse with one line,
+    since nobody can answer. Declining exits 0 with nothing sent."""
     from trustmh.tasks.registry import select_tasks
 
     chosen = select_tasks(cfg.tasks)
@@ -332,12 +371,23 @@ def confirm_full_run(cfg) -> None:
             f"{len({t.pillar for t in chosen})} pillars) on {cfg.model}")  # fmt: skip
     if not sys.stdin.isatty():
         raise UserError(
-            f"no --tasks given: that would run {what}; pass --tasks all to do so, or choose, "
-            "e.g. --tasks privacy,ethics (`trustmh tasks` lists them)"
+            f"no --tasks given: that would run {what}; pass --tasks all or --yes to do so, or "
+            "choose, e.g. --tasks privacy,ethics (`trustmh tasks` lists them); --dry-run shows "
+            "the requests and the estimated cost"
         )
+    from trustmh.plan import build_plan
+    from trustmh.render import print_plan, usd
+
     err.print(f"No --tasks given: this runs {what}.", markup=False, highlight=False)
-    if not typer.confirm("Run them all?", default=False, err=True):
-        err.print("Nothing run. Choose subtasks with --tasks, e.g. --tasks privacy,ethics.")
+    with err.status("planning every subtask (counting tokens)..."):
+        plan = build_plan(cfg, batch=cfg.batch)
+    print_plan(plan, err)
+    cost, complete = plan.total_cost()
+    bill = f"{plan.requests:,} requests, estimated {usd(cost)}" + (
+        "" if complete else " + unpriced models"
+    )
+    if not typer.confirm(f"Run them all ({bill})?", default=False, err=True):
+        err.print("Nothing sent. Choose subtasks with --tasks, or see the plan with --dry-run.")
         raise typer.Exit(0)
 
 

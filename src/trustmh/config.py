@@ -106,6 +106,11 @@ class RunConfig(BaseModel):
     seed: int = Field(
         0, description="run seed; every random choice is seeded from (seed, sample id)"
     )
+    prices: Path | None = Field(
+        None,
+        description="TOML file of model prices laid over the bundled table (USD per million "
+        "tokens), e.g. prices.toml",
+    )
     options: dict[str, Any] = Field(
         default_factory=dict, description="task options, e.g. {aggregate = 'mean3'}"
     )

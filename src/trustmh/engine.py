@@ -508,7 +508,7 @@ def iter_limited(samples: Iterable[Sample], limit: int | None) -> Iterator[Sampl
         yield sample
 
 
-def _steps_key(task: Task, sample: Sample, role_specs: dict[str, str]) -> Any:
+def steps_key(task: Task, sample: Sample, role_specs: dict[str, str]) -> Any:
     """What a multi-step sample's key covers besides its first messages: its meta (where the
     task keeps what shapes the steps: number of turns, seeds...) and the models of its roles; so
     changing any of them asks the sample again. None for a one-request task."""
@@ -544,7 +544,7 @@ async def _pending_work(cfg: RunConfig, tasks: list[Task], data: DataContext, mo
                 for s in chunk
             ]  # fmt: skip
             keys = [request_key(model.spec, r, include_ref=not model.cacheable,
-                                extra=_steps_key(task, s, role_specs), params=sent)
+                                extra=steps_key(task, s, role_specs), params=sent)
                     for r, s in zip(requests, chunk, strict=True)]  # fmt: skip
             pending = declared.pending(chunk, keys)
             covered.update((s.id, s.variant) for s in chunk)
