@@ -87,7 +87,7 @@ def test_plan_leaves_out_cached_replies_and_unjudged_subtasks(fake_openai, tmp_p
 
 
 def test_every_judged_or_multistep_task_declares_its_requests() -> None:
-    tasks = select_tasks(["all", "crisis.multiturn_safety"])
+    tasks = select_tasks(["all", "crisis.multiturn_safety", "mentalbench"])
     for task in tasks:
         if task.implemented and (task.needs_judge != "no" or task.solve is not None):
             assert task.plan is not None, f"{task.id} declares no plan of its judge requests"
