@@ -235,6 +235,14 @@ def run(
             'e.g. prices.toml with [models] "openai:my-model@http://host/v1" = { input = 0.2, output = 0.8 }.'
         ),
     ] = None,
+    max_cost: Annotated[
+        float | None,
+        typer.Option(
+            help="Stop sending requests before the run's spend (priced from the usage the APIs "
+            "report, over every invocation of this --run-dir) would pass this many USD, e.g. 5. "
+            "Rerun with a higher cap to go on."
+        ),
+    ] = None,
     dry_run: Annotated[
         bool,
         typer.Option(
@@ -322,6 +330,15 @@ def run(
         raise typer.Exit(2) from None
     write_run_report([cfg.run_dir], cfg.run_dir / REPORT_NAME, out)
     print_summary(summary, out, verbose=verbose)
+    if summary.stopped:
+        err.print(
+            f"Stopped before the cost cap: {summary.stopped}. To go on, rerun with a higher "
+            f"--max-cost (or none): {resume_command(cfg.run_dir)}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(INCOMPLETE_EXIT)
     if summary.status != "complete":
         err.print(
             f"incomplete: {summary.n_failed} of {summary.n_samples} samples failed "

@@ -111,6 +111,12 @@ class RunConfig(BaseModel):
         description="TOML file of model prices laid over the bundled table (USD per million "
         "tokens), e.g. prices.toml",
     )
+    max_cost: float | None = Field(
+        None,
+        gt=0,
+        description="stop sending requests before the run's spend (from the usage the APIs "
+        "report) would pass this many US dollars",
+    )
     options: dict[str, Any] = Field(
         default_factory=dict, description="task options, e.g. {aggregate = 'mean3'}"
     )

@@ -68,6 +68,7 @@ class RunSummary:
     profiles: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     adaptations: list[str] = field(default_factory=list)
+    stopped: str | None = None  # why the run stopped before its end (--max-cost), if it did
 
     @property
     def n_requests(self) -> int:
@@ -346,8 +347,9 @@ async def _run_evaluation(cfg: RunConfig, progress: bool, console: Any) -> RunSu
             for role, backend in role_backends.items()
         }
         display = ProgressDisplay(console, enabled=progress, label=model.label)
+        guard = _cost_guard(cfg, store, [model, judge, *role_backends.values()])
         runner = Runner(store, cache, model_ep, judge_ep, stats, cfg.seed,
-                        on_progress=display.update, roles=role_eps, data=data)  # fmt: skip
+                        on_progress=display.update, roles=role_eps, data=data, guard=guard)  # fmt: skip
         with display:
             try:
                 await runner.run(pending, cfg.concurrency)
@@ -385,7 +387,9 @@ async def _run_evaluation(cfg: RunConfig, progress: bool, console: Any) -> RunSu
         # in the order the user selected them ("not scored: no judge" rows were set up first)
         summary.results = {t: summary.results[t] for t in selected_ids if t in summary.results}
         summary.n_failed = remaining
-        summary.status = "complete" if remaining == 0 else "incomplete"
+        if guard is not None and guard.stopped:
+            summary.stopped = guard.describe()
+        summary.status = "complete" if remaining == 0 and not summary.stopped else "incomplete"
         store.set_meta("status", summary.status)
         store.set_meta("finished", datetime.now().isoformat(timespec="seconds"))
     except BaseException:
@@ -442,6 +446,19 @@ def _profiles(*backends: ModelBackend | None) -> dict[str, str]:
             effort = f"; reasoning effort {rules.effort}" if rules.effort else ""
             out[backend.spec] = f"{rules.profile.name}: {rules.profile.about}{effort}"
     return out
+
+
+def _cost_guard(cfg: RunConfig, store: RunStore, backends: list[ModelBackend | None]) -> Any:
+    """The --max-cost guard (None without the flag), counting what the run directory's earlier
+    invocations spent."""
+    if cfg.max_cost is None:
+        return None
+    from trustmh.budget import cost_guard, spend_so_far
+    from trustmh.prices import load_prices
+
+    prices = load_prices(cfg.prices)
+    specs = [b.spec for b in backends if b is not None]
+    return cost_guard(cfg.max_cost, specs, prices, spend_so_far(store.usage_by_model(), prices))
 
 
 async def _close_backends(*backends: ModelBackend | None) -> None:

@@ -114,6 +114,8 @@ def print_summary(summary: RunSummary, console: Console, verbose: bool = False) 
             console.print(f"{label}: {n}", highlight=False)
     if s.first_error:
         console.print(f"first error: {s.first_error}", highlight=False, markup=False)
+    if summary.stopped:
+        console.print(f"stopped: {summary.stopped}", highlight=False, markup=False)
     if summary.n_pending and s.requests == 0 and s.errors == 0:
         console.print(
             "all replies came from the cache or the run store: zero requests sent", highlight=False

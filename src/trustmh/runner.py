@@ -27,6 +27,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from trustmh.budget import CostCapReached, CostGuard
 from trustmh.data.sources import DataContext
 from trustmh.errors import FatalBackendError
 from trustmh.models.base import ModelBackend, NotRecorded, SampleError, TransientError
@@ -348,6 +349,7 @@ class Runner:
         on_progress: Callable[[RunStats], None] | None = None,
         roles: dict[str, Endpoint] | None = None,
         data: DataContext | None = None,
+        guard: CostGuard | None = None,
     ):
         self.store = store
         self.cache = cache
@@ -358,6 +360,8 @@ class Runner:
         self.on_progress = on_progress
         self.roles = roles or {}  # the other models multi-step tasks ask, by role
         self.data = data  # handed to scorers (ScoreContext.data)
+        self.guard = guard  # --max-cost: reserves each request's worst case before it is sent
+        self.stopping = False  # set when the cost cap refused a request: no new sample starts
         self._inflight: dict[str, asyncio.Future] = {}
         # per task: the distinct plans of its judge requests (what was sent, for the report)
         self.judge_plans: dict[str, dict[str, RequestPlan]] = {}
@@ -384,7 +388,7 @@ class Runner:
         await feed.prefill(concurrency)
 
         async def worker() -> None:
-            while (item := await feed.next()) is not None:
+            while not self.stopping and (item := await feed.next()) is not None:
                 await self.process(item)
 
         housekeeper = asyncio.create_task(self._housekeeping())
@@ -452,6 +456,9 @@ class Runner:
             else:
                 response, source, attempts, latency = await self._solve(item)
                 key = item.key
+        except CostCapReached:  # not sent: the sample stays unscored, and the next run asks it
+            self.stopping = True
+            return
         except NotRecorded:
             self.stats.missing += 1
             self.store.put_score(task.id, sample, item.key, SampleScore(None, status="missing"))
@@ -508,6 +515,9 @@ class Runner:
             if judge is not None and judge.failure is not None:
                 score.status, error = "error", f"judge failed: {judge.failure}"
                 self._count_error(error)
+        except CostCapReached:  # the reply is stored; the next run asks the judge again
+            self.stopping = True
+            return
         except FatalBackendError:
             raise
         except Exception as exc:  # a scorer bug must not lose the stored reply or stop the run
@@ -567,12 +577,16 @@ class Runner:
         ):  # the same request is already on its way: wait for it, do not pay twice
             response = await asyncio.shield(pending)
             return response, "dedup", 0, 0.0, self._sent_key(endpoint, request, key, sent, response)
+        guard = self.guard
+        reservation = guard.reserve(endpoint.backend.spec, request) if guard is not None else 0.0
         future: asyncio.Future = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         started = time.monotonic()
         try:
             response, attempts = await endpoint.call(request)
         except BaseException as exc:
+            if guard is not None:
+                guard.settle(endpoint.backend.spec, reservation, None)
             if isinstance(exc, asyncio.CancelledError):
                 future.cancel()
             else:
@@ -582,6 +596,8 @@ class Runner:
         finally:
             del self._inflight[key]
         future.set_result(response)
+        if guard is not None:
+            guard.settle(endpoint.backend.spec, reservation, response.usage)
         self.stats.prompt_tokens += response.usage.prompt_tokens
         self.stats.completion_tokens += response.usage.completion_tokens
         self.stats.reasoning_tokens += response.usage.reasoning_tokens

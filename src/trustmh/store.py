@@ -276,6 +276,15 @@ class RunStore:
             (key, task, sample.id, sample.variant),
         )
 
+    def usage_by_model(self) -> list[tuple[str, str, int, int]]:
+        """(model spec, source, prompt tokens, completion tokens) summed over the stored replies
+        of each model and source (what `--max-cost` prices)."""
+        rows = self.conn.execute(
+            "SELECT model, source, SUM(prompt_tokens), SUM(completion_tokens) FROM responses "
+            "GROUP BY model, source"
+        )
+        return [(model, source, int(p or 0), int(c or 0)) for model, source, p, c in rows]
+
     # scores -----------------------------------------------------------------------------------
     def put_score(
         self, task: str, sample: Sample, key: str, score: SampleScore, error: str | None = None
