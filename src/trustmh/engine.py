@@ -69,6 +69,8 @@ class RunSummary:
     notes: list[str] = field(default_factory=list)
     adaptations: list[str] = field(default_factory=list)
     stopped: str | None = None  # why the run stopped before its end (--max-cost), if it did
+    # per model with several replicas: per URL (replies given, requests it did not answer)
+    endpoints: dict[str, dict[str, tuple[int, int]]] = field(default_factory=dict)
 
     @property
     def n_requests(self) -> int:
@@ -336,14 +338,14 @@ async def _run_evaluation(cfg: RunConfig, progress: bool, console: Any) -> RunSu
         policy = RetryPolicy(
             cfg.max_retries, cfg.retry_base_delay, max_retry_after=cfg.max_retry_after
         )
-        model_ep = Endpoint(model, cfg.concurrency, policy, stats, cfg.rpm, cfg.tpm)
+        model_ep = Endpoint(model, _limit(model, cfg.concurrency), policy, stats, cfg.rpm, cfg.tpm)
         judge_ep = (
-            Endpoint(judge, cfg.judge_concurrency or cfg.concurrency, policy, stats)
+            Endpoint(judge, _limit(judge, cfg.judge_concurrency or cfg.concurrency), policy, stats)
             if judge
             else None
         )
         role_eps = {
-            role: Endpoint(backend, cfg.concurrency, policy, stats)
+            role: Endpoint(backend, _limit(backend, cfg.concurrency), policy, stats)
             for role, backend in role_backends.items()
         }
         display = ProgressDisplay(console, enabled=progress, label=model.label)
@@ -389,6 +391,9 @@ async def _run_evaluation(cfg: RunConfig, progress: bool, console: Any) -> RunSu
         summary.n_failed = remaining
         if guard is not None and guard.stopped:
             summary.stopped = guard.describe()
+        for backend in (model, judge, *role_backends.values()):
+            if hasattr(backend, "endpoint_counts"):
+                summary.endpoints[backend.spec] = backend.endpoint_counts()
         summary.status = "complete" if remaining == 0 and not summary.stopped else "incomplete"
         store.set_meta("status", summary.status)
         store.set_meta("finished", datetime.now().isoformat(timespec="seconds"))
@@ -446,6 +451,11 @@ def _profiles(*backends: ModelBackend | None) -> dict[str, str]:
             effort = f"; reasoning effort {rules.effort}" if rules.effort else ""
             out[backend.spec] = f"{rules.profile.name}: {rules.profile.about}{effort}"
     return out
+
+
+def _limit(backend: ModelBackend, concurrency: int) -> int:
+    """Requests in flight for a backend: `concurrency`, or that per replica of a replica set."""
+    return getattr(backend, "concurrency", concurrency)
 
 
 def _cost_guard(cfg: RunConfig, store: RunStore, backends: list[ModelBackend | None]) -> Any:

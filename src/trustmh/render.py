@@ -116,6 +116,11 @@ def print_summary(summary: RunSummary, console: Console, verbose: bool = False) 
         console.print(f"first error: {s.first_error}", highlight=False, markup=False)
     if summary.stopped:
         console.print(f"stopped: {summary.stopped}", highlight=False, markup=False)
+    for spec, counts in summary.endpoints.items():
+        parts = [f"{url} {answered}" + (f" ({failed} not answered, moved)" if failed else "")
+                 for url, (answered, failed) in counts.items()]  # fmt: skip
+        console.print(f"replies per endpoint of {spec.split('@')[0]}: " + " · ".join(parts),
+                      highlight=False, markup=False, soft_wrap=True)  # fmt: skip
     if summary.n_pending and s.requests == 0 and s.errors == 0:
         console.print(
             "all replies came from the cache or the run store: zero requests sent", highlight=False

@@ -175,7 +175,7 @@ class OpenAICompatBackend:
         except openai.BadRequestError:
             raise
         except TimeoutError:
-            raise TransientError(self._timed_out()) from None
+            raise TransientError(self._timed_out(), unreachable=True) from None
         except openai.RateLimitError as exc:
             raise TransientError(
                 "429 rate limited", retry_after_seconds(exc.response.headers)
@@ -201,11 +201,14 @@ class OpenAICompatBackend:
         except openai.APIConnectionError as exc:  # APITimeoutError included
             cause = connection_failure(exc)
             if cause is not None:
-                raise TransientError(f"cannot reach {self.endpoint}: {cause}") from None
+                raise TransientError(
+                    f"cannot reach {self.endpoint}: {cause}", unreachable=True
+                ) from None
             if isinstance(exc, openai.APITimeoutError):
-                raise TransientError(self._timed_out()) from None
+                raise TransientError(self._timed_out(), unreachable=True) from None
             raise TransientError(
-                f"connection error: {type(exc.__cause__).__name__ if exc.__cause__ else exc}"
+                f"connection error: {type(exc.__cause__).__name__ if exc.__cause__ else exc}",
+                unreachable=True,
             ) from None
         except (openai.APIResponseValidationError, ValueError, TypeError) as exc:
             raise TransientError(f"malformed reply: {type(exc).__name__}") from None
