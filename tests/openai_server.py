@@ -750,6 +750,13 @@ def build_app(state: ServerState) -> web.Application:
     app.router.add_post("/_control", control)
     app.router.add_get("/_log", get_log)
     app.router.add_post("/_reset", post_reset)
+    from batch_server import add_batch_routes  # beside this file
+
+    def complete(model: str, messages: list[dict[str, Any]], max_tokens: Any) -> dict[str, Any]:
+        reply = state.reply_fn(messages, model) if state.reply_fn else default_reply(messages)
+        return _completion(model, messages, reply, max_tokens, messages_hash(messages))
+
+    add_batch_routes(app, state, complete, lambda body: anthropic_message(state, body))
     return app
 
 

@@ -243,6 +243,18 @@ def run(
             "Rerun with a higher cap to go on."
         ),
     ] = None,
+    batch: Annotated[
+        bool | None,
+        typer.Option(
+            "--batch",
+            help="Send the requests of openai: and anthropic: models (judge included, in a second "
+            "phase) through the providers' batch APIs: about half price, replies within 24 h. "
+            "Stop and rerun at any time: submitted batches are polled, never submitted twice.",
+        ),
+    ] = None,
+    batch_poll: Annotated[
+        float | None, typer.Option(help="Seconds between two polls of a batch. Default: 30.")
+    ] = None,
     dry_run: Annotated[
         bool,
         typer.Option(
@@ -302,7 +314,7 @@ def run(
         from trustmh.plan import build_plan
         from trustmh.render import print_plan
 
-        print_plan(build_plan(cfg), out)
+        print_plan(build_plan(cfg, batch=cfg.batch), out)
         return
     if tasks is None and not config_sets_tasks(config) and not yes:
         confirm_full_run(cfg)

@@ -117,6 +117,12 @@ class RunConfig(BaseModel):
         description="stop sending requests before the run's spend (from the usage the APIs "
         "report) would pass this many US dollars",
     )
+    batch: bool = Field(
+        False,
+        description="send the requests of openai: and anthropic: models through the providers' "
+        "batch APIs (about half price; replies within 24 h)",
+    )
+    batch_poll: float = Field(30.0, gt=0, description="seconds between two polls of a batch")
     options: dict[str, Any] = Field(
         default_factory=dict, description="task options, e.g. {aggregate = 'mean3'}"
     )

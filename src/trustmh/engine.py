@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
@@ -350,11 +350,18 @@ async def _run_evaluation(cfg: RunConfig, progress: bool, console: Any) -> RunSu
         }
         display = ProgressDisplay(console, enabled=progress, label=model.label)
         guard = _cost_guard(cfg, store, [model, judge, *role_backends.values()])
+        batches = _batch_runner(cfg, store, cache, stats, console,
+                                {"model": model_ep, "judge": judge_ep, **role_eps})  # fmt: skip
         runner = Runner(store, cache, model_ep, judge_ep, stats, cfg.seed,
                         on_progress=display.update, roles=role_eps, data=data, guard=guard)  # fmt: skip
         with display:
             try:
-                await runner.run(pending, cfg.concurrency)
+                if batches is None:
+                    await runner.run(pending, cfg.concurrency)
+                else:
+                    await _batched_rounds(batches, runner, pending, stats, summary, cfg.concurrency,
+                                          lambda: _pending_work(cfg, tasks, data, model, role_specs, store,
+                                                                summary, stats, selection))  # fmt: skip
             except FatalBackendError:
                 store.set_meta("status", "failed")
                 raise
@@ -451,6 +458,67 @@ def _profiles(*backends: ModelBackend | None) -> dict[str, str]:
             effort = f"; reasoning effort {rules.effort}" if rules.effort else ""
             out[backend.spec] = f"{rules.profile.name}: {rules.profile.about}{effort}"
     return out
+
+
+def _batch_runner(cfg: RunConfig, store: RunStore, cache: ResponseCache | None, stats: RunStats,
+                  console: Any, endpoints: dict[str, Endpoint | None]) -> Any:  # fmt: skip
+    """With --batch, the batch runner, each batchable endpoint collecting into it; without, None
+    (and a run directory with batches still out must be resumed with --batch)."""
+    if not cfg.batch:
+        if store.open_batches():
+            raise UserError(
+                f"--run-dir {store.run_dir} has batches submitted and not collected yet; resume "
+                "with --batch, or their requests would be paid twice"
+            )
+        return None
+    if cfg.max_cost is not None:
+        raise UserError(
+            "--max-cost cannot be combined with --batch yet: a batch's cost is known only when "
+            "it ends; use --dry-run --batch to see the estimate"
+        )
+    from trustmh.batch import BatchCollector, BatchRunner
+
+    apis = {}
+    for endpoint in endpoints.values():
+        backend = endpoint.backend if endpoint is not None else None
+        if backend is None or not hasattr(backend, "batch_api"):
+            continue  # replay and the baseline answer at once
+        apis[backend.spec] = backend.batch_api()
+    if not apis:
+        raise UserError(
+            "--batch: none of this run's models has a batch API (openai: or anthropic:)"
+        )
+    collector = BatchCollector(apis)
+    for endpoint in endpoints.values():
+        if endpoint is not None and endpoint.backend.spec in apis:
+            endpoint.batch = collector
+    from rich.console import Console
+
+    shown = console or Console(stderr=True)
+    return BatchRunner(store, cache, collector, cfg.batch_poll,
+                       lambda line: shown.print(line, highlight=False, markup=False), stats)  # fmt: skip
+
+
+async def _batched_rounds(batches: Any, runner: Runner, first: AsyncIterator[WorkItem], stats: RunStats,
+                          summary: RunSummary, concurrency: int,
+                          again: Callable[[], AsyncIterator[WorkItem]]) -> None:  # fmt: skip
+    """--batch: rounds of (collect what the pending samples need, submit, wait for the batches,
+    store their replies) until a round needs nothing new (see `trustmh.batch`)."""
+    await batches.settle()  # batches a killed process left out
+    work, counts = first, None
+    while True:
+        stats.total = stats.done = 0
+        await runner.run(work, concurrency)
+        if counts is None:  # the run's sample counts are those of its first round
+            counts = (summary.n_samples, summary.n_pending, summary.n_replaced)
+        if not batches.collector.count:
+            break
+        await batches.submit()
+        await batches.settle()
+        summary.n_samples = summary.n_pending = summary.n_replaced = 0
+        work = again()
+    summary.n_samples, summary.n_pending, summary.n_replaced = counts
+    stats.batched += batches.submitted
 
 
 def _limit(backend: ModelBackend, concurrency: int) -> int:

@@ -102,6 +102,8 @@ def print_summary(summary: RunSummary, console: Console, verbose: bool = False) 
     print_request_notes(summary, console)
     extras = {
         "judge requests": s.judge_requests,
+        "requests submitted in provider batches": s.batched,
+        "batch lines failed (retried by the next run)": s.batch_failed,
         **{f"{role} requests": n for role, n in s.role_requests.items()},
         "samples re-asked because their request changed": summary.n_replaced,
         "replies the shared cache could not store (kept in the run)": s.cache_errors,

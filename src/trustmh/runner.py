@@ -27,6 +27,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from trustmh.batch import Deferred
 from trustmh.budget import CostCapReached, CostGuard
 from trustmh.data.sources import DataContext
 from trustmh.errors import FatalBackendError
@@ -67,6 +68,8 @@ class RunStats:
     # requests sent for the other roles of multi-step tasks (e.g. a simulated user), by role
     role_requests: dict[str, int] = field(default_factory=dict)
     cache_errors: int = 0  # replies the shared cache could not store (kept in the run)
+    batched: int = 0  # requests submitted in provider batches (--batch)
+    batch_failed: int = 0  # batch lines that came back failed, expired or cancelled
     # shown in the summary, so a systematic failure is visible at once
     first_error: str | None = None
 
@@ -144,6 +147,7 @@ class Endpoint:
         self._rpm = AsyncLimiter(rpm, 60) if rpm else None
         self._tpm = AsyncLimiter(tpm, 60) if tpm else None
         self._tpm_max = tpm or 0
+        self.batch: Any = None  # --batch: a BatchCollector that collects what is not stored
         self._backoff = wait_exponential_jitter(
             multiplier=policy.base_delay, max=policy.max_delay, jitter=policy.base_delay
         )
@@ -459,6 +463,9 @@ class Runner:
         except CostCapReached:  # not sent: the sample stays unscored, and the next run asks it
             self.stopping = True
             return
+        except Deferred:  # waits for a batch: asked again in the next round
+            self._advance()
+            return
         except NotRecorded:
             self.stats.missing += 1
             self.store.put_score(task.id, sample, item.key, SampleScore(None, status="missing"))
@@ -517,6 +524,9 @@ class Runner:
                 self._count_error(error)
         except CostCapReached:  # the reply is stored; the next run asks the judge again
             self.stopping = True
+            return
+        except Deferred:  # a judge request waits for a batch: scored in the next round
+            self._advance()
             return
         except FatalBackendError:
             raise
@@ -577,6 +587,8 @@ class Runner:
         ):  # the same request is already on its way: wait for it, do not pay twice
             response = await asyncio.shield(pending)
             return response, "dedup", 0, 0.0, self._sent_key(endpoint, request, key, sent, response)
+        if endpoint.batch is not None:
+            endpoint.batch.defer(endpoint.backend.spec, key, request)  # raises
         guard = self.guard
         reservation = guard.reserve(endpoint.backend.spec, request) if guard is not None else 0.0
         future: asyncio.Future = asyncio.get_running_loop().create_future()

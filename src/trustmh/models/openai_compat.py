@@ -216,6 +216,13 @@ class OpenAICompatBackend:
     def _timed_out(self) -> str:
         return f"no complete reply within {self._timeout:g} s (--request-timeout)"
 
+    def batch_api(self) -> Any:
+        """This server's Files + Batches API (`--batch`)."""
+        from trustmh.models.batch_api import OpenAIBatches
+
+        self._connect()
+        return OpenAIBatches(self._client, self.model, self.spec, self.plan)
+
     async def aclose(self) -> None:
         """Close the HTTP connection pool (if a request opened one)."""
         if self._client is not None:
