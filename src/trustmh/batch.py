@@ -84,7 +84,7 @@ class BatchRunner:
                 tag = uuid.uuid4().hex
                 pending = f"pending:{tag}"
                 self.store.add_batch(pending, spec, tag, chunk)
-                info = await _retrying(lambda c=chunk, t=tag: api.submit([r[2] for r in c], t))
+                info = await _retrying(lambda a=api, c=chunk, t=tag: a.submit([r[2] for r in c], t))
                 self.store.batch_submitted(pending, info.id, info.state)
                 self.submitted += len(chunk)
                 self._show(info, spec, len(chunk))
@@ -95,7 +95,7 @@ class BatchRunner:
         one's) to end, and store what it answered."""
         while open_batches := self.store.open_batches():
             waiting = False
-            for batch_id, spec, tag, state, n in open_batches:
+            for batch_id, spec, tag, _state, n in open_batches:
                 api = self.collector.apis.get(spec)
                 if api is None:
                     continue  # another model's batch (the run's settings forbid that: see engine)
