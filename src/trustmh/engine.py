@@ -243,6 +243,11 @@ async def run_evaluation(
 
 async def _run_evaluation(cfg: RunConfig, progress: bool, console: Any) -> RunSummary:
     started = time.monotonic()
+    if cfg.batch and cfg.max_cost is not None:
+        raise UserError(
+            "--max-cost cannot be combined with --batch yet: a batch's cost is known only when "
+            "it ends; use --dry-run --batch to see the estimate"
+        )
     data = resolve_data_context(cfg.data_dir)
     tasks, skipped = choose_tasks(cfg.tasks)
     check_options(cfg.options, tasks)
@@ -471,11 +476,6 @@ def _batch_runner(cfg: RunConfig, store: RunStore, cache: ResponseCache | None, 
                 "with --batch, or their requests would be paid twice"
             )
         return None
-    if cfg.max_cost is not None:
-        raise UserError(
-            "--max-cost cannot be combined with --batch yet: a batch's cost is known only when "
-            "it ends; use --dry-run --batch to see the estimate"
-        )
     from trustmh.batch import BatchCollector, BatchRunner
 
     apis = {}

@@ -123,7 +123,7 @@ def print_summary(summary: RunSummary, console: Console, verbose: bool = False) 
                  for url, (answered, failed) in counts.items()]  # fmt: skip
         console.print(f"replies per endpoint of {spec.split('@')[0]}: " + " · ".join(parts),
                       highlight=False, markup=False, soft_wrap=True)  # fmt: skip
-    if summary.n_pending and s.requests == 0 and s.errors == 0:
+    if summary.n_pending and s.requests == 0 and s.errors == 0 and s.batched == 0:
         console.print(
             "all replies came from the cache or the run store: zero requests sent", highlight=False
         )
