@@ -131,7 +131,7 @@ def test_a_failed_line_is_retried_by_the_next_run(
     command = args(model, run_dir, tmp_path, "--tasks", "smoke", "--limit", "10")
     fake_openai.state.batches.fail_contains = "Item 3:"
     first = run_cli(*command, env=env)
-    assert first.returncode == 0, first.stderr  # (exit 3 once incomplete runs say so)
+    assert first.returncode == 3, first.stderr  # incomplete: the failed sample is retried
     assert "batch lines failed (retried by the next run): 1" in first.stdout
     assert Counter(s[3] for s in scores(run_dir)) == {"ok": 9, "error": 1}
     fake_openai.state.batches.fail_contains = None
@@ -150,7 +150,7 @@ def test_an_expired_batch_leaves_its_unanswered_half_to_the_next_run(
     command = args(model, run_dir, tmp_path, "--tasks", "smoke", "--limit", "10")
     fake_openai.state.batches.expire = True
     first = run_cli(*command)
-    assert first.returncode == 0, first.stderr
+    assert first.returncode == 3, first.stderr
     assert "expired" in first.stderr
     assert Counter(s[3] for s in scores(run_dir)) == {"ok": 5, "error": 5}
     second = run_cli(*command)

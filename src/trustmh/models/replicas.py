@@ -73,6 +73,7 @@ class ReplicaSetBackend:
                 await check()
             except FatalBackendError as exc:  # EndpointUnreachable
                 self._down(replica)
+                replica.failed -= 1  # a check is not a request
                 failures.append(exc)
         if failures and len(failures) == len(self.replicas):
             raise failures[0]
