@@ -24,9 +24,10 @@ from typing import Any
 
 from aiohttp import web
 
-# (model, messages, max_tokens) -> a chat.completion object; (body) -> an Anthropic message object
+# (model, messages, max_tokens) -> a chat.completion object; (body) -> (HTTP status, Anthropic
+# message object or error body, log fields)
 Complete = Callable[[str, list[dict[str, Any]], Any], dict[str, Any]]
-Message = Callable[[dict[str, Any]], dict[str, Any]]
+Message = Callable[[dict[str, Any]], tuple[int, dict[str, Any], dict[str, Any]]]
 
 OPENAI_STEPS = ("validating", "in_progress", "finalizing", "completed")
 
@@ -213,10 +214,13 @@ def add_batch_routes(
                 result = {"type": "errored", "error": {"type": "error",
                           "error": {"type": "invalid_request_error", "message": "injected failure"}}}  # fmt: skip
             else:
-                msg = message(params)
-                log({"path": "batch", "model": params.get("model"), "outcome": "ok", "custom_id": item["custom_id"],
-                     "prompt_tokens": msg["usage"]["input_tokens"], "completion_tokens": msg["usage"]["output_tokens"]})  # fmt: skip
-                result = {"type": "succeeded", "message": msg}
+                status, msg, entry = message(params)
+                log({**entry, "path": "batch", "custom_id": item["custom_id"]})
+                result = (
+                    {"type": "succeeded", "message": msg}
+                    if status == 200
+                    else {"type": "errored", "error": msg}
+                )
             counts[
                 {"succeeded": "succeeded", "errored": "errored", "expired": "expired"}[
                     result["type"]

@@ -135,5 +135,6 @@ def test_price_file_prices_a_local_server(fake_openai, tmp_path: Path) -> None:
 def test_a_run_without_tasks_asks_first(tmp_path: Path) -> None:
     result = run_cli("run", "--model", "baseline", "--run-dir", str(tmp_path / "run"))
     assert result.returncode == 2
-    assert "no --tasks: this would run every subtask" in result.stderr and "--yes" in result.stderr
+    assert "no --tasks given: that would run every subtask" in result.stderr
+    assert "--yes" in result.stderr and "--dry-run" in result.stderr
     assert not (tmp_path / "run").exists()
