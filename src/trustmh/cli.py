@@ -416,7 +416,7 @@ def confirm_full_run(cfg) -> None:
         "" if complete else " + unpriced models"
     )
     if not typer.confirm(f"Run them all ({bill})?", default=False, err=True):
-        err.print("Nothing sent. Choose subtasks with --tasks, or see the plan with --dry-run.")
+        err.print("Nothing run. Choose subtasks with --tasks, e.g. --tasks privacy,ethics.")
         raise typer.Exit(0)
 
 
