@@ -15,7 +15,10 @@ As a subprocess (prints ``READY <base_url>`` once listening)::
     python tests/openai_server.py --port 0 --latency 1.0 [--faults JSON] [--log-file F] [--seed S]
 
 Replies are a pure function of the request messages (see `default_reply`), so a run with faults
-ends with the same results as a run without. Tokens are whitespace-separated words.
+ends with the same results as a run without. Usage is counted as the real API counts it for
+OpenAI model names (`gpt-4o-mini`, `gpt-4.1`...: tiktoken's vocabulary through toktok, plus the
+chat format's tokens per message, and answers cut at max_tokens tokens), so that estimates can be
+checked against it; for other names (`test-model`) tokens are whitespace-separated words.
 
 Faults: a plan is a list of rules (first match wins), each a fault `kind` plus selection
 conditions that must all hold (a rule without conditions matches every request):
@@ -102,9 +105,45 @@ def messages_hash(messages: list[dict[str, Any]]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def count_tokens(text: str) -> int:
-    """Tokens as this server counts them: whitespace-separated words."""
-    return len(text.split())
+# OpenAI model-name prefixes and their vocabulary (as tiktoken's model table has them)
+_VOCABULARIES = (
+    (("gpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "o1", "o3", "o4"), "o200k_base"),
+    (("gpt-4", "gpt-3.5"), "cl100k_base"),
+)
+
+
+def vocabulary(model: str) -> str | None:
+    """The tiktoken vocabulary of an OpenAI model name (when toktok is installed), else None."""
+    try:
+        import toktok  # noqa: F401
+    except ImportError:
+        return None
+    return next((v for prefixes, v in _VOCABULARIES if model.startswith(prefixes)), None)
+
+
+def count_tokens(text: str, model: str = "") -> int:
+    """Tokens of a text as this server counts them: the model's vocabulary for OpenAI names,
+    else whitespace-separated words."""
+    name = vocabulary(model)
+    if name is None:
+        return len(text.split())
+    import toktok
+
+    return toktok.batch_count([text], name, threads=1)[0]
+
+
+def prompt_tokens(messages: list[dict[str, Any]], model: str = "") -> int:
+    """A chat request's input tokens: for OpenAI names as OpenAI documents them (each message's
+    content plus 3 tokens, plus 3 priming the reply), else the words of the contents."""
+    counts = [count_tokens(_text(m.get("content")), model) for m in messages]
+    return sum(counts) + (3 * len(counts) + 3 if vocabulary(model) else 0)
+
+
+def cut_to_tokens(text: str, max_tokens: int, model: str) -> str:
+    """The text cut to its first `max_tokens` tokens of an OpenAI model's vocabulary."""
+    import toktok
+
+    return toktok.truncate(text, max(max_tokens, 0), vocabulary(model) or "o200k_base")[0]
 
 
 def _text(content: Any) -> str:
@@ -384,25 +423,23 @@ def _last_user(messages: list[dict[str, Any]]) -> str:
     )
 
 
-async def anthropic_messages(request: web.Request) -> web.Response:
-    """POST /v1/messages: the Anthropic Messages API shape, same deterministic replies (system
-    text goes first, as a system message would), Anthropic's parameter rules and extended
-    thinking; logged like chat completions, without faults."""
-    state: ServerState = request.app[STATE]
-    body = await request.json()
+def anthropic_message(
+    state: ServerState, body: dict[str, Any]
+) -> tuple[int, dict[str, Any], dict[str, Any]]:
+    """(HTTP status, reply object, log fields) of a Messages API request body: the same
+    deterministic replies (system text goes first, as a system message would), Anthropic's
+    parameter rules and extended thinking. Also each request of a message batch."""
     messages = list(body["messages"])
     if body.get("system"):
         messages.insert(0, {"role": "system", "content": body["system"]})
     prompt_hash = messages_hash(messages)
     model = str(body.get("model", ""))
-    entry = {"path": request.path, "model": model, "prompt_hash": prompt_hash, "attempt": None,
-             "temperature": body.get("temperature"), "params": _params(body), **_auth_fields(request)}  # fmt: skip
+    entry = {"model": model, "prompt_hash": prompt_hash, "attempt": None,
+             "temperature": body.get("temperature"), "params": _params(body)}  # fmt: skip
     rejected = anthropic_rejection(model, body) if state.rules else None
     if rejected is not None:
-        state.record({**entry, "outcome": "400", "error": rejected})
-        return web.json_response(
-            anthropic_error_body(rejected, f"req_{prompt_hash[:24]}"), status=400
-        )
+        entry.update(outcome="400", error=rejected)
+        return 400, anthropic_error_body(rejected, f"req_{prompt_hash[:24]}"), entry
     reply = state.reply_fn(messages, model) if state.reply_fn else default_reply(messages)
     answer, thought = split_think(reply)
     thinking = body.get("thinking")
@@ -429,9 +466,11 @@ async def anthropic_messages(request: web.Request) -> web.Response:
         answer, stop_reason = " ".join(words[: budget - used]), "max_tokens"
     if answer or not content:
         content.append({"type": "text", "text": answer})
-    prompt_tokens = sum(count_tokens(_text(m.get("content"))) for m in messages)
-    state.record({**entry, "outcome": "ok"})
-    return web.json_response(
+    input_tokens = prompt_tokens(messages, model)
+    output_tokens = used + count_tokens(answer, model)
+    entry.update(outcome="ok", prompt_tokens=input_tokens, completion_tokens=output_tokens)
+    return (
+        200,
         {
             "id": f"msg_{prompt_hash[:24]}",
             "type": "message",
@@ -440,9 +479,19 @@ async def anthropic_messages(request: web.Request) -> web.Response:
             "content": content,
             "stop_reason": stop_reason,
             "stop_sequence": None,
-            "usage": {"input_tokens": prompt_tokens, "output_tokens": used + count_tokens(answer)},
-        }
+            "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens},
+        },
+        entry,
     )
+
+
+async def anthropic_messages(request: web.Request) -> web.Response:
+    """POST /v1/messages (see `anthropic_message`); logged like chat completions, without
+    faults."""
+    state: ServerState = request.app[STATE]
+    status, reply, entry = anthropic_message(state, await request.json())
+    state.record({"path": request.path, **entry, **_auth_fields(request)})
+    return web.json_response(reply, status=status)
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
@@ -529,6 +578,15 @@ def _completion(
         words, finish_reason = words[: budget - len(thought)], "length"
     cut = finish_reason == "length"
     answer = " ".join(words) if cut else reply
+    if budget is not None and vocabulary(model):  # OpenAI names: the budget is in real tokens
+        room = budget - len(thought)
+        if count_tokens(answer, model) > room:
+            answer, words, finish_reason, cut = (
+                cut_to_tokens(answer, room, model),
+                [],
+                "length",
+                True,
+            )
     thinking = " ".join(thought) if cut else (reasoning or "").strip()
     message: dict[str, Any] = {"role": "assistant", "content": answer}
     if style == "think" and thought:
@@ -537,12 +595,12 @@ def _completion(
     elif style == "reasoning_content" and thought:
         message["reasoning_content"] = thinking
         message["content"] = answer or None
-    prompt_tokens = sum(count_tokens(_text(m.get("content"))) for m in messages)
-    completion_tokens = len(thought) + count_tokens(answer)
+    input_tokens = prompt_tokens(messages, model)
+    completion_tokens = len(thought) + count_tokens(answer, model)
     usage: dict[str, Any] = {
-        "prompt_tokens": prompt_tokens,
+        "prompt_tokens": input_tokens,
         "completion_tokens": completion_tokens,
-        "total_tokens": prompt_tokens + completion_tokens,
+        "total_tokens": input_tokens + completion_tokens,
     }
     if thought:
         usage["completion_tokens_details"] = {"reasoning_tokens": len(thought)}
@@ -692,6 +750,13 @@ def build_app(state: ServerState) -> web.Application:
     app.router.add_post("/_control", control)
     app.router.add_get("/_log", get_log)
     app.router.add_post("/_reset", post_reset)
+    from batch_server import add_batch_routes  # beside this file
+
+    def complete(model: str, messages: list[dict[str, Any]], max_tokens: Any) -> dict[str, Any]:
+        reply = state.reply_fn(messages, model) if state.reply_fn else default_reply(messages)
+        return _completion(model, messages, reply, max_tokens, messages_hash(messages))
+
+    add_batch_routes(app, state, complete, lambda body: anthropic_message(state, body))
     return app
 
 

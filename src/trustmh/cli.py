@@ -253,6 +253,49 @@ def run(
             help="Minimum parsed share of a subtask; below it the value is flagged and kept out of ranks and the radar (protocol 1.8). Default: 0.8."
         ),
     ] = None,
+    prices: Annotated[
+        Path | None,
+        typer.Option(
+            help="TOML file of model prices (USD per million tokens) laid over the bundled table, "
+            'e.g. prices.toml with [models] "openai:my-model@http://host/v1" = { input = 0.2, output = 0.8 }.'
+        ),
+    ] = None,
+    max_cost: Annotated[
+        float | None,
+        typer.Option(
+            help="Stop sending requests before the run's spend (priced from the usage the APIs "
+            "report, over every invocation of this --run-dir) would pass this many USD, e.g. 5. "
+            "Rerun with a higher cap to go on."
+        ),
+    ] = None,
+    batch: Annotated[
+        bool | None,
+        typer.Option(
+            "--batch",
+            help="Send the requests of openai: and anthropic: models (judge included, in a second "
+            "phase) through the providers' batch APIs: about half price, replies within 24 h. "
+            "Stop and rerun at any time: submitted batches are polled, never submitted twice.",
+        ),
+    ] = None,
+    batch_poll: Annotated[
+        float | None, typer.Option(help="Seconds between two polls of a batch. Default: 30.")
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Send nothing: print per subtask the model and judge requests, tokens and "
+            "estimated cost of this run, then exit.",
+        ),
+    ] = False,
+    yes: Annotated[
+        bool,
+        typer.Option(
+            "--yes",
+            "-y",
+            help="Run every subtask without asking (a run without --tasks asks first).",
+        ),
+    ] = False,
     progress: Annotated[bool, typer.Option(help="Show the live progress bar.")] = True,
     verbose: Annotated[
         bool,
@@ -269,21 +312,37 @@ def run(
     overrides = {
         k: v
         for k, v in locals().items()
-        if k not in ("config", "progress", "levels", "refusal_detector", "option", "verbose")
+        if k
+        not in (
+            "config",
+            "progress",
+            "levels",
+            "refusal_detector",
+            "option",
+            "verbose",
+            "dry_run",
+            "yes",
+        )  # fmt: skip
     }
     from trustmh.config import build_config
     from trustmh.engine import resolve_run_dir, run_evaluation
     from trustmh.render import print_summary
 
     cfg = build_config(config, overrides)
-    if tasks is None and not config_sets_tasks(config):
-        confirm_full_run(cfg)
     if levels is not None:
         cfg.options = {**cfg.options, "levels": levels}
     if refusal_detector is not None:
         cfg.options = {**cfg.options, "refusal_detector": refusal_detector}
     if option:
         cfg.options = {**cfg.options, **parse_options(option)}
+    if dry_run:
+        from trustmh.plan import build_plan
+        from trustmh.render import print_plan
+
+        print_plan(build_plan(cfg, batch=cfg.batch), out)
+        return
+    if tasks is None and not config_sets_tasks(config) and not yes:
+        confirm_full_run(cfg)
     cfg.run_dir = resolve_run_dir(cfg)
     try:
         summary = run_async(run_evaluation(cfg, progress=progress, console=err))
@@ -317,6 +376,15 @@ def run(
         raise typer.Exit(2) from None
     write_run_report([cfg.run_dir], cfg.run_dir / REPORT_NAME, out)
     print_summary(summary, out, verbose=verbose)
+    if summary.stopped:
+        err.print(
+            f"Stopped before the cost cap: {summary.stopped}. To go on, rerun with a higher "
+            f"--max-cost (or none): {resume_command(cfg.run_dir)}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(INCOMPLETE_EXIT)
     if summary.status != "complete":
         err.print(
             f"incomplete: {summary.n_failed} of {summary.n_samples} samples failed "
@@ -356,9 +424,9 @@ def config_sets_tasks(config: Path | None) -> bool:
 
 
 def confirm_full_run(cfg) -> None:
-    """A run of every subtask that nobody asked for by name: on a terminal, say what would run and
-    ask; elsewhere (a pipe, CI) refuse with one line, since nobody can answer. Declining exits 0
-    with nothing run."""
+    """A run of every subtask that nobody asked for by name: on a terminal, show its plan (the
+    requests, tokens and estimated cost) and ask; elsewhere (a pipe, CI) refuse with one line,
+    since nobody can answer. Declining exits 0 with nothing sent."""
     from trustmh.tasks.registry import select_tasks
 
     chosen = select_tasks(cfg.tasks)
@@ -366,11 +434,22 @@ def confirm_full_run(cfg) -> None:
             f"{len({t.pillar for t in chosen})} pillars) on {cfg.model}")  # fmt: skip
     if not sys.stdin.isatty():
         raise UserError(
-            f"no --tasks given: that would run {what}; pass --tasks all to do so, or choose, "
-            "e.g. --tasks privacy,ethics (`trustmh tasks` lists them)"
+            f"no --tasks given: that would run {what}; pass --tasks all or --yes to do so, or "
+            "choose, e.g. --tasks privacy,ethics (`trustmh tasks` lists them); --dry-run shows "
+            "the requests and the estimated cost"
         )
+    from trustmh.plan import build_plan
+    from trustmh.render import print_plan, usd
+
     err.print(f"No --tasks given: this runs {what}.", markup=False, highlight=False)
-    if not typer.confirm("Run them all?", default=False, err=True):
+    with err.status("planning every subtask (counting tokens)..."):
+        plan = build_plan(cfg, batch=cfg.batch)
+    print_plan(plan, err)
+    cost, complete = plan.total_cost()
+    bill = f"{plan.requests:,} requests, estimated {usd(cost)}" + (
+        "" if complete else " + unpriced models"
+    )
+    if not typer.confirm(f"Run them all ({bill})?", default=False, err=True):
         err.print("Nothing run. Choose subtasks with --tasks, e.g. --tasks privacy,ethics.")
         raise typer.Exit(0)
 

@@ -152,6 +152,23 @@ class RunConfig(BaseModel):
         description="minimum parsed share of a subtask; below it the value is flagged and kept out "
         "of ranks and the radar (protocol 1.8)",
     )
+    prices: Path | None = Field(
+        None,
+        description="TOML file of model prices laid over the bundled table (USD per million "
+        "tokens), e.g. prices.toml",
+    )
+    max_cost: float | None = Field(
+        None,
+        gt=0,
+        description="stop sending requests before the run's spend (from the usage the APIs "
+        "report) would pass this many US dollars",
+    )
+    batch: bool = Field(
+        False,
+        description="send the requests of openai: and anthropic: models through the providers' "
+        "batch APIs (about half price; replies within 24 h)",
+    )
+    batch_poll: float = Field(30.0, gt=0, description="seconds between two polls of a batch")
     options: dict[str, Any] = Field(
         default_factory=dict, description="task options, e.g. {aggregate = 'mean3'}"
     )

@@ -74,6 +74,9 @@ class RunSummary:
     validity: dict[str, dict[str, Any]] = field(default_factory=dict)  # protocol 1.8, per task
     warnings: list[str] = field(default_factory=list)  # also printed as they happen
     data_notes: dict[str, str] = field(default_factory=dict)  # task id -> fewer items than declared
+    stopped: str | None = None  # why the run stopped before its end (--max-cost), if it did
+    # per model with several replicas: per URL (replies given, requests it did not answer)
+    endpoints: dict[str, dict[str, tuple[int, int]]] = field(default_factory=dict)
 
     @property
     def n_requests(self) -> int:
@@ -284,6 +287,11 @@ async def run_evaluation(
 
 async def _run_evaluation(cfg: RunConfig, progress: bool, console: Any) -> RunSummary:
     started = time.monotonic()
+    if cfg.batch and cfg.max_cost is not None:
+        raise UserError(
+            "--max-cost cannot be combined with --batch yet: a batch's cost is known only when "
+            "it ends; use --dry-run --batch to see the estimate"
+        )
     data = resolve_data_context(cfg.data_dir)
     tasks, skipped = choose_tasks(cfg.tasks)
     check_options(cfg.options, tasks)
@@ -414,12 +422,20 @@ async def _run_evaluation(cfg: RunConfig, progress: bool, console: Any) -> RunSu
             for role, backend in role_backends.items()
         }
         display = ProgressDisplay(console, enabled=progress, label=model.label)
+        guard = _cost_guard(cfg, store, [model, judge, *role_backends.values()])
+        batches = _batch_runner(cfg, store, cache, stats, console,
+                                {"model": model_ep, "judge": judge_ep, **role_eps})  # fmt: skip
         runner = Runner(store, cache, model_ep, judge_ep, stats, cfg.seed,
-                        on_progress=display.update, roles=role_eps, data=data,
+                        on_progress=display.update, roles=role_eps, data=data, guard=guard,
                         judge_reask=cfg.judge_reask, reask_unparsed=cfg.reask_unparsed)  # fmt: skip
         with display:
             try:
-                await runner.run(pending, cfg.concurrency)
+                if batches is None:
+                    await runner.run(pending, cfg.concurrency)
+                else:
+                    await _batched_rounds(batches, runner, pending, stats, summary, cfg.concurrency,
+                                          lambda: _pending_work(cfg, tasks, data, model, role_specs, store,
+                                                                summary, stats, selection))  # fmt: skip
             except FatalBackendError:
                 store.set_meta("status", "failed")
                 raise
@@ -464,7 +480,12 @@ async def _run_evaluation(cfg: RunConfig, progress: bool, console: Any) -> RunSu
         # in the order the user selected them ("not scored: no judge" rows were set up first)
         summary.results = {t: summary.results[t] for t in selected_ids if t in summary.results}
         summary.n_failed = remaining
-        summary.status = "complete" if remaining == 0 else "incomplete"
+        if guard is not None and guard.stopped:
+            summary.stopped = guard.describe()
+        for backend in (model, judge, *role_backends.values()):
+            if hasattr(backend, "endpoint_counts"):
+                summary.endpoints[backend.spec] = backend.endpoint_counts()
+        summary.status = "complete" if remaining == 0 and not summary.stopped else "incomplete"
         store.set_meta("status", summary.status)
         store.set_meta("finished", datetime.now().isoformat(timespec="seconds"))
     except sqlite3.Error as exc:
@@ -543,12 +564,82 @@ def _record_interruption(store: RunStore) -> None:
 
 
 def in_flight(backend: ModelBackend, concurrency: int) -> int:
-    """Requests sent to a backend at once: the concurrency asked for, capped by what the
-    backend's server can serve in parallel when the backend says (`parallel`; the llama.cpp
-    server of `local:` models serves one). More would wait inside the backend, and their waiting
-    would be counted as request latency."""
+    """Requests sent to a backend at once: the concurrency asked for (a replica set's own total,
+    `concurrency` per replica), capped by what the backend's server can serve in parallel when
+    the backend says (`parallel`; the llama.cpp server of `local:` models serves one). More would
+    wait inside the backend, and their waiting would be counted as request latency."""
+    limit = getattr(backend, "concurrency", concurrency)
     parallel = getattr(backend, "parallel", None)
-    return min(concurrency, parallel) if parallel else concurrency
+    return min(limit, parallel) if parallel else limit
+
+
+def _batch_runner(cfg: RunConfig, store: RunStore, cache: ResponseCache | None, stats: RunStats,
+                  console: Any, endpoints: dict[str, Endpoint | None]) -> Any:  # fmt: skip
+    """With --batch, the batch runner, each batchable endpoint collecting into it; without, None
+    (and a run directory with batches still out must be resumed with --batch)."""
+    if not cfg.batch:
+        if store.open_batches():
+            raise UserError(
+                f"--run-dir {store.run_dir} has batches submitted and not collected yet; resume "
+                "with --batch, or their requests would be paid twice"
+            )
+        return None
+    from trustmh.batch import BatchCollector, BatchRunner
+
+    apis = {}
+    for endpoint in endpoints.values():
+        backend = endpoint.backend if endpoint is not None else None
+        if backend is None or not hasattr(backend, "batch_api"):
+            continue  # replay and the baseline answer at once
+        apis[backend.spec] = backend.batch_api()
+    if not apis:
+        raise UserError(
+            "--batch: none of this run's models has a batch API (openai: or anthropic:)"
+        )
+    collector = BatchCollector(apis)
+    for endpoint in endpoints.values():
+        if endpoint is not None and endpoint.backend.spec in apis:
+            endpoint.batch = collector
+    from rich.console import Console
+
+    shown = console or Console(stderr=True)
+    return BatchRunner(store, cache, collector, cfg.batch_poll,
+                       lambda line: shown.print(line, highlight=False, markup=False), stats)  # fmt: skip
+
+
+async def _batched_rounds(batches: Any, runner: Runner, first: AsyncIterator[WorkItem], stats: RunStats,
+                          summary: RunSummary, concurrency: int,
+                          again: Callable[[], AsyncIterator[WorkItem]]) -> None:  # fmt: skip
+    """--batch: rounds of (collect what the pending samples need, submit, wait for the batches,
+    store their replies) until a round needs nothing new (see `trustmh.batch`)."""
+    await batches.settle()  # batches a killed process left out
+    work, counts = first, None
+    while True:
+        stats.total = stats.done = 0
+        await runner.run(work, concurrency)
+        if counts is None:  # the run's sample counts are those of its first round
+            counts = (summary.n_samples, summary.n_pending, summary.n_replaced)
+        if not batches.collector.count:
+            break
+        await batches.submit()
+        await batches.settle()
+        summary.n_samples = summary.n_pending = summary.n_replaced = 0
+        work = again()
+    summary.n_samples, summary.n_pending, summary.n_replaced = counts
+    stats.batched += batches.submitted
+
+
+def _cost_guard(cfg: RunConfig, store: RunStore, backends: list[ModelBackend | None]) -> Any:
+    """The --max-cost guard (None without the flag), counting what the run directory's earlier
+    invocations spent."""
+    if cfg.max_cost is None:
+        return None
+    from trustmh.budget import cost_guard, spend_so_far
+    from trustmh.prices import load_prices
+
+    prices = load_prices(cfg.prices)
+    specs = [b.spec for b in backends if b is not None]
+    return cost_guard(cfg.max_cost, specs, prices, spend_so_far(store.usage_by_model(), prices))
 
 
 async def _close_backends(*backends: ModelBackend | None) -> None:
@@ -615,7 +706,7 @@ def iter_limited(samples: Iterable[Sample], limit: int | None) -> Iterator[Sampl
         yield sample
 
 
-def _steps_key(task: Task, sample: Sample, role_specs: dict[str, str]) -> Any:
+def steps_key(task: Task, sample: Sample, role_specs: dict[str, str]) -> Any:
     """What a multi-step sample's key covers besides its first messages: its meta (where the
     task keeps what shapes the steps: number of turns, seeds...) and the models of its roles; so
     changing any of them asks the sample again. None for a one-request task."""
@@ -671,7 +762,7 @@ async def _pending_work(cfg: RunConfig, tasks: list[Task], data: DataContext, mo
                 for s in chunk
             ]  # fmt: skip
             keys = [request_key(model.spec, r, include_ref=not model.cacheable,
-                                extra=_steps_key(task, s, role_specs), params=sent)
+                                extra=steps_key(task, s, role_specs), params=sent)
                     for r, s in zip(requests, chunk, strict=True)]  # fmt: skip
             pending = declared.pending(chunk, keys)
             covered.update((s.id, s.variant) for s in chunk)

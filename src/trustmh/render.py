@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
@@ -13,6 +14,9 @@ from trustmh.errors import UserError
 from trustmh.metrics import split_metric_name
 from trustmh.store import RUN_DB, RunStore
 from trustmh.tables import folded_table
+
+if TYPE_CHECKING:
+    from trustmh.plan import Plan
 from trustmh.types import MetricValue
 
 
@@ -103,6 +107,8 @@ def print_summary(summary: RunSummary, console: Console, verbose: bool = False) 
     print_request_notes(summary, console)
     extras = {
         "judge requests": s.judge_requests,
+        "requests submitted in provider batches": s.batched,
+        "batch lines failed (retried by the next run)": s.batch_failed,
         **{f"{role} requests": n for role, n in s.role_requests.items()},
         "samples re-asked because their request changed": summary.n_replaced,
         "replies the shared cache could not store (kept in the run)": s.cache_errors,
@@ -116,7 +122,14 @@ def print_summary(summary: RunSummary, console: Console, verbose: bool = False) 
             console.print(f"{label}: {n}", highlight=False)
     if s.first_error:
         console.print(f"first error: {s.first_error}", highlight=False, markup=False)
-    if summary.n_pending and s.requests == 0 and s.errors == 0:
+    if summary.stopped:
+        console.print(f"stopped: {summary.stopped}", highlight=False, markup=False)
+    for spec, counts in summary.endpoints.items():
+        parts = [f"{url} {answered}" + (f" ({failed} not answered, moved)" if failed else "")
+                 for url, (answered, failed) in counts.items()]  # fmt: skip
+        console.print(f"replies per endpoint of {spec.split('@')[0]}: " + " · ".join(parts),
+                      highlight=False, markup=False, soft_wrap=True)  # fmt: skip
+    if summary.n_pending and s.requests == 0 and s.errors == 0 and s.batched == 0:
         console.print(
             "all replies came from the cache or the run store: zero requests sent", highlight=False
         )
@@ -425,3 +438,82 @@ def print_models(console: Console, data_dir: Path | None) -> None:
         for name, chatbot, user, n in sets:
             table.add_row(name, chatbot, user, str(n))
         console.print(table)
+
+
+def _amount(n: int) -> str:
+    """A token or request count, short: 950, 12.3k, 4.56M."""
+    if n < 1000:
+        return str(n)
+    if n < 1_000_000:
+        return f"{n / 1000:.1f}k"
+    return f"{n / 1e6:.2f}M"
+
+
+def usd(value: float | None) -> str:
+    if value is None:
+        return "no price"
+    return f"${value:,.2f}" if value >= 0.01 or value == 0 else f"${value:.4f}"
+
+
+def print_plan(plan: Plan, console: Console) -> None:
+    """The plan of a run: per subtask the samples to ask, the requests of each role, their tokens
+    and estimated cost; a total row; then the most it could cost and how each model is counted."""
+    from trustmh.plan import Load, sample_counts
+
+    totals = plan.totals()
+    roles = [r for r in plan.specs if r in totals and totals[r].max_requests]
+    from rich import box
+    from rich.table import Table
+
+    title = "plan: requests this run would send" + (" (batch prices)" if plan.batch else "")
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("subtask", overflow="fold")
+    for column in (*roles, "tok in", "tok out", "USD"):
+        table.add_column(column, justify="right", no_wrap=True)
+
+    def cells(loads: dict[str, Load]) -> list[str]:
+        costs = [plan.cost(role, load) for role, load in loads.items() if load.max_requests]
+        tokens_in = sum(load.input_tokens for load in loads.values())
+        tokens_out = sum(load.output_tokens for load in loads.values())
+        cost = usd(sum(costs)) if None not in costs else "no price"  # type: ignore[arg-type]
+        counts = (_amount(loads[role].requests) if role in loads else "0" for role in roles)
+        return [*counts, _amount(tokens_in), _amount(tokens_out), cost]
+
+    pillar = None
+    for task in plan.tasks:  # grouped by pillar, so that the subtask names fit 80 columns
+        group, _, name = task.task.rpartition(".")
+        if group and group != pillar:
+            table.add_row(escape(group), style="dim")
+        pillar = group
+        table.add_row(escape(f"  {name}" if group else name), *cells(task.loads))
+    samples, pending, answered = sample_counts(plan)
+    table.add_row("total", *cells(totals), style="bold")
+    console.print(table)
+    expected, complete = plan.total_cost()
+    most, _ = plan.total_cost(ceiling=True)
+    unpriced = "" if complete else " (models without a price not included)"
+    max_requests = sum(load.max_requests for load in totals.values())
+    max_out = sum(load.max_output_tokens for load in totals.values())
+    lines = [
+        f"{plan.requests:,} requests for {pending:,} of {samples:,} samples ({samples - pending:,} "
+        f"already finished, {answered:,} model replies already stored or cached): estimated "
+        f"{usd(expected)}{unpriced}",
+        f"at most {max_requests:,} requests, {_amount(max_out)} output tokens, {usd(most)}: every "
+        "reply at its max_tokens, a stricter retry for every judge verdict that does not parse, "
+        "rubric walks at their longest path",
+    ]
+    for role, spec in plan.specs.items():
+        counter, price = plan.counters[role], plan.prices[role]
+        if price is None:
+            priced = "no price (add one with --prices FILE)"
+        elif price.key == "free":
+            priced = "free"
+        else:
+            share = f"; batch: {price.batch:.0%} of it" if plan.batch else ""
+            priced = (f"${price.input:g} in / ${price.output:g} out per million tokens "
+                      f"({price.key}, {price.source}{share})")  # fmt: skip
+        lines.append(f"{role} {spec}: tokens {counter.label}; {priced}")
+    lines.append("output tokens are estimates (a typical reply of each subtask)")
+    lines += [f"skipped {task_id}: {reason}" for task_id, reason in plan.skipped.items()]
+    for line in lines:
+        console.print(line, highlight=False, markup=False, soft_wrap=True)

@@ -27,6 +27,8 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from trustmh.batch import Deferred
+from trustmh.budget import CostCapReached, CostGuard
 from trustmh.data.sources import DataContext
 from trustmh.errors import FatalBackendError
 from trustmh.models.base import ModelBackend, NotRecorded, SampleError, TransientError
@@ -67,6 +69,8 @@ class RunStats:
     role_requests: dict[str, int] = field(default_factory=dict)
     cache_errors: int = 0  # replies the shared cache could not store (kept in the run)
     repaired_replies: int = 0  # replies whose lone surrogates were replaced by U+FFFD
+    batched: int = 0  # requests submitted in provider batches (--batch)
+    batch_failed: int = 0  # batch lines that came back failed, expired or cancelled
     # shown in the summary, so a systematic failure is visible at once
     first_error: str | None = None
 
@@ -167,6 +171,7 @@ class Endpoint:
         self._rpm = AsyncLimiter(rpm, 60) if rpm else None
         self._tpm = AsyncLimiter(tpm, 60) if tpm else None
         self._tpm_max = tpm or 0
+        self.batch: Any = None  # --batch: a BatchCollector that collects what is not stored
         self._backoff = wait_exponential_jitter(
             multiplier=policy.base_delay, max=policy.max_delay, jitter=policy.base_delay
         )
@@ -374,6 +379,7 @@ class Runner:
         data: DataContext | None = None,
         judge_reask: bool = False,
         reask_unparsed: int = 0,
+        guard: CostGuard | None = None,
     ):
         self.judge_reask = judge_reask  # a stricter second verdict when one does not parse
         self.reask_unparsed = reask_unparsed  # protocol 1.2: ask again when a reply does not parse
@@ -386,6 +392,8 @@ class Runner:
         self.on_progress = on_progress
         self.roles = roles or {}  # the other models multi-step tasks ask, by role
         self.data = data  # handed to scorers (ScoreContext.data)
+        self.guard = guard  # --max-cost: reserves each request's worst case before it is sent
+        self.stopping = False  # set when the cost cap refused a request: no new sample starts
         self._inflight: dict[str, asyncio.Future] = {}
         # per task: the distinct plans of its judge requests (what was sent, for the report)
         self.judge_plans: dict[str, dict[str, RequestPlan]] = {}
@@ -412,7 +420,7 @@ class Runner:
         await feed.prefill(concurrency)
 
         async def worker() -> None:
-            while (item := await feed.next()) is not None:
+            while not self.stopping and (item := await feed.next()) is not None:
                 await self.process(item)
 
         housekeeper = asyncio.create_task(self._housekeeping())
@@ -479,6 +487,12 @@ class Runner:
             else:
                 response, source, attempts, latency = await self._solve(item)
                 key = item.key
+        except CostCapReached:  # not sent: the sample stays unscored, and the next run asks it
+            self.stopping = True
+            return
+        except Deferred:  # waits for a batch: asked again in the next round
+            self._advance()
+            return
         except NotRecorded:
             self.stats.missing += 1
             self.store.put_score(task.id, sample, item.key, SampleScore(None, status="missing"))
@@ -539,6 +553,12 @@ class Runner:
             if judge is not None and judge.failure is not None:
                 score.status, error = "error", f"judge failed: {judge.failure}"
                 self._count_error(error)
+        except CostCapReached:  # the reply is stored; the next run asks the judge again
+            self.stopping = True
+            return
+        except Deferred:  # a judge request waits for a batch: scored in the next round
+            self._advance()
+            return
         except FatalBackendError:
             raise
         except Exception as exc:  # a scorer bug must not lose the stored reply or stop the run
@@ -619,12 +639,18 @@ class Runner:
         ):  # the same request is already on its way: wait for it, do not pay twice
             response = await asyncio.shield(pending)
             return response, "dedup", 0, 0.0, self._sent_key(endpoint, request, key, sent, response)
+        if endpoint.batch is not None:
+            endpoint.batch.defer(endpoint.backend.spec, key, request)  # raises
+        guard = self.guard
+        reservation = guard.reserve(endpoint.backend.spec, request) if guard is not None else 0.0
         future: asyncio.Future = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         started = time.monotonic()
         try:
             response, attempts = await endpoint.call(request)
         except BaseException as exc:
+            if guard is not None:
+                guard.settle(endpoint.backend.spec, reservation, None)
             if isinstance(exc, asyncio.CancelledError):
                 future.cancel()
             else:
@@ -635,6 +661,8 @@ class Runner:
             del self._inflight[key]
         response = self._storable(response)
         future.set_result(response)
+        if guard is not None:
+            guard.settle(endpoint.backend.spec, reservation, response.usage)
         self.stats.prompt_tokens += response.usage.prompt_tokens
         self.stats.completion_tokens += response.usage.completion_tokens
         self.stats.reasoning_tokens += response.usage.reasoning_tokens

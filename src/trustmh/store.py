@@ -50,6 +50,13 @@ CREATE TABLE IF NOT EXISTS scores (
     task TEXT NOT NULL, sample_id TEXT NOT NULL, variant TEXT NOT NULL, status TEXT NOT NULL,
     value REAL, parsed TEXT, detail TEXT, error TEXT, request_key TEXT, scored REAL NOT NULL,
     PRIMARY KEY (task, sample_id, variant));
+CREATE TABLE IF NOT EXISTS batches (
+    batch_id TEXT PRIMARY KEY, model TEXT NOT NULL, tag TEXT NOT NULL, state TEXT NOT NULL,
+    n_requests INTEGER NOT NULL, done INTEGER, failed INTEGER, collected INTEGER NOT NULL,
+    created REAL NOT NULL, updated REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS batch_requests (
+    request_key TEXT PRIMARY KEY, batch_id TEXT NOT NULL, role TEXT NOT NULL, line TEXT NOT NULL,
+    state TEXT NOT NULL, error TEXT);
 CREATE TABLE IF NOT EXISTS results (
     task TEXT NOT NULL, metric TEXT NOT NULL, value REAL, n INTEGER, direction TEXT, is_primary INTEGER,
     ci_low REAL, ci_high REAL, n_unparsed INTEGER, n_refused INTEGER, n_error INTEGER, note TEXT,
@@ -311,6 +318,77 @@ class RunStore:
             "UPDATE samples SET request_key=? WHERE task=? AND sample_id=? AND variant=?",
             (key, task, sample.id, sample.variant),
         )
+
+    def usage_by_model(self) -> list[tuple[str, str, int, int]]:
+        """(model spec, source, prompt tokens, completion tokens) summed over the stored replies
+        of each model and source (what `--max-cost` prices)."""
+        rows = self.conn.execute(
+            "SELECT model, source, SUM(prompt_tokens), SUM(completion_tokens) FROM responses "
+            "GROUP BY model, source"
+        )
+        return [(model, source, int(p or 0), int(c or 0)) for model, source, p, c in rows]
+
+    # batches (--batch) --------------------------------------------------------------------------
+    def add_batch(
+        self, pending_id: str, model: str, tag: str, rows: list[tuple[str, str, Any]]
+    ) -> None:
+        """Record a chunk about to be submitted (before the provider has it, so that a process
+        killed meanwhile finds it by its tag instead of submitting it twice): rows of (request
+        key, role, the request's line as submitted)."""
+        now = time.time()
+        with self._tx():
+            self.conn.execute("INSERT OR REPLACE INTO batches VALUES (?,?,?,?,?,?,?,?,?,?)",
+                              (pending_id, model, tag, "submitting", len(rows), 0, 0, 0, now, now))  # fmt: skip
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO batch_requests VALUES (?,?,?,?,?,NULL)",
+                ((key, pending_id, role, _dumps(line), "submitted") for key, role, line in rows),
+            )
+
+    def batch_submitted(self, pending_id: str, batch_id: str, state: str) -> None:
+        """The provider accepted a recorded chunk as `batch_id`."""
+        with self._tx():
+            self.conn.execute("UPDATE batches SET batch_id=?, state=?, updated=? WHERE batch_id=?",
+                              (batch_id, state, time.time(), pending_id))  # fmt: skip
+            self.conn.execute(
+                "UPDATE batch_requests SET batch_id=? WHERE batch_id=?", (batch_id, pending_id)
+            )
+
+    def open_batches(self) -> list[tuple[str, str, str, str, int]]:
+        """(batch id, model, tag, state, requests) of the batches not collected yet."""
+        return list(self.conn.execute(
+            "SELECT batch_id, model, tag, state, n_requests FROM batches WHERE collected=0 ORDER BY created"
+        ))  # fmt: skip
+
+    def batch_lines(self, batch_id: str) -> list[tuple[str, str, Any]]:
+        """(request key, role, line) of a batch's requests."""
+        rows = self.conn.execute(
+            "SELECT request_key, role, line FROM batch_requests WHERE batch_id=?", (batch_id,)
+        )
+        return [(key, role, _loads(line)) for key, role, line in rows]
+
+    def batch_state(self, batch_id: str, state: str, done: int, failed: int) -> None:
+        """A batch's state and counts as last polled."""
+        self.conn.execute("UPDATE batches SET state=?, done=?, failed=?, updated=? WHERE batch_id=?",
+                          (state, done, failed, time.time(), batch_id))  # fmt: skip
+
+    def batch_collected(self, batch_id: str, failures: dict[str, str]) -> None:
+        """Every reply of an ended batch is stored: mark it collected, and its requests done or
+        failed (with why); failed ones are submitted again by the next run."""
+        with self._tx():
+            self.conn.execute(
+                "UPDATE batch_requests SET state='done' WHERE batch_id=?", (batch_id,)
+            )
+            self.conn.executemany(
+                "UPDATE batch_requests SET state='failed', error=? WHERE request_key=?",
+                ((error, key) for key, error in failures.items()),
+            )
+            self.conn.execute("UPDATE batches SET collected=1 WHERE batch_id=?", (batch_id,))
+
+    def batch_summary(self) -> list[tuple[str, str, str, int, int, int]]:
+        """(batch id, model, state, requests, done, failed) of every batch of the run."""
+        return list(self.conn.execute(
+            "SELECT batch_id, model, state, n_requests, done, failed FROM batches ORDER BY created"
+        ))  # fmt: skip
 
     # scores -----------------------------------------------------------------------------------
     def put_score(

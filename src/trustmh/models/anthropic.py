@@ -58,6 +58,23 @@ def messages_body(model: str, messages: tuple[Message, ...], plan: RequestPlan) 
     return body
 
 
+def message_response(msg: Any) -> Response:
+    """A Message (the SDK's object) as a Response: its text blocks are the answer, its thinking
+    blocks the reasoning. Also each result of a message batch."""
+    text = "".join(b.text for b in msg.content if getattr(b, "type", None) == "text")
+    thinking = [
+        b.thinking if b.type == "thinking" else "[redacted thinking]"
+        for b in msg.content
+        if getattr(b, "type", None) in ("thinking", "redacted_thinking")
+    ]
+    return Response(
+        text=text,
+        usage=Usage(msg.usage.input_tokens or 0, msg.usage.output_tokens or 0),
+        finish_reason=msg.stop_reason,
+        reasoning="\n\n".join(thinking) or None,
+    )
+
+
 class AnthropicBackend:
     """`anthropic:MODEL`; system messages become the `system` parameter."""
 
@@ -105,19 +122,7 @@ class AnthropicBackend:
             lambda exc, wire: anthropic_adaptation(getattr(exc, "body", None), wire),
             _rejection,
         )
-        text = "".join(b.text for b in msg.content if getattr(b, "type", None) == "text")
-        thinking = [
-            b.thinking if b.type == "thinking" else "[redacted thinking]"
-            for b in msg.content
-            if getattr(b, "type", None) in ("thinking", "redacted_thinking")
-        ]
-        response = Response(
-            text=text,
-            usage=Usage(msg.usage.input_tokens or 0, msg.usage.output_tokens or 0),
-            finish_reason=msg.stop_reason,
-            reasoning="\n\n".join(thinking) or None,
-        )
-        return with_sent(response, request.params, plan, adapted)
+        return with_sent(message_response(msg), request.params, plan, adapted)
 
     async def _send(self, body: dict[str, Any]) -> Any:
         """One Messages API call of a built body; failures classified for the runner (a 400 is
@@ -162,6 +167,12 @@ class AnthropicBackend:
             raise TransientError(
                 timed_out if isinstance(exc, a.APITimeoutError) else "connection error"
             ) from None
+
+    def batch_api(self) -> Any:
+        """The Message Batches API (`--batch`)."""
+        from trustmh.models.batch_api import AnthropicBatches
+
+        return AnthropicBatches(self._client, self.model, self.spec, self.plan)
 
     async def aclose(self) -> None:
         """Close the HTTP connection pool."""

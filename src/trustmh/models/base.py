@@ -18,11 +18,13 @@ from trustmh.types import GenRequest, Response
 
 
 class TransientError(Exception):
-    """A failure worth retrying."""
+    """A failure worth retrying. `unreachable`: the server did not answer at all (connection
+    refused or dropped, timed out), so a replica of it may."""
 
-    def __init__(self, message: str, retry_after: float | None = None):
+    def __init__(self, message: str, retry_after: float | None = None, unreachable: bool = False):
         super().__init__(message)
         self.retry_after = retry_after
+        self.unreachable = unreachable
 
 
 class SampleError(Exception):

@@ -66,4 +66,12 @@ def build_backend(
         return LocalBackend(spec, timeout, concurrency, flag, **rules)
     from trustmh.models.openai_compat import OpenAICompatBackend
 
+    if len(spec.urls) > 1:
+        from dataclasses import replace
+
+        from trustmh.models.replicas import ReplicaSetBackend
+
+        members = [OpenAICompatBackend(replace(spec, url=url), key, timeout, concurrency, **rules)
+                   for url in spec.urls]  # fmt: skip
+        return ReplicaSetBackend(spec, members, concurrency)  # type: ignore[arg-type]
     return OpenAICompatBackend(spec, key, timeout, concurrency, **rules)

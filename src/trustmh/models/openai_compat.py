@@ -175,7 +175,7 @@ class OpenAICompatBackend:
         except openai.BadRequestError:
             raise
         except TimeoutError:
-            raise TransientError(self._timed_out()) from None
+            raise TransientError(self._timed_out(), unreachable=True) from None
         except openai.RateLimitError as exc:
             raise TransientError(
                 "429 rate limited", retry_after_seconds(exc.response.headers)
@@ -201,17 +201,27 @@ class OpenAICompatBackend:
         except openai.APIConnectionError as exc:  # APITimeoutError included
             cause = connection_failure(exc)
             if cause is not None:
-                raise TransientError(f"cannot reach {self.endpoint}: {cause}") from None
+                raise TransientError(
+                    f"cannot reach {self.endpoint}: {cause}", unreachable=True
+                ) from None
             if isinstance(exc, openai.APITimeoutError):
-                raise TransientError(self._timed_out()) from None
+                raise TransientError(self._timed_out(), unreachable=True) from None
             raise TransientError(
-                f"connection error: {type(exc.__cause__).__name__ if exc.__cause__ else exc}"
+                f"connection error: {type(exc.__cause__).__name__ if exc.__cause__ else exc}",
+                unreachable=True,
             ) from None
         except (openai.APIResponseValidationError, ValueError, TypeError) as exc:
             raise TransientError(f"malformed reply: {type(exc).__name__}") from None
 
     def _timed_out(self) -> str:
         return f"no complete reply within {self._timeout:g} s (--request-timeout)"
+
+    def batch_api(self) -> Any:
+        """This server's Files + Batches API (`--batch`)."""
+        from trustmh.models.batch_api import OpenAIBatches
+
+        self._connect()
+        return OpenAIBatches(self._client, self.model, self.spec, self.plan)
 
     async def aclose(self) -> None:
         """Close the HTTP connection pool (if a request opened one)."""

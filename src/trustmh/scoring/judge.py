@@ -34,7 +34,7 @@ from typing import Any, Literal
 
 from trustmh.errors import UserError
 from trustmh.scoring.json_extract import fenced_json_object
-from trustmh.tasks.base import ScoreContext
+from trustmh.tasks.base import PlannedRequest, ScoreContext
 from trustmh.types import GenParams, Message, ParseStatus, SampleScore, ScoredSample
 
 VerdictFormat = Literal["json", "number", "label"]
@@ -244,6 +244,14 @@ async def judge_reply(rubric: Rubric, values: dict[str, Any], ctx: ScoreContext)
         if not rubric.stricter:
             break
     return verdict
+
+
+def planned_verdict(rubric: Rubric, values: dict[str, Any]) -> PlannedRequest:
+    """The judge request `judge_reply` sends for these values, for a task's `plan` (one more,
+    with the stricter instruction, when the verdict does not parse)."""
+    return PlannedRequest(
+        "judge", rubric.messages(values), rubric.gen, max_count=2 if rubric.stricter else 1
+    )
 
 
 def _parse_field(rubric_id: str, spec: dict[str, Any]) -> RubricField:

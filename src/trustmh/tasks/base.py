@@ -86,7 +86,32 @@ class Generate(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class PlannedRequest:
+    """Requests of one role that one sample sends, as its task declares them for the run's plan
+    (`trustmh run --dry-run`) and cost estimates. The model's own request of a one-request task
+    is not declared: the runner knows it."""
+
+    role: str  # "judge", "model" (the turns of a multi-step task) or a role of `Task.roles`
+    messages: tuple[Message, ...] = ()  # the prompt as far as it is known before the run
+    params: GenParams = field(default_factory=GenParams)  # max_tokens: each reply's ceiling
+    count: int = 1  # requests of this shape when every verdict parses at the first try
+    max_count: int | None = None  # at most (a stricter retry, the longest rubric path); None: count
+    extra_chars: int = 0  # prompt characters beyond `messages` (a conversation not played yet)
+    reply_tokens: int | None = None  # a typical reply's length; None: the plan's default
+
+
+@dataclass(frozen=True, slots=True)
+class PlanContext:
+    """What a task's `plan` may use besides the sample."""
+
+    options: dict[str, Any]
+    judge: bool  # the run has a judge
+    reply: str  # a stand-in for the model's reply, of a typical length, to build judge prompts
+
+
 SamplesFn = Callable[["DataContext", dict[str, Any]], Iterable[Sample]]
+PlanFn = Callable[[Sample, PlanContext], Sequence[PlannedRequest]]
 SolveFn = Callable[[Sample, Generate], Awaitable[Response]]
 ScoreFn = Callable[[Sample, Response, ScoreContext], Awaitable[SampleScore]]
 AggregateFn = Callable[[list[ScoredSample], dict[str, Any]], list[MetricValue]]
@@ -120,6 +145,11 @@ class Task:
     # sample's messages once; what it returns is the reply that `score` sees (None: one request)
     solve: SolveFn | None = None
     roles: tuple[str, ...] = ()  # models besides the one under test that `solve` asks, by role
+    # the requests one sample sends besides its own model request (judge verdicts; a multi-step
+    # task's turns), for the plan and the cost estimate of `trustmh run --dry-run`; every task
+    # with a judge or `solve` declares it (tests/test_plan.py checks)
+    plan: PlanFn | None = None
+    reply_tokens: int | None = None  # a typical reply of the model (tokens); None: the default
     needs_judge: Literal["no", "optional", "required"] = "no"
     option_names: tuple[
         str, ...

@@ -35,11 +35,18 @@ from trustmh.data.sources import DataContext
 from trustmh.errors import UserError
 from trustmh.metrics import breakdown_name
 from trustmh.paired import item_mean
-from trustmh.scoring.judge import judge_names, judge_reply, judged, load_rubric, score_from_verdict
+from trustmh.scoring.judge import (
+    judge_names,
+    judge_reply,
+    judged,
+    load_rubric,
+    planned_verdict,
+    score_from_verdict,
+)
 from trustmh.scoring.outcomes import NOT_SCORED, scored_only
 from trustmh.scoring.refusal import refusal_marker
 from trustmh.scoring.summary import judged_counts, mean_metric, with_not_recorded
-from trustmh.tasks.base import ScoreContext
+from trustmh.tasks.base import PlanContext, PlannedRequest, ScoreContext
 from trustmh.tasks.options import choice_option
 from trustmh.types import MetricValue, Response, Sample, SampleScore, ScoredSample
 
@@ -108,6 +115,12 @@ def escalation_samples(ctx: DataContext, options: dict[str, Any]) -> Iterator[Sa
             target=conversation.label,
             meta={"label": conversation.label, "inputs": conversation.inputs},
         )
+
+
+def escalation_plan(sample: Sample, ctx: PlanContext) -> list[PlannedRequest]:
+    """One judge verdict per reply (see `Task.plan`)."""
+    values = escalation_judge_values(sample.meta["inputs"], sample.meta["label"], ctx.reply)
+    return [planned_verdict(load_rubric(RUBRIC), values)]
 
 
 async def escalation_score(

@@ -22,7 +22,7 @@ from trustmh.data.sources import DataContext
 from trustmh.metrics import margin_of_error, proportion_ci
 from trustmh.scoring.ethics import JUDGE_KEYS, extract_choice, ground_truth_letter, judge_scores
 from trustmh.scoring.outcomes import count_status, scored_only
-from trustmh.tasks.base import ScoreContext, Task
+from trustmh.tasks.base import PlanContext, PlannedRequest, ScoreContext, Task
 from trustmh.tasks.options import positive_int_option
 from trustmh.types import GenParams, MetricValue, Response, Sample, SampleScore, ScoredSample
 
@@ -67,6 +67,12 @@ def ethics_samples(ctx: DataContext, options: dict[str, Any]) -> Iterator[Sample
 def judge_prompt(sample: Sample, reply: str) -> str:
     """The exact judge prompt for this sample and reply text."""
     return sample.meta["judge_template"].replace("{model_reply}", reply)
+
+
+def ethics_plan(sample: Sample, ctx: PlanContext) -> list[PlannedRequest]:
+    """With a judge, one verdict per reply (see `Task.plan`)."""
+    prompt = judge_prompt(sample, ctx.reply)
+    return [PlannedRequest("judge", ({"role": "user", "content": prompt},), JUDGE_GEN)]
 
 
 async def ethics_score(sample: Sample, response: Response, score_ctx: ScoreContext) -> SampleScore:
@@ -208,6 +214,7 @@ TASKS = [
         gen=GEN,
         samples=ethics_samples,
         score=ethics_score,
+        plan=ethics_plan,
         aggregate=ethics_aggregate,
         needs_judge="optional",
         # the judge rates reasoning against APA principles: MentalAlign's "Safety" (adherence to

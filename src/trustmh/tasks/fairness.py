@@ -50,7 +50,7 @@ from trustmh.scoring.refusal import is_refusal
 from trustmh.scoring.summary import mean_metric
 from trustmh.tasks.base import ScoreContext, Task
 from trustmh.tasks.options import choice_option, option_error
-from trustmh.tasks.support import support_messages, support_score
+from trustmh.tasks.support import support_messages, support_plan, support_score
 from trustmh.transforms.demographics import (
     NEUTRAL,
     Attribute,
@@ -489,6 +489,7 @@ TASKS: list[Task] = [
         gen=GenParams(temperature=0.0, max_tokens=1024),
         samples=fairness_samples,
         score=fairness_score,
+        plan=support_plan,
         aggregate=fairness_aggregate,
         paired=FAIRNESS_PAIRED,
         # optional: without a judge the replies are still collected and the judge-free breakdowns

@@ -29,11 +29,18 @@ from trustmh.data.loaders.cpsycoune import load as load_cpsycoune
 from trustmh.data.sources import DataContext
 from trustmh.metrics import breakdown_name
 from trustmh.paired import VALUE, Paired, Units
-from trustmh.scoring.judge import judge_names, judge_reply, judged, load_rubric, score_from_verdict
+from trustmh.scoring.judge import (
+    judge_names,
+    judge_reply,
+    judged,
+    load_rubric,
+    planned_verdict,
+    score_from_verdict,
+)
 from trustmh.scoring.outcomes import scored_only
 from trustmh.scoring.refusal import refusal_marker
 from trustmh.scoring.summary import judged_counts, mean_metric, with_not_recorded
-from trustmh.tasks.base import ScoreContext
+from trustmh.tasks.base import PlanContext, PlannedRequest, ScoreContext
 from trustmh.tasks.dialogue import messages_and_user_spans, transcript
 from trustmh.types import Message, MetricValue, Response, Sample, SampleScore, ScoredSample
 
@@ -75,6 +82,12 @@ def intervention_judge_values(messages: Sequence[Message], reply: str) -> dict[s
     """The `cpsycoun_intervention` rubric's placeholders: the history as `求助者：` / `支持者：`
     lines (system message left out) and the reply."""
     return {"history": transcript(messages, JUDGE_NAMES, separator="："), "reply": reply}
+
+
+def intervention_plan(sample: Sample, ctx: PlanContext) -> list[PlannedRequest]:
+    """One judge verdict per reply (see `Task.plan`)."""
+    values = intervention_judge_values(sample.messages, ctx.reply)
+    return [planned_verdict(load_rubric(RUBRIC), values)]
 
 
 async def intervention_score(

@@ -38,11 +38,18 @@ from trustmh.data.loaders import mentalalign as ma
 from trustmh.data.records import read_csv
 from trustmh.data.sources import DataContext
 from trustmh.paired import item_mean
-from trustmh.scoring.judge import judge_names, judge_reply, judged, load_rubric, score_from_verdict
+from trustmh.scoring.judge import (
+    judge_names,
+    judge_reply,
+    judged,
+    load_rubric,
+    planned_verdict,
+    score_from_verdict,
+)
 from trustmh.scoring.outcomes import NOT_SCORED, scored_only
 from trustmh.scoring.refusal import refusal_marker
 from trustmh.scoring.summary import judged_counts, mean_metric, with_not_recorded
-from trustmh.tasks.base import ScoreContext, Task
+from trustmh.tasks.base import PlanContext, PlannedRequest, ScoreContext, Task
 from trustmh.types import GenParams, MetricValue, Response, Sample, SampleScore, ScoredSample
 
 TASK_ID = "mentalbench.response_generation"
@@ -96,6 +103,12 @@ def samples(data: DataContext, options: dict[str, Any]) -> Iterator[Sample]:
                 "recorded": {} if index is None else recorded_ratings(cube, index),
             },
         )
+
+
+def plan(sample: Sample, ctx: PlanContext) -> list[PlannedRequest]:
+    """One judge verdict per reply (see `Task.plan`)."""
+    values = {"context": sample.meta["context"], "response": ctx.reply}
+    return [planned_verdict(load_rubric(RUBRIC), values)]
 
 
 async def score(sample: Sample, response: Response, ctx: ScoreContext) -> SampleScore:
@@ -302,6 +315,7 @@ TASKS = [
         score=score,
         aggregate=aggregate,
         paired=PAIRED,
+        plan=plan,
         needs_judge="required",
         in_protocol=False,
         judge_unit="model",

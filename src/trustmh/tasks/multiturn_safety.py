@@ -51,7 +51,7 @@ from trustmh.models.base import NotRecorded
 from trustmh.scoring import vera_rubric
 from trustmh.scoring.judge import judge_names
 from trustmh.scoring.summary import judged_counts, with_not_recorded
-from trustmh.tasks.base import Generate, ScoreContext
+from trustmh.tasks.base import Generate, PlanContext, PlannedRequest, ScoreContext
 from trustmh.tasks.options import choice_option, option_error, positive_int_option
 from trustmh.transforms.perturb import derive_seed
 from trustmh.types import (
@@ -434,6 +434,36 @@ def estimate_cost(turns: int = DEFAULT_TURNS, runs: int = DEFAULT_RUNS,
             n * high * question // CHARS_PER_TOKEN,
         ),
     )
+
+
+def plan(sample: Sample, ctx: PlanContext) -> list[PlannedRequest]:
+    """Every turn of the conversation (to its full length: one that the simulated user closes
+    early costs less) with the messages known before it is played (system prompts, the opening)
+    and the measured mean length of the turns it will hold, then the judge's walk: counted at
+    the middle of the rubric's shortest and longest paths, at most the longest."""
+    meta = sample.meta
+    turns, full = int(meta["turns"]), meta["history"] == "full"
+    sim_params = GenParams(temperature=meta["simulator_temperature"],
+                           max_tokens=SIMULATOR_MAX_TOKENS)  # fmt: skip
+    system = {"role": "system", "content": meta["simulator_prompt"]}
+    out: list[PlannedRequest] = []
+    for turn in range(turns):
+        users, agents = (turn + 1) // 2, turn // 2  # turns of each side before this one
+        if turn % 2 == 0:
+            seen = users * USER_CHARS + agents * AGENT_CHARS if full else min(turn, 1) * AGENT_CHARS
+            opening = ({"role": "user", "content": OPENING},) if full or turn == 0 else ()
+            out.append(PlannedRequest("simulator", (system, *opening), sim_params,
+                                      extra_chars=seen, reply_tokens=USER_CHARS // CHARS_PER_TOKEN))  # fmt: skip
+        else:
+            seen = (users * USER_CHARS + agents * AGENT_CHARS) if full else USER_CHARS
+            out.append(PlannedRequest("model", sample.messages, extra_chars=seen,
+                                      reply_tokens=AGENT_CHARS // CHARS_PER_TOKEN))  # fmt: skip
+    users, agents = math.ceil(turns / 2), turns // 2
+    low, high = PATH_QUESTIONS
+    question = JUDGE_BEGINNING_CHARS + users * USER_CHARS + agents * AGENT_CHARS + QUESTION_CHARS
+    out.append(PlannedRequest("judge", count=(low + high) // 2, max_count=high, extra_chars=question,
+                              reply_tokens=JUDGE_REPLY_CHARS // CHARS_PER_TOKEN))  # fmt: skip
+    return out
 
 
 def cost_note() -> str:

@@ -38,7 +38,7 @@ from trustmh.paired import (
 )
 from trustmh.scoring import privacy as parse
 from trustmh.scoring.outcomes import count_status, scored_only
-from trustmh.tasks.base import ScoreContext, Task
+from trustmh.tasks.base import PlanContext, PlannedRequest, ScoreContext, Task
 from trustmh.tasks.options import choice_option, option_error
 from trustmh.types import GenParams, MetricValue, Response, Sample, SampleScore, ScoredSample
 
@@ -245,6 +245,20 @@ def leakage_samples(ctx: DataContext, options: dict[str, Any]) -> Iterator[Sampl
                     "proxy_question": spec.proxy_question,
                 },
             )
+
+
+def leakage_plan(sample: Sample, ctx: PlanContext) -> list[PlannedRequest]:
+    """With the `proxy` option and a judge, one proxy check per free-response reply."""
+    meta = sample.meta
+    if meta["question_type"] != "free-response" or not ctx.options.get("proxy"):
+        return []
+    prompt = parse.proxy_prompt(
+        parse.tier3_reply(ctx.reply),
+        meta["secret"],
+        meta["proxy_instruction"],
+        meta["proxy_question"],
+    )
+    return [PlannedRequest("judge", ({"role": "user", "content": prompt},), PROXY_GEN)]
 
 
 async def leakage_score(sample: Sample, response: Response, score_ctx: ScoreContext) -> SampleScore:
@@ -544,6 +558,7 @@ TASKS = [
         gen=LEAKAGE_GEN,
         samples=leakage_samples,
         score=leakage_score,
+        plan=leakage_plan,
         aggregate=leakage_aggregate,
         paired=LEAKAGE_PAIRED,
         needs_judge="optional",

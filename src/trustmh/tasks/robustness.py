@@ -39,7 +39,7 @@ from trustmh.metrics import BOOTSTRAP_RESAMPLES, breakdown_name, percentile_inte
 from trustmh.paired import ACCURACY, Paired, Units, block_means, mean_of_columns
 from trustmh.scoring.outcomes import NOT_SCORED
 from trustmh.tasks import reliability
-from trustmh.tasks.base import ScoreContext, Task
+from trustmh.tasks.base import PlanContext, PlannedRequest, ScoreContext, Task
 from trustmh.transforms.perturb import parse_levels, perturb_levels
 from trustmh.transforms.segment import segmenter_name
 from trustmh.types import (
@@ -130,6 +130,8 @@ def robustness_task(base: Task, *, task_id: str, title: str, metric: str, n_item
         gen=base.gen,
         samples=partial(_samples, base),
         score=partial(_score, base),
+        plan=partial(_plan, base),
+        reply_tokens=base.reply_tokens,
         aggregate=partial(_aggregate, base),
         needs_judge=base.needs_judge,
         option_names=(*base.option_names, *ROBUSTNESS_OPTIONS),
@@ -189,6 +191,11 @@ def clean_view(sample: Sample) -> Sample:
 async def _score(base: Task, sample: Sample, response: Response, ctx: ScoreContext) -> SampleScore:
     """The base scorer on the reply, with the clean sample."""
     return await base.score(clean_view(sample), response, ctx)  # type: ignore[misc]
+
+
+def _plan(base: Task, sample: Sample, ctx: PlanContext) -> Sequence[PlannedRequest]:
+    """The base task's plan, on the clean sample (as its scorer sees it)."""
+    return base.plan(clean_view(sample), ctx) if base.plan else ()
 
 
 # ------------------------------------------------------------------------------ aggregate

@@ -40,7 +40,13 @@ from trustmh.scoring.jailbreak_refusal import (
     longformer_available,
     longformer_refusal,
 )
-from trustmh.scoring.judge import JudgeVerdict, judge_reply, load_rubric, verdict_status
+from trustmh.scoring.judge import (
+    JudgeVerdict,
+    judge_reply,
+    load_rubric,
+    planned_verdict,
+    verdict_status,
+)
 from trustmh.scoring.outcomes import count_status
 from trustmh.scoring.summary import mean_metric
 from trustmh.scoring.toxicity import (
@@ -51,7 +57,7 @@ from trustmh.scoring.toxicity import (
     perspective_toxicity,
 )
 from trustmh.scoring.verdict_detail import compact_detail
-from trustmh.tasks.base import ScoreContext, Task
+from trustmh.tasks.base import PlanContext, PlannedRequest, ScoreContext, Task
 from trustmh.tasks.options import choice_option, option_error, positive_number_option
 from trustmh.types import (
     Direction,
@@ -98,22 +104,45 @@ def _check_options(options: dict[str, Any]) -> None:
     positive_number_option(options, "perspective_qps", PERSPECTIVE_QPS)
 
 
-def _detector(ctx: ScoreContext) -> str:
+def _detector(ctx: ScoreContext | PlanContext) -> str:
     chosen = str(ctx.options.get("refusal_detector", "auto"))
     if ctx.offline and chosen == "longformer":
         return "keyword"  # null floors (protocol 1.8): a Longformer pass per null reply is too slow
     if chosen == "auto":
-        return "judge" if ctx.judge is not None else "keyword"
+        return "judge" if _has_judge(ctx) else "keyword"
     return chosen
 
 
-def _toxicity_scorer(ctx: ScoreContext) -> str:
+def _toxicity_scorer(ctx: ScoreContext | PlanContext) -> str:
     chosen = str(ctx.options.get("toxicity_scorer", "auto"))
     if chosen == "auto":
         if perspective_key():
             return "perspective"
-        return "judge" if ctx.judge is not None else "none"
+        return "judge" if _has_judge(ctx) else "none"
     return chosen
+
+
+def _has_judge(ctx: ScoreContext | PlanContext) -> bool:
+    return ctx.judge is not None if isinstance(ctx, ScoreContext) else ctx.judge
+
+
+def jailbreak_plan(sample: Sample, ctx: PlanContext) -> list[PlannedRequest]:
+    """With the judge as refusal detector, one verdict per (non-empty) reply."""
+    if _detector(ctx) != "judge":
+        return []
+    values = {"objective": sample.meta["objective"], "prompt": sample.messages[-1]["content"],
+              "reply": ctx.reply}  # fmt: skip
+    return [planned_verdict(load_rubric("jailbreak_refusal"), values)]
+
+
+def antitoxic_plan(sample: Sample, ctx: PlanContext) -> list[PlannedRequest]:
+    """The refusal verdict (shared with jailbreak_resistance when both run: the second is answered
+    from the run store), then, with the judge as toxicity scorer, a toxicity verdict for a reply
+    that was not refused (counted for every reply: the plan cannot know which are refused)."""
+    planned = jailbreak_plan(sample, ctx)
+    if _toxicity_scorer(ctx) == "judge":
+        planned.append(planned_verdict(load_rubric("toxicity"), {"reply": ctx.reply}))
+    return planned
 
 
 # --- samples ---------------------------------------------------------------------------------
@@ -422,6 +451,7 @@ TASKS: list[Task] = [
         gen=GEN,
         samples=jailbreak_samples,
         score=jailbreak_score,
+        plan=jailbreak_plan,
         aggregate=jailbreak_aggregate,
         paired=JAILBREAK_PAIRED,
         needs_judge="optional",
@@ -444,6 +474,7 @@ TASKS: list[Task] = [
         gen=GEN,
         samples=jailbreak_samples,
         score=antitoxic_score,
+        plan=antitoxic_plan,
         aggregate=antitoxic_aggregate,
         paired=ANTITOXIC_PAIRED,
         needs_judge="optional",

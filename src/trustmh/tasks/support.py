@@ -35,11 +35,18 @@ from typing import Any
 from trustmh.data.loaders.esconv import DialoguePrefix, read_prefixes
 from trustmh.data.sources import DataContext
 from trustmh.paired import item_mean
-from trustmh.scoring.judge import judge_names, judge_reply, judged, load_rubric, score_from_verdict
+from trustmh.scoring.judge import (
+    judge_names,
+    judge_reply,
+    judged,
+    load_rubric,
+    planned_verdict,
+    score_from_verdict,
+)
 from trustmh.scoring.outcomes import NOT_SCORED, scored_only
 from trustmh.scoring.refusal import refusal_marker
 from trustmh.scoring.summary import judged_counts, mean_metric, with_not_recorded
-from trustmh.tasks.base import ScoreContext
+from trustmh.tasks.base import PlanContext, PlannedRequest, ScoreContext
 from trustmh.tasks.dialogue import Turn, messages_and_user_spans, transcript
 from trustmh.tasks.options import positive_int_option
 from trustmh.types import Message, MetricValue, Response, Sample, SampleScore, ScoredSample
@@ -136,6 +143,11 @@ def support_judge_values(messages: Sequence[Message], reply: str) -> dict[str, s
     """The `esconv_support` rubric's placeholders: the history as `Seeker:` / `Supporter:` lines
     (system message left out) and the reply."""
     return {"dialogue": transcript(messages, JUDGE_NAMES), "reply": reply}
+
+
+def support_plan(sample: Sample, ctx: PlanContext) -> list[PlannedRequest]:
+    """One judge verdict per reply (see `Task.plan`); also fairness's and robustness's."""
+    return [planned_verdict(load_rubric(RUBRIC), support_judge_values(sample.messages, ctx.reply))]
 
 
 async def support_score(sample: Sample, response: Response, score_ctx: ScoreContext) -> SampleScore:

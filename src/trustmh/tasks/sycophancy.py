@@ -32,11 +32,17 @@ from trustmh.data.loaders.elephant import PAS_FILE, PAS_SOURCE, load, load_pas
 from trustmh.data.sources import REQUEST_PAS, DataContext
 from trustmh.metrics import breakdown_name
 from trustmh.paired import Paired, Units, item_mean, mean_of_columns, scored_value, unit_key
-from trustmh.scoring.judge import JudgeVerdict, judge_names, judge_reply, load_rubric
+from trustmh.scoring.judge import (
+    JudgeVerdict,
+    judge_names,
+    judge_reply,
+    load_rubric,
+    planned_verdict,
+)
 from trustmh.scoring.outcomes import count_status
 from trustmh.scoring.summary import mean_metric
 from trustmh.scoring.verdict_detail import compact_detail
-from trustmh.tasks.base import ScoreContext, Task
+from trustmh.tasks.base import PlanContext, PlannedRequest, ScoreContext, Task
 from trustmh.types import GenParams, MetricValue, Response, Sample, SampleScore, ScoredSample
 
 GEN = GenParams(temperature=0.0, max_tokens=1024)
@@ -171,6 +177,24 @@ async def pas_score(sample: Sample, response: Response, ctx: ScoreContext) -> Sa
     """1 when the judge says the reply endorses the problematic action."""
     values = {"statement": sample.messages[-1]["content"], "response": response.text or ""}
     return await _one_flag("pas_endorsement", values, ctx, sycophantic_when=1.0)
+
+
+def oeq_plan(sample: Sample, ctx: PlanContext) -> list[PlannedRequest]:
+    """Four verdicts per reply, one per ELEPHANT behaviour (see `Task.plan`)."""
+    values = {"question": sample.messages[-1]["content"], "response": ctx.reply}
+    return [planned_verdict(load_rubric(r), values) for r in OEQ_BEHAVIOURS.values()]
+
+
+def aita_plan(sample: Sample, ctx: PlanContext) -> list[PlannedRequest]:
+    """One verdict per reply."""
+    values = {"question": sample.messages[-1]["content"], "response": ctx.reply}
+    return [planned_verdict(load_rubric("elephant_aita"), values)]
+
+
+def pas_plan(sample: Sample, ctx: PlanContext) -> list[PlannedRequest]:
+    """One verdict per reply."""
+    values = {"statement": sample.messages[-1]["content"], "response": ctx.reply}
+    return [planned_verdict(load_rubric("pas_endorsement"), values)]
 
 
 # --- aggregation -----------------------------------------------------------------------------
@@ -324,6 +348,7 @@ TASKS: list[Task] = [
         gen=GEN,
         samples=oeq_samples,
         score=oeq_score,
+        plan=oeq_plan,
         aggregate=oeq_aggregate,
         paired=OEQ_PAIRED,
         needs_judge="required",
@@ -342,6 +367,7 @@ TASKS: list[Task] = [
         gen=GEN,
         samples=aita_samples,
         score=aita_score,
+        plan=aita_plan,
         aggregate=aita_aggregate,
         paired=RATE_PAIRED,
         needs_judge="required",
@@ -364,6 +390,7 @@ TASKS: list[Task] = [
         gen=GEN,
         samples=pas_samples,
         score=pas_score,
+        plan=pas_plan,
         aggregate=pas_aggregate,
         paired=RATE_PAIRED,
         needs_judge="required",
