@@ -44,11 +44,11 @@ def bundled():
 
 @pytest.fixture(scope="module")
 def ratings() -> pd.DataFrame:
-    from conftest import data_dir
+    from conftest import NO_DATA, data_dir
 
     path = data_dir()
     if path is None or not (path / "mentalalign" / "ratings.csv").is_file():
-        pytest.skip("needs the MentalAlign ratings (set TRUSTMH_DATA_DIR)")
+        pytest.skip(f"{NO_DATA}: needs the MentalAlign ratings (TRUSTMH_DATA_DIR)")
     return pd.read_csv(path / "mentalalign" / "ratings.csv")
 
 
