@@ -106,6 +106,15 @@ def test_judge_plans_build_the_judges_prompts(real_data: Path) -> None:
         assert all("REPLY-MARKER" in p.messages[-1]["content"] for p in planned)
 
 
+def test_dry_run_plans_every_subtask_with_a_judge(real_data: Path, tmp_path: Path) -> None:
+    """Every task's plan runs against the PlanContext the planner builds (a merge once left a
+    field a plan reads out of it: the whole-protocol dry run crashed)."""
+    result = run_cli("run", "--model", "baseline", "--judge", "baseline", "--tasks", "all", "--limit", "2",
+                     "--dry-run", "--run-dir", str(tmp_path / "run"))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "jailbreak_resistance" in result.stdout and "ethical_reasoning" in result.stdout
+
+
 def test_dry_run_cli_prints_the_plan(fake_openai, tmp_path: Path) -> None:
     result = run_cli("run", "--model", f"openai:{MODEL}@{fake_openai.base_url}", "--tasks", "privacy.awareness",
                      "--limit", "5", "--dry-run", "--run-dir", str(tmp_path / "run"))  # fmt: skip

@@ -25,14 +25,18 @@ def report_command(runs: Sequence[Path], output: Path, figures: bool, reference:
 
 
 def _print_files(files, console: Console, seconds: float) -> None:
+    beside = [files.csv, files.json]
+    # the CSV and JSON usually sit beside the page: name them there on the same line
+    if all(f.parent == files.html.parent for f in beside):
+        extra = [f", with {beside[0].name} and {beside[1].name} beside it"]
+    else:
+        extra = [f"; also {beside[0]}, {beside[1]}"]
+    if files.figures:
+        extra.append(f", {len(files.figures)} PNG figures in {files.figures[0].parent}")
     console.print(
-        f"report: {files.html} ({files.n_samples} samples, {seconds:.1f}s)",
+        f"report: {files.html} ({files.n_samples} samples, {seconds:.1f}s)" + "".join(extra),
         markup=False, highlight=False, soft_wrap=True,
     )  # fmt: skip
-    extra = [str(files.csv), str(files.json)]
-    if files.figures:
-        extra.append(f"{len(files.figures)} PNG figures in {files.figures[0].parent}")
-    console.print("also: " + ", ".join(extra), markup=False, highlight=False, soft_wrap=True)
     for note in files.notes:
         console.print(note, markup=False, highlight=False, soft_wrap=True)
 

@@ -135,8 +135,8 @@ def print_summary(summary: RunSummary, console: Console, verbose: bool = False) 
         )
     for task, reason in summary.skipped.items():
         console.print(f"skipped {task}: {reason}", highlight=False)
-    print_validity(summary, console)
-    print_judge_agreement(summary, console)
+    print_validity(summary, console, verbose)
+    print_judge_agreement(summary, console, verbose)
     if not verbose:
         console.print(
             "every metric and breakdown: add --verbose, or open the report", highlight=False
@@ -181,7 +181,9 @@ def print_pillar_summary(summary: RunSummary, console: Console) -> None:
         total = sum(1 for t in registry.values() if t.pillar == pillar and t.in_protocol)
         score = pillar_score(entries, total)
         head = f"{score.value:.2f}" if score.value is not None else "—"
-        console.print(f"\n[bold]{escape(pillar)}[/] {head} ({score.coverage})", highlight=False)
+        # no blank line between pillars: the bold, unindented pillar line separates them, and
+        # every line counts on a one-screen summary
+        console.print(f"[bold]{escape(pillar)}[/] {head} ({score.coverage})", highlight=False)
         for task_id in tasks:
             primary = next((m for m in summary.results[task_id] if m.primary), None)
             line = f"  {task_id:<{width}}  " + _primary_cells(primary)
@@ -234,6 +236,8 @@ def _qualifiers(task_id: str, m: MetricValue | None, summary: RunSummary, left_o
         notes.append("not in the pillar score")
     if m is not None and m.n_error:
         notes.append(f"{m.n_error} failed")
+    for flag in summary.validity.get(task_id, {}).get("flags", []):
+        notes.append(f"{flag['kind'].replace('_', ' ')}: {_gist(flag['reason'], 120)}")
     return notes
 
 
@@ -250,10 +254,18 @@ def print_request_notes(summary: RunSummary, console: Console) -> None:
         console.print(f"adapted: {line}", highlight=False, markup=False, soft_wrap=True)
 
 
-def print_validity(summary: RunSummary, console: Console) -> None:
-    """How many of the run's numbers are flagged and why (protocol 1.8), one line per flag."""
+def print_validity(summary: RunSummary, console: Console, verbose: bool = True) -> None:
+    """How many of the run's numbers are flagged and why (protocol 1.8): the count, then one
+    line per flag (`verbose`; the one-screen summary shows each flag beside its number)."""
     flagged = {t: r.get("flags", []) for t, r in summary.validity.items() if r.get("flags")}
     if not summary.validity:
+        return
+    if not verbose:
+        console.print(
+            f"validity (protocol 1.8): {len(flagged)} of {len(summary.validity)} numbers flagged, "
+            "each beside it",
+            highlight=False, markup=False,
+        )  # fmt: skip
         return
     console.print(
         f"validity (protocol 1.8): {len(flagged)} of {len(summary.validity)} subtask numbers flagged"
@@ -292,14 +304,19 @@ def judge_flags(assessments: dict[str, tuple[str | None, str]]) -> dict[str, str
     return {t: f"judge {v}" for t, (v, _) in assessments.items() if v and v != "trusted"}
 
 
-def print_judge_agreement(summary: RunSummary, console: Console) -> None:
+def print_judge_agreement(summary: RunSummary, console: Console, verbose: bool = True) -> None:
     """The judge's measured agreement with human experts for each judge-scored subtask, at the
     unit of the subtask's claim; the attributes judge-check did not measure share one line per
-    way of measuring them."""
+    way of measuring them. The one-screen summary (`verbose` False) also folds the subtasks whose
+    judge is distrusted only by inference (not checked there, failed where it was checked) into
+    one line per finding, appended to the measured line it repeats."""
     from trustmh.judge_check import how_to_measure
+    from trustmh.judge_check.store import INFERRED_FROM
     from trustmh.tasks.registry import get_task
 
     unmeasured: dict[str, list[str]] = {}  # how to measure -> attributes
+    inferred: dict[str, list[str]] = {}  # finding -> what was not checked
+    measured: list[tuple[str, str]] = []  # (subtask, line) of the measured or verbose lines
     for task_id, (verdict, line) in judge_assessments(summary).items():
         task = get_task(task_id)
         if verdict is None and task.judge_attribute and task.judge_unit == "item":
@@ -308,8 +325,28 @@ def print_judge_agreement(summary: RunSummary, console: Console) -> None:
             if task.judge_attribute not in attributes:
                 attributes.append(task.judge_attribute)
             continue
-        console.print(f"{task_id}: judge {summary.judge}: {line}",
-                      highlight=False, markup=False, soft_wrap=True)  # fmt: skip
+        head, found, finding = line.partition(INFERRED_FROM)
+        if found and not verbose:
+            what = task.judge_attribute or "label verdicts"
+            seen = inferred.setdefault(f"{head.split(':', 1)[0]}{INFERRED_FROM}{finding}", [])
+            if what not in seen:
+                seen.append(what)
+            continue
+        measured.append((task_id, line))
+    folded = {}  # a measured line -> the attributes distrusted by inference from it
+    for finding, attributes in inferred.items():
+        verdict, _, rest = finding.partition(INFERRED_FROM)
+        if any(rest == line for _, line in measured):
+            folded[rest] = f"; so {verdict} on {', '.join(attributes)} either (not checked there)"
+        else:
+            console.print(
+                f"judge {summary.judge}: {verdict} on {', '.join(attributes)} (not checked there; "
+                f"judge-check found {rest})",
+                highlight=False, markup=False,
+            )  # fmt: skip
+    for task_id, line in measured:
+        console.print(f"{task_id}: judge {summary.judge}: {line}{folded.pop(line, '')}",
+                      highlight=False, markup=False, soft_wrap=verbose)  # fmt: skip
     for how, attributes in unmeasured.items():
         console.print(
             f"judge {summary.judge}: agreement with human experts on {', '.join(attributes)} "

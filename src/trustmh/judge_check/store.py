@@ -225,6 +225,11 @@ def how_to_measure(judge_spec: str, attribute: str) -> str:
     )
 
 
+# joins "what was not checked" to the finding elsewhere in `assess`'s inferred verdicts (the
+# one-screen summary folds the subtasks that share a finding on this separator)
+INFERRED_FROM = "; judge-check found "
+
+
 def assess(
     judge_spec: str, attribute: str | None, root: Path | None = None, unit: Unit = "item"
 ) -> tuple[str | None, str]:
@@ -247,7 +252,7 @@ def assess(
         verdict = NOT_TRUSTED if any(r.verdict == NOT_TRUSTED for r in checked) else INSUFFICIENT
         worst = min(checked, key=_conservative_order)
         unchecked = f"not checked on {attribute}" if attribute else "these verdicts not checked"
-        return verdict, f"{verdict}: {unchecked}; judge-check found {worst.summary()}"
+        return verdict, f"{verdict}: {unchecked}{INFERRED_FROM}{worst.summary()}"
     if not attribute:
         return None, "not measured against humans"
     if unit == "model":

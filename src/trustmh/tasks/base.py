@@ -108,6 +108,7 @@ class PlanContext:
     options: dict[str, Any]
     judge: bool  # the run has a judge
     reply: str  # a stand-in for the model's reply, of a typical length, to build judge prompts
+    offline: bool = False  # as ScoreContext.offline; a plan is of a live run, so never offline
 
 
 SamplesFn = Callable[["DataContext", dict[str, Any]], Iterable[Sample]]
