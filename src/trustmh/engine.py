@@ -435,7 +435,7 @@ async def _run_evaluation(cfg: RunConfig, progress: bool, console: Any) -> RunSu
                 else:
                     await _batched_rounds(batches, runner, pending, stats, summary, cfg.concurrency,
                                           lambda: _pending_work(cfg, tasks, data, model, role_specs, store,
-                                                                summary, stats, selection))  # fmt: skip
+                                                                summary, stats, selection, warn))  # fmt: skip
             except FatalBackendError:
                 store.set_meta("status", "failed")
                 raise
