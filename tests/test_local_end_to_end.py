@@ -87,9 +87,10 @@ def e2e(real_data_module: Path, tmp_path_factory, user_cache: dict[str, str]) ->
     check = run_cli("judge-check", "--ratings", "crisis", "--judge", MODEL, "--limit", str(JUDGE_CHECK_LIMIT),
                     "--out", str(out), "--no-figures", "--no-progress", env=user_cache, timeout=1800)  # fmt: skip
     run_dir = root / "run"
+    # --verbose: the table of every metric, to check the judge flag beside each number
     cmd = [*trustmh_exe(), "run", "--model", MODEL, "--judge", MODEL, "--tasks", "all", "--limit", "2",
            "--max-tokens", "256", "--run-dir", str(run_dir), "--cache-dir", str(root / "cache"),
-           "--no-progress"]  # fmt: skip
+           "--no-progress", "--verbose"]  # fmt: skip
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         server = wait_for_server(proc.pid)
@@ -155,7 +156,7 @@ def test_a_rerun_sends_zero_requests_and_starts_no_server(e2e: EndToEnd) -> None
 def test_judge_check_shows_the_small_model_is_not_a_trusted_judge(e2e: EndToEnd) -> None:
     assert e2e.judge_check.returncode == 0, e2e.judge_check.stderr[-3000:]
     for expert in ("H1", "H2"):
-        assert f"{MODEL} vs {expert}: trusted on none" in e2e.judge_check.stdout
+        assert f"{MODEL} vs {expert}: trusted to rate replies on none" in e2e.judge_check.stdout
     with e2e.judge_check_csv.open(encoding="utf-8", newline="") as fh:
         rows = [r for r in csv.DictReader(fh) if r["kind"] == "judge"]
     assert {r["reference"] for r in rows} == {"H1", "H2"}
@@ -177,3 +178,9 @@ def test_every_judged_number_says_its_judge_is_not_trusted(e2e: EndToEnd) -> Non
         assert rows and all(
             "judge not trusted" in ln or "judge insufficient" in ln for ln in rows
         ), task
+    # and in the one-screen pillar summary, on the line under the subtask's number
+    summary = e2e.completed.stdout.splitlines()
+    for task in flagged:
+        at = next(i for i, ln in enumerate(summary) if ln.startswith(f"  {task} "))
+        notes = summary[at + 1]
+        assert "judge not trusted" in notes or "judge insufficient" in notes, task

@@ -163,24 +163,43 @@ def read_until(fd: int, wanted: str, timeout: float = 60) -> str:
     return text
 
 
-def test_run_without_tasks_asks_on_a_terminal(tmp_path: Path) -> None:
-    """On a terminal the run says what it would do and asks; answering no runs nothing."""
+def ask_on_a_terminal(tmp_path: Path, env: dict[str, str], answer: bytes) -> tuple[int, str]:
+    """`trustmh run --model baseline` with no --tasks on a terminal: its exit code and all it
+    printed, `answer` typed once it asked (or failed)."""
     leader, follower = pty.openpty()
     proc = subprocess.Popen(
         [*trustmh_exe(), "run", "--model", "baseline", "--run-dir", str(tmp_path / "run")],
         stdin=follower, stdout=follower, stderr=follower, close_fds=True,
-        env={**os.environ, "COLUMNS": "80"},
+        env={**os.environ, "COLUMNS": "80", **env},
     )  # fmt: skip
     os.close(follower)
     try:
-        asked = read_until(leader, "Run them all?")
-        assert "No --tasks given: this runs every subtask of the protocol" in asked
-        os.write(leader, b"n\n")
-        rest = read_until(leader, "Nothing run")
-        assert proc.wait(timeout=60) == 0
+        asked = read_until(leader, "[y/N]" if answer else "error:")
+        if answer:
+            os.write(leader, answer)
+        rest = read_until(leader, "\x00")  # everything until it closes the terminal
+        return proc.wait(timeout=60), asked + rest
     finally:
         if proc.poll() is None:
             proc.kill()
         os.close(leader)
-    assert "Nothing run" in rest
+
+
+def test_run_without_tasks_asks_on_a_terminal(tmp_path: Path, real_data: Path) -> None:
+    """On a terminal the run says what it would do and asks; answering no runs nothing."""
+    code, printed = ask_on_a_terminal(tmp_path, {}, b"n\n")
+    assert "No --tasks given: this runs every subtask of the protocol" in printed
+    assert code == 0 and "Run them all (" in printed and "Nothing run" in printed
+    assert not (tmp_path / "run").exists()
+
+
+def test_run_without_tasks_and_without_data_names_what_to_fetch(tmp_path: Path) -> None:
+    """A fresh machine: the plan behind the question cannot be built without the datasets; the
+    run says which one is missing and how to get it (one line, exit 2) instead of asking."""
+    empty = tmp_path / "no-data"
+    empty.mkdir()
+    code, printed = ask_on_a_terminal(tmp_path, {"TRUSTMH_DATA_DIR": str(empty)}, b"")
+    assert code == 2 and "Run them all" not in printed
+    assert "not found in any data root; run `trustmh data fetch" in " ".join(printed.split())
+    assert "Traceback" not in printed and not (tmp_path / "run").exists()
     assert not (tmp_path / "run").exists()
