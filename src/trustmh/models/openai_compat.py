@@ -140,6 +140,7 @@ class LeanChat:
 
     def __init__(self, endpoint: str, api_key: str | None, concurrency: int):
         import aiohttp
+        from yarl import URL  # aiohttp's URL type
 
         from trustmh import __version__
 
@@ -155,17 +156,20 @@ class LeanChat:
             "User-Agent": f"trustmh/{__version__}",
         }
         # the proxy the environment names for this URL (HTTPS_PROXY, NO_PROXY...), as the official
-        # client honours them: looked up once, not on every request
+        # client honours them: looked up once, not on every request (an aiohttp without that
+        # helper looks it up itself, per request)
+        self._proxy: Any = None
+        trust_env = False
         try:
-            self._proxy: Any = aiohttp.helpers.get_env_proxy_for_url(aiohttp.helpers.URL(self.url))[
-                0
-            ]
+            self._proxy = aiohttp.helpers.get_env_proxy_for_url(URL(self.url))[0]
         except LookupError:
-            self._proxy = None
+            pass
+        except AttributeError:
+            trust_env = True
         connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=0)
         # no timeout of aiohttp's own: the backend's asyncio.timeout bounds each whole attempt
         self._session = aiohttp.ClientSession(
-            connector=connector, timeout=aiohttp.ClientTimeout(total=None)
+            connector=connector, timeout=aiohttp.ClientTimeout(total=None), trust_env=trust_env
         )
 
     async def post(self, body: dict[str, Any]) -> Any:

@@ -43,7 +43,7 @@ from trustmh.validity import nulls
 MIN_COVERAGE = 0.8
 MIN_REPLIES = 10  # fewer scored replies than this: too few to call a responder degenerate
 DISTINCT_SHARE = 0.2  # free-text replies with fewer distinct texts than this share: input-free
-YIELD_EVERY = 256  # null replies scored between two turns of the event loop
+YIELD_EVERY = 64  # null replies scored between two turns of the event loop
 EXCLUDING = ("degenerate", "low_coverage")  # flags that keep a value out of ranks and the radar
 FLAG_KINDS = ("degenerate", "low_coverage", "at_floor", "offline_detector", "judge_reask",
               "reask_unparsed")  # fmt: skip
