@@ -6,7 +6,8 @@ latency L, then drives N samples at concurrency C through
   (b) a bare `openai.AsyncOpenAI` loop with a semaphore (its default transport; as references also
       with the aiohttp transport (b'), and with that transport plus the client's low-level `post`
       and the reply JSON read directly (b''), the leanest loop of the official client; the harness
-      goes one step further, see `trustmh.models.openai_compat.chat_poster`),
+      asks an `openai:MODEL@URL` server without that client, see
+      `trustmh.models.openai_compat.LeanChat`),
 and reruns (a) identically (same run directory and cache), then once more with a fresh run
 directory on the warm cache. Each client runs in a fresh child process, so its CPU time
 (getrusage RUSAGE_SELF, measured around the run) and peak RSS (ru_maxrss) are its own; the
