@@ -6,7 +6,8 @@ latency L, then drives N samples at concurrency C through
   (b) a bare `openai.AsyncOpenAI` loop with a semaphore (its default transport; as references also
       with the aiohttp transport (b'), and with that transport plus the client's low-level `post`
       and the reply JSON read directly (b''), the leanest loop of the official client; the harness
-      goes one step further, see `trustmh.models.openai_compat.chat_poster`),
+      asks an `openai:MODEL@URL` server without that client, see
+      `trustmh.models.openai_compat.LeanChat`),
 and reruns (a) identically (same run directory and cache), then once more with a fresh run
 directory on the warm cache. Each client runs in a fresh child process, so its CPU time
 (getrusage RUSAGE_SELF, measured around the run) and peak RSS (ru_maxrss) are its own; the
@@ -18,6 +19,21 @@ harness CPU <= 3 ms per sample and <= 1.5 x the bare loop's; harness peak RSS <=
 cached rerun <= 1 s. Exits 1 when a target is missed (unless --no-check).
 
     .venv/bin/python bench/throughput.py [-n 2000] [-c 200] [-l 1.0] [--cli] [--no-check] [--json FILE]
+
+Whole-process mode (`--whole`): what a user feels, from typing the command to getting the prompt
+back. In one invocation, at L = 100 ms and L = 1 s, each of (1) a bare aiohttp loop (the floor: one
+session, a semaphore, the same N smoke prompts), (2) a bare `openai.AsyncOpenAI` loop (its default
+transport) and (3) `trustmh run --tasks smoke --limit N --concurrency C --no-cache` runs as its own
+process, `--repeat` times (median). Measured per process: wall time from spawn to exit over the
+ideal, CPU (its rusage) per sample, start-up to the first request the server logs, and the exit
+after the last reply the server sent. Then `trustmh run` again: an identical cached rerun (same
+run directory and cache, a first run filling them), and the 727-MCQ reliability.knowledge run at
+C = 200, L = 2 s (skipped without a data folder: TRUSTMH_DATA_DIR, or ../shared/data). Targets:
+L = 1 s <= 1.08 x ideal; L = 100 ms <= 2.0 x ideal and <= 0.7 ms CPU per sample; first request
+<= 0.35 s after start; exit <= 0.25 s after the last reply; 727 MCQs <= 1.10 x ideal; cached
+rerun <= 0.6 s.
+
+    .venv/bin/python bench/throughput.py --whole [-n 2000] [-c 200] [--repeat 2] [--json FILE]
 """
 
 from __future__ import annotations
@@ -220,7 +236,73 @@ def child_cli(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def child_whole_aiohttp(args: argparse.Namespace) -> dict[str, Any]:
+    """The floor, as a whole process: N chat completions over one aiohttp session, at most C in
+    flight (prompts read from --prompts; nothing else imported)."""
+    import asyncio
+
+    import aiohttp
+
+    prompts = json.loads(Path(args.prompts).read_text())
+    url = f"{args.url}/chat/completions"
+
+    async def drive() -> list[str]:
+        gate = asyncio.Semaphore(args.c)
+        connector = aiohttp.TCPConnector(limit=args.c)
+        async with aiohttp.ClientSession(connector=connector) as session:
+
+            async def one(prompt: str) -> str:
+                body = {"model": MODEL_NAME, "messages": [{"role": "user", "content": prompt}],
+                        "temperature": 0.0, "max_tokens": 32}  # fmt: skip
+                async with gate, session.post(url, data=json.dumps(body).encode(),
+                                              headers={"Content-Type": "application/json"}) as reply:  # fmt: skip
+                    found = json.loads(await reply.read())
+                return found["choices"][0]["message"]["content"] or ""
+
+            return await asyncio.gather(*(one(p) for p in prompts))
+
+    replies = asyncio.run(drive())
+    return {"samples": len(replies)}
+
+
+def child_whole_sdk(args: argparse.Namespace) -> dict[str, Any]:
+    """The official client, as a whole process: N chat completions through one `AsyncOpenAI`
+    (its default transport, pool sized to C), at most C in flight."""
+    import asyncio
+
+    import openai
+
+    prompts = json.loads(Path(args.prompts).read_text())
+    http_lib = sys.modules[openai.DefaultAsyncHttpxClient.__mro__[1].__module__.split(".")[0]]
+
+    async def drive() -> list[str]:
+        limits = http_lib.Limits(max_connections=args.c, max_keepalive_connections=args.c)
+        client = openai.AsyncOpenAI(
+            api_key="bench", base_url=args.url, max_retries=0, timeout=30.0,
+            http_client=openai.DefaultAsyncHttpxClient(limits=limits, timeout=30.0),
+        )  # fmt: skip
+        gate = asyncio.Semaphore(args.c)
+
+        async def one(prompt: str) -> str:
+            async with gate:
+                completion = await client.chat.completions.create(
+                    model=MODEL_NAME, messages=[{"role": "user", "content": prompt}],
+                    temperature=0.0, max_tokens=32,
+                )  # fmt: skip
+            return completion.choices[0].message.content or ""
+
+        try:
+            return await asyncio.gather(*(one(p) for p in prompts))
+        finally:
+            await client.close()
+
+    replies = asyncio.run(drive())
+    return {"samples": len(replies)}
+
+
 CHILDREN = {
+    "whole-aiohttp": child_whole_aiohttp,
+    "whole-sdk": child_whole_sdk,
     "harness": child_harness,
     "bare": child_bare,
     "bare-aiohttp": child_bare,
@@ -351,6 +433,205 @@ def check_targets(
     return [message for ok, message in checks if not ok]
 
 
+# whole-process mode ----------------------------------------------------------------------------
+WHOLE_L1_RATIO = 1.08
+WHOLE_L100_RATIO = 2.0
+WHOLE_CPU_MS = 0.7
+WHOLE_FIRST_REQUEST_S = 0.35
+WHOLE_EXIT_S = 0.25
+WHOLE_MCQ_RATIO = 1.10
+WHOLE_CACHED_S = 0.6
+MCQ_TASK, MCQ_LATENCY = "reliability.knowledge", 2.0
+
+
+def trustmh_command(url: str, tasks: str, limit: int | None, c: int, run_dir: Path,
+                    cache_dir: Path | None) -> list[str]:  # fmt: skip
+    """`trustmh run` as a user types it (no progress bar: the output is not a terminal)."""
+    exe = Path(sys.executable).parent / "trustmh"
+    command = [str(exe) if exe.exists() else "trustmh", "run", "--model", f"openai:{MODEL_NAME}@{url}",
+               "--tasks", tasks, "--concurrency", str(c), "--run-dir", str(run_dir)]  # fmt: skip
+    if limit is not None:
+        command += ["--limit", str(limit)]
+    return command + (["--cache-dir", str(cache_dir)] if cache_dir else ["--no-cache"])
+
+
+def whole_process(
+    command: list[str], server: Any, n: int, env: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Run one command as its own process against the server and measure it as a whole: wall
+    time from spawn to exit, its CPU (RUSAGE_CHILDREN before and after: this driver has no other
+    child running meanwhile), start-up to the first request the server logged, and the exit after
+    the last reply the server sent."""
+    import resource
+
+    server.reset()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.time()
+    result = subprocess.run(command, capture_output=True, text=True, env=env)
+    ended = time.time()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if result.returncode != 0:
+        raise SystemExit(
+            f"{' '.join(command[:4])} failed ({result.returncode}): {result.stderr[-1500:]}"
+        )
+    log = [e for e in server.log() if e.get("path", "").endswith("/chat/completions")]
+    replied = [e["replied"] for e in log if "replied" in e]
+    return {
+        "wall": ended - started,
+        "cpu": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime),
+        "first_request": min(e["time"] for e in log) - started if log else None,
+        "after_last_reply": ended - max(replied) if replied else None,
+        "requests": len(log),
+        "samples": n,
+    }
+
+
+def median_row(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per figure, the median over repeated runs."""
+    out: dict[str, Any] = {"runs": runs}
+    for key in ("wall", "cpu", "first_request", "after_last_reply"):
+        values = [r[key] for r in runs if r.get(key) is not None]
+        out[key] = statistics.median(values) if values else None
+    return out
+
+
+def _data_dir() -> Path | None:
+    found = os.environ.get("TRUSTMH_DATA_DIR")
+    if found:
+        return Path(found)
+    shared = REPO.parent / "shared" / "data"
+    return shared if shared.is_dir() else None
+
+
+def whole_main(args: argparse.Namespace) -> int:
+    """--whole: the three clients as whole processes at L = 100 ms and L = 1 s, the cached rerun
+    and the 727-MCQ run; prints the table and checks the targets."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from openai_server import spawn_server
+
+    sys.path.insert(0, str(REPO / "src"))
+    n, c = args.n, args.c
+    clients = ("bare aiohttp loop (the floor)", "bare openai SDK loop", "trustmh run")
+    results: dict[str, dict[float, dict[str, Any]]] = {name: {} for name in clients}
+    extra: dict[str, Any] = {}
+    load_before = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory(prefix="trustmh-bench-") as tmp:
+        work = args.keep or Path(tmp)
+        prompts = work / "prompts.json"
+        prompts.write_text(json.dumps([smoke_prompt(i) for i in range(n)]))
+        me = [sys.executable, str(Path(__file__).resolve())]
+        for latency in (0.1, 1.0):
+            with spawn_server(latency=latency) as server:
+                runs: dict[str, list[dict[str, Any]]] = {name: [] for name in clients}
+                for k in range(args.repeat):  # interleaved, so a busy spell hits every client alike
+                    for name, child in zip(
+                        clients[:2], ("whole-aiohttp", "whole-sdk"), strict=True
+                    ):
+                        command = [*me, "--child", child, "--url", server.base_url, "-n", str(n),
+                                   "-c", str(c), "--prompts", str(prompts)]  # fmt: skip
+                        runs[name].append(whole_process(command, server, n))
+                    command = trustmh_command(
+                        server.base_url, "smoke", n, c, work / f"run-{latency:g}-{k}", None
+                    )
+                    runs[clients[2]].append(whole_process(command, server, n))
+                    for name in clients:
+                        r = runs[name][-1]
+                        print(f"  L={latency:g} {name}: wall {r['wall']:.2f} s, CPU {r['cpu']:.2f} s, "
+                              f"1st request {r['first_request']:.2f} s, exit {r['after_last_reply']:.2f} s "
+                              "after the last reply", file=sys.stderr, flush=True)  # fmt: skip
+                for name in clients:
+                    results[name][latency] = median_row(runs[name])
+        with spawn_server(latency=0.1) as server:
+            run_dir, cache = work / "cached-run", work / "cached-cache"
+            command = trustmh_command(server.base_url, "smoke", n, c, run_dir, cache)
+            whole_process(command, server, n)  # fills the run directory and the cache
+            reruns = [whole_process(command, server, n) for _ in range(args.repeat)]
+            extra["cached"] = median_row(reruns)
+            extra["cached"]["requests"] = max(r["requests"] for r in reruns)
+        data = _data_dir()
+        if data is None:
+            extra["mcq"] = None
+        else:
+            with spawn_server(latency=MCQ_LATENCY) as server:
+                env = {**os.environ, "TRUSTMH_DATA_DIR": str(data)}
+                mcq_runs = []
+                for k in range(args.repeat):
+                    command = trustmh_command(
+                        server.base_url, MCQ_TASK, None, c, work / f"mcq-{k}", None
+                    )
+                    mcq_runs.append(whole_process(command, server, 0, env))
+                extra["mcq"] = median_row(mcq_runs)
+                extra["mcq"]["requests"] = mcq_runs[0]["requests"]
+    load_after = os.getloadavg()[0]
+    print(f"load average (1 min) before {load_before:.2f}, after {load_after:.2f} on {os.cpu_count()} CPUs; "
+          f"N={n} C={c}; each figure the median of {args.repeat} runs; calibration {calibration_ms():.0f} ms")  # fmt: skip
+    return print_whole(results, extra, args)
+
+
+def print_whole(results: dict[str, dict[float, dict[str, Any]]], extra: dict[str, Any],
+                args: argparse.Namespace) -> int:  # fmt: skip
+    """The issue's table, the extra figures and the targets checked."""
+    n, c = args.n, args.c
+    ideal = {latency: math.ceil(n / c) * latency for latency in (0.1, 1.0)}
+    head = ("client", "L=100 ms: total / ideal", "CPU ms per sample", "start-up to 1st request",
+            "exit after last reply", "L=1 s: total / ideal")  # fmt: skip
+    lines = [head]
+    for name, by_latency in results.items():
+        fast, slow = by_latency[0.1], by_latency[1.0]
+        firsts = [r["first_request"] for b in by_latency.values() for r in b["runs"]]
+        exits = [r["after_last_reply"] for b in by_latency.values() for r in b["runs"]]
+        lines.append((name, f"{fast['wall'] / ideal[0.1]:.2f}", f"{1000 * fast['cpu'] / n:.2f}",
+                      f"{statistics.median(firsts):.2f} s", f"{statistics.median(exits):.2f} s",
+                      f"{slow['wall'] / ideal[1.0]:.3f}"))  # fmt: skip
+    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
+    print("| " + " | ".join(cell.ljust(w) for cell, w in zip(head, widths, strict=True)) + " |")
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for line in lines[1:]:
+        print("| " + " | ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)) + " |")
+    cached, mcq = extra["cached"], extra.get("mcq")
+    print(
+        f"identical cached rerun of {n} samples: {cached['wall']:.2f} s whole process "
+        f"({cached['requests']} requests sent)"
+    )
+    if mcq is None:
+        print(f"{MCQ_TASK}: skipped (no data folder: set TRUSTMH_DATA_DIR)")
+    else:
+        mcq_ideal = math.ceil(mcq["requests"] / c) * MCQ_LATENCY
+        print(f"{MCQ_TASK} ({mcq['requests']} MCQs) at C={c}, L={MCQ_LATENCY:g} s: {mcq['wall']:.2f} s "
+              f"against an ideal of {mcq_ideal:g} s ({mcq['wall'] / mcq_ideal:.3f} x), "
+              f"{1000 * mcq['cpu'] / max(mcq['requests'], 1):.2f} ms CPU per sample, exit "
+              f"{mcq['after_last_reply']:.2f} s after the last reply")  # fmt: skip
+    ours = results["trustmh run"]
+    firsts = [r["first_request"] for b in ours.values() for r in b["runs"]]
+    exits = [r["after_last_reply"] for b in ours.values() for r in b["runs"]]
+    checks = [
+        (ours[1.0]["wall"] / ideal[1.0], WHOLE_L1_RATIO, "L=1 s total / ideal"),
+        (ours[0.1]["wall"] / ideal[0.1], WHOLE_L100_RATIO, "L=100 ms total / ideal"),
+        (1000 * ours[0.1]["cpu"] / n, WHOLE_CPU_MS, "L=100 ms CPU ms per sample"),
+        (statistics.median(firsts), WHOLE_FIRST_REQUEST_S, "start-up to 1st request, s"),
+        (statistics.median(exits), WHOLE_EXIT_S, "exit after the last reply, s"),
+        (cached["wall"], WHOLE_CACHED_S, "identical cached rerun, s"),
+    ]
+    if mcq is not None:
+        mcq_ideal = math.ceil(mcq["requests"] / c) * MCQ_LATENCY
+        checks.append((mcq["wall"] / mcq_ideal, WHOLE_MCQ_RATIO, f"{MCQ_TASK} total / ideal"))
+    missed = 0
+    for value, target, label in checks:
+        ok = value <= target
+        missed += not ok
+        print(
+            f"  {'ok    ' if ok else 'MISSED'} trustmh run {label}: {value:.3f} (target <= {target:g})"
+        )
+    if cached["requests"]:
+        missed += 1
+        print(f"  MISSED the cached rerun sent {cached['requests']} requests (expected 0)")
+    if args.json:
+        args.json.write_text(json.dumps({"n": n, "c": c, "results": {k: {str(lat): v for lat, v in r.items()} for k, r in results.items()},
+                                         "extra": extra}, indent=1, default=str))  # fmt: skip
+    print("all targets met" if not missed else f"{missed} target(s) missed")
+    return 1 if missed and not args.no_check else 0
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -372,7 +653,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--keep", type=Path, help="keep run directories and cache under this directory"
     )
+    parser.add_argument(
+        "--whole",
+        action="store_true",
+        help="whole-process mode: bare aiohttp loop, bare SDK loop and `trustmh run` (see above)",
+    )
     parser.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
+    parser.add_argument("--prompts", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--run-dir", help=argparse.SUPPRESS)
     parser.add_argument("--cache-dir", help=argparse.SUPPRESS)
@@ -385,6 +672,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         print(json.dumps(CHILDREN[args.child](args)))
         return 0
+    if args.whole:
+        return whole_main(args)
     sys.path.insert(0, str(REPO / "tests"))
     from openai_server import spawn_server
 

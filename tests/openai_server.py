@@ -47,7 +47,8 @@ real error bodies, hidden reasoning tokens and thinking blocks. `reasoning_style
 function may also return its own `<think>...</think>` reasoning before the answer.
 
 Control endpoints: `POST /_control` {"faults": plan, "latency": s, "seed": n, "reset": bool},
-`GET /_log`, `POST /_reset`. The log records each /v1 request: number, time, path, model, sha256 of
+`GET /_log`, `POST /_reset`. The log records each /v1 request: number, time (and, for a
+successful chat reply, `replied`: when it was sent), path, model, sha256 of
 the messages, the sampling seed if any, attempt number of that prompt, whether an Authorization
 header came and the sha256 of its value (never the value), the generation parameters received
 (`params`) and the outcome ("ok", the fault kind, or "400" with the provider's `error` message).
@@ -549,10 +550,11 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         style = style or "think"
     completion = _completion(model, messages, answer, max_tokens, prompt_hash, thought, style)
     usage = completion["usage"]
-    state.record({**base, "attempt": attempt, "outcome": "ok",
-                  "prompt_tokens": usage["prompt_tokens"], "completion_tokens": usage["completion_tokens"]})  # fmt: skip
+    entry = state.record({**base, "attempt": attempt, "outcome": "ok",
+                          "prompt_tokens": usage["prompt_tokens"], "completion_tokens": usage["completion_tokens"]})  # fmt: skip
     if latency > 0:
         await asyncio.sleep(latency)
+    entry["replied"] = time.time()  # when the reply leaves (bench/throughput.py: the exit after it)
     return web.json_response(completion)
 
 

@@ -34,9 +34,9 @@ from trustmh.tasks.registry import get_task
 from trustmh.types import GenParams, GenRequest, Response, SampleRef, SampleScore, Usage
 
 
-def backend_for(server) -> OpenAICompatBackend:
+def backend_for(server, sdk: bool | None = None) -> OpenAICompatBackend:
     spec = parse_model_spec(f"openai:test-model@{server.base_url}")
-    return OpenAICompatBackend(spec, api_key=None, timeout=5.0, concurrency=8)
+    return OpenAICompatBackend(spec, api_key=None, timeout=5.0, concurrency=8, sdk=sdk)
 
 
 def request(text: str) -> GenRequest:
@@ -45,9 +45,11 @@ def request(text: str) -> GenRequest:
     )
 
 
-def test_reply_text_and_usage_come_from_the_raw_response(fake_openai) -> None:
+@pytest.mark.parametrize("sdk", [False, True], ids=["lean", "sdk"])
+def test_reply_text_and_usage_come_from_the_raw_response(fake_openai, sdk: bool) -> None:
     async def ask() -> tuple:
-        backend = backend_for(fake_openai)
+        backend = backend_for(fake_openai, sdk)
+        assert backend.sdk is sdk
         try:
             return await backend.generate(request("How are you today?"))
         finally:
@@ -103,7 +105,8 @@ def test_platform_detection_runs_once_before_the_first_wave(
     real = openai._base_client.get_platform
     monkeypatch.setattr(openai._base_client, "get_platform", lambda: (calls.append(1), real())[1])
     spec = parse_model_spec(f"openai:test-model@{fake_openai.base_url}")
-    backend = OpenAICompatBackend(spec, api_key=None, timeout=5.0, concurrency=50)
+    # the official client's path (api.openai.com; a URL'd server only when forced)
+    backend = OpenAICompatBackend(spec, api_key=None, timeout=5.0, concurrency=50, sdk=True)
 
     async def wave() -> list:
         try:
@@ -176,12 +179,13 @@ def test_malformed_replies_are_transient(reply) -> None:
         _to_response(reply)
 
 
-def test_first_failure_is_retried_and_counted(fake_openai) -> None:
+@pytest.mark.parametrize("sdk", [False, True], ids=["lean", "sdk"])
+def test_first_failure_is_retried_and_counted(fake_openai, sdk: bool) -> None:
     fake_openai.set_faults([{"kind": "500", "first": 2}])
 
     async def call(max_retries: int) -> tuple:
         stats = RunStats()
-        backend = backend_for(fake_openai)
+        backend = backend_for(fake_openai, sdk)
         endpoint = Endpoint(backend, 4, RetryPolicy(max_retries, base_delay=0.01), stats)
         try:
             return await endpoint.call(request("Retry me")), stats

@@ -10,8 +10,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from trustmh.data.fetch import BASE_URL_ENV, fetch_sources
 from trustmh.data.sources import (
+    FETCH_BASE_URL_ENV,
     SOURCES,
     DataContext,
     require_sources,
@@ -135,7 +135,7 @@ def fetch(
         str | None,
         typer.Option(
             "--base-url",
-            envvar=BASE_URL_ENV,
+            envvar=FETCH_BASE_URL_ENV,
             help="Download from a mirror laid out like the data folder (<base>/<source>/<file>) "
             "instead of the upstream originals, e.g. --base-url http://127.0.0.1:8000.",
         ),
@@ -160,6 +160,8 @@ def fetch(
 
     Sources that are not publicly downloadable (D4, SWMH, PAS) are listed with how to request them.
     Exits with code 2 when a download failed or did not match its checksum."""
+    from trustmh.data.fetch import fetch_sources  # HTTP and archive modules: only here
+
     results = fetch_sources(
         _check_ids(sources), base_url=base_url, retries=retries, show_progress=progress
     )

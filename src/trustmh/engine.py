@@ -43,7 +43,7 @@ from trustmh.store import ResponseCache, RunStore, SampleDeclaration, request_ke
 from trustmh.tasks.base import Task
 from trustmh.tasks.registry import select_tasks
 from trustmh.types import GenParams, GenRequest, Message, MetricValue, Sample, SampleRef
-from trustmh.validity.assess import assess_task
+from trustmh.validity.assess import assess_task, null_metrics
 
 
 @dataclass
@@ -357,6 +357,9 @@ async def _run_evaluation(cfg: RunConfig, progress: bool, console: Any) -> RunSu
         warnings=warnings,
     )
     summary.limit = cfg.limit
+    # per subtask, its null responders' metrics (protocol 1.8 floors), computed while the replies
+    # are out (see `_pending_work`)
+    floors: dict[str, asyncio.Future[dict[str, list[MetricValue]]]] = {}
     try:
         _check_same_run(store, cfg)
         _refuse_shrinking(store, cfg, tasks)
@@ -402,7 +405,7 @@ async def _run_evaluation(cfg: RunConfig, progress: bool, console: Any) -> RunSu
         selection: dict[str, set[tuple[str, str]]] = {}
         role_specs = {role: backend.spec for role, backend in role_backends.items()}
         pending = _pending_work(
-            cfg, tasks, data, model, role_specs, store, summary, stats, selection, warn
+            cfg, tasks, data, model, role_specs, store, summary, stats, selection, warn, floors
         )
         policy = RetryPolicy(
             cfg.max_retries, cfg.retry_base_delay, max_retry_after=cfg.max_retry_after
@@ -435,7 +438,7 @@ async def _run_evaluation(cfg: RunConfig, progress: bool, console: Any) -> RunSu
                 else:
                     await _batched_rounds(batches, runner, pending, stats, summary, cfg.concurrency,
                                           lambda: _pending_work(cfg, tasks, data, model, role_specs, store,
-                                                                summary, stats, selection, warn))  # fmt: skip
+                                                                summary, stats, selection, warn, floors))  # fmt: skip
             except FatalBackendError:
                 store.set_meta("status", "failed")
                 raise
@@ -461,10 +464,12 @@ async def _run_evaluation(cfg: RunConfig, progress: bool, console: Any) -> RunSu
             metrics = with_notes(metrics, [*notes, *filter(None, extra)])
             plans[task.id] = plans_record(model_plan, judge_plans)
             applied.update(n for plan in (model_plan, *judge_plans) for n in plan.notes)
-            # protocol 1.8: floors, coverage and flags (re-asks disclosed in the metrics' notes)
+            # protocol 1.8: floors, coverage and flags (re-asks disclosed in the metrics' notes);
+            # the null responders' metrics were computed while the replies were out
+            found = floors.pop(task.id, None)
             validity[task.id] = await assess_task(
                 task, store.samples(task.id, only=selection[task.id]), scored, metrics,
-                options, cfg.seed, cfg.min_coverage,
+                options, cfg.seed, cfg.min_coverage, by_null=await found if found else None,
             )  # fmt: skip
             store.put_results(task.id, metrics)
             summary.results[task.id] = metrics
@@ -500,6 +505,8 @@ async def _run_evaluation(cfg: RunConfig, progress: bool, console: Any) -> RunSu
         _record_interruption(store)
         raise
     finally:
+        for unfinished in floors.values():
+            unfinished.cancel()
         summary.seconds = time.monotonic() - started
         store.close()
         lock.release()
@@ -741,11 +748,14 @@ PREPARE_CHUNK = 64
 async def _pending_work(cfg: RunConfig, tasks: list[Task], data: DataContext, model: ModelBackend,
                         role_specs: dict[str, str], store: RunStore, summary: RunSummary,
                         stats: RunStats, selection: dict[str, set[tuple[str, str]]],
-                        warn: Callable[[str], None]) -> AsyncIterator[WorkItem]:  # fmt: skip
+                        warn: Callable[[str], None],
+                        floors: dict[str, asyncio.Future[dict[str, list[MetricValue]]]],
+                        ) -> AsyncIterator[WorkItem]:  # fmt: skip
     """Every task's samples not finished yet, built and recorded a chunk at a time while the
     runner already asks the first ones (building all subtasks' 24,000 samples takes seconds).
     Fills in, as it goes, the run's sample counts, the progress total and per task the
-    (sample_id, variant) pairs this invocation covers."""
+    (sample_id, variant) pairs this invocation covers; once everything is queued, starts the
+    computation of each subtask's null-responder metrics into `floors`."""
     for task in tasks:
         options = task_options(cfg, task)
         params = gen_params(cfg, task)
@@ -777,8 +787,30 @@ async def _pending_work(cfg: RunConfig, tasks: list[Task], data: DataContext, mo
         if short:
             summary.data_notes[task.id] = short
             warn(f"{task.id}: {short}")
-    # Everything is queued and the replies are out: load what aggregating needs (numpy, a fifth of
-    # a second on first use; the versions record imports it too) now, while they are, rather
-    # than before the first request or between the last reply and the summary.
+    # Everything is queued and the replies are out: load what aggregating and the report need
+    # (numpy, a fifth of a second on first use; the versions record imports it too; the report's
+    # modules and template) and score the null responders (protocol 1.8) now, while they are,
+    # rather than before the first request or between the last reply and the summary.
     warm_up_intervals()
     store.set_meta("versions", runtime_versions())
+    await asyncio.sleep(0)
+    _warm_up_report()
+    for task in tasks:
+        if not task.relative and task.id not in floors:
+            samples = store.samples(task.id, only=selection[task.id])
+            floors[task.id] = asyncio.ensure_future(
+                null_metrics(task, samples, task_options(cfg, task), cfg.seed)
+            )
+
+
+def _warm_up_report() -> None:
+    """Import the report's modules (every registered task's among them) and compile its
+    template; a failure here is left for the report itself to tell."""
+    try:
+        from trustmh.report.html import warm_up
+        from trustmh.tasks.registry import all_tasks
+
+        all_tasks()
+        warm_up()
+    except Exception:  # noqa: BLE001 - the report, written after the run, says what failed
+        pass

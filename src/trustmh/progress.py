@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 from types import TracebackType
+from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from trustmh.runner import RunStats
 
@@ -25,6 +25,22 @@ class ProgressDisplay:
         self._shown = False
         self._last = 0.0
         self._started = time.monotonic()
+        self._console = console
+        self._label = label
+        # built when first shown (after the first reply): rich.progress is a few tens of
+        # milliseconds of imports that would otherwise come before the first request
+        self._progress: Any = None
+        self._task: Any = None
+
+    def _build(self) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
         self._progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -34,13 +50,12 @@ class ProgressDisplay:
             TextColumn(
                 "err {task.fields[errors]} · cache {task.fields[cache]} · tok {task.fields[tokens]}"
             ),
-            console=console or Console(stderr=True),
+            console=self._console or Console(stderr=True),
             refresh_per_second=REDRAWS_PER_SECOND,
             transient=False,
-            disable=not enabled,
         )
         self._task = self._progress.add_task(
-            label[:40], total=None, rate="0.0", errors=0, cache=0, tokens=0
+            self._label[:40], total=None, rate="0.0", errors=0, cache=0, tokens=0
         )
 
     def __enter__(self) -> ProgressDisplay:
@@ -63,6 +78,7 @@ class ProgressDisplay:
         if not self._shown:  # shown once there is work: a run with nothing to ask shows no bar
             if not stats.total:
                 return
+            self._build()
             self._progress.start()
             self._shown = True
         elapsed = max(now - self._started, 1e-6)

@@ -35,14 +35,21 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from trustmh.data.sources import SOURCES, Archive, FileEntry, Source, user_data_cache
+from trustmh.data.sources import (
+    FETCH_BASE_URL_ENV,
+    SOURCES,
+    Archive,
+    FileEntry,
+    Source,
+    user_data_cache,
+)
 from trustmh.data.verify import sha256_file
 from trustmh.errors import DataError
 
 FetchStatus = Literal[
     "present", "downloaded", "corrupt", "failed", "not downloadable", "on request"
 ]
-BASE_URL_ENV = "TRUSTMH_FETCH_BASE_URL"
+BASE_URL_ENV = FETCH_BASE_URL_ENV
 CHUNK = 1 << 16
 USER_AGENT = "trustmh-data-fetch"
 CONTENT_RANGE_RE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")

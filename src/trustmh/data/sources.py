@@ -23,6 +23,9 @@ from platformdirs import user_cache_dir
 from trustmh.data.checksums import FILES
 from trustmh.errors import DataError
 
+# where `trustmh data fetch` downloads from, when set (a mirror)
+FETCH_BASE_URL_ENV = "TRUSTMH_FETCH_BASE_URL"
+
 if TYPE_CHECKING:
     from trustmh.tasks.base import Task
 

@@ -1,10 +1,20 @@
-"""Backend for OpenAI and every OpenAI-compatible server, through the official async client.
+"""Backend for OpenAI and every OpenAI-compatible server.
+
+Two transports, one behaviour. An OpenAI-compatible server named by URL (`openai:MODEL@URL`: vLLM,
+SGLang, llama.cpp, Ollama, DeepSeek...) is asked through a lean chat-completions POST built
+directly on aiohttp (`LeanChat`): one JSON body out, the reply JSON in, nothing else. The official
+client costs a process half a second of imports and about 0.5 ms of CPU per request (its request
+options, headers, transport layers), which at hundreds of requests in flight decides how far the
+whole run is from the network's limit (bench/throughput.py --whole). api.openai.com
+(`openai:MODEL` without a URL) keeps the official async client, with its auth (organisation and
+project headers from the environment) and its batch endpoints; `TRUSTMH_OPENAI_SDK=1` puts every
+OpenAI-compatible server on it too. Both transports classify failures the same way
+(`status_failure`, `connection_failure`).
 
 The client's own retries are off (max_retries=0): the runner retries, so that backoff, Retry-After,
-progress and error counts are handled in one place.
-
-Requests go through the client's low-level request path with a raw HTTP response (`cast_to` the
-HTTP library's Response), and the reply JSON is read here: the client still builds the request
+progress and error counts are handled in one place. On the official client, requests go through
+its low-level request path with a raw HTTP response (`cast_to` the HTTP library's Response), and
+the reply JSON is read here: the client still builds the request
 (base URL, auth and its other headers, timeouts) and turns error statuses into its exception
 classes, but skips its per-request body transform and its reply model construction, about 40% of
 the client's CPU per request at hundreds in flight (bench/throughput.py). `chat_poster` says how
@@ -27,8 +37,6 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-import openai
-
 from trustmh.errors import FatalBackendError
 from trustmh.models.adapt import (
     adapted_suffix,
@@ -48,6 +56,9 @@ OPENAI_URL = "https://api.openai.com/v1"
 # the reachability check waits at least this long (or --request-timeout if longer): a listing of
 # models is instant on a live server, so a silent one is stuck, not busy
 CHECK_TIMEOUT = 10.0
+# set (to anything but 0/false/no) to send OpenAI-compatible servers' requests through the
+# official client too
+SDK_ENV = "TRUSTMH_OPENAI_SDK"
 
 
 def retry_after_seconds(headers: Any) -> float | None:
@@ -75,6 +86,121 @@ def retry_after_seconds(headers: Any) -> float | None:
     return None
 
 
+def use_sdk(url: str | None) -> bool:
+    """Whether requests to this endpoint go through the official client: api.openai.com (no URL)
+    always, any other server when $TRUSTMH_OPENAI_SDK is set."""
+    import os
+
+    forced = os.environ.get(SDK_ENV, "").strip().lower() not in ("", "0", "false", "no")
+    return url is None or forced
+
+
+class StatusError(Exception):
+    """A reply with an error status on the lean path, shaped as the official client's status
+    errors are (`status_code`, `body`: the error object, `response.headers`), so that both
+    transports' failures are read by the same code."""
+
+    def __init__(self, status_code: int, body: Any, text: str, headers: Any):
+        super().__init__(status_code, body, text)
+        self.status_code = status_code
+        self.body = body
+        self.text = text
+        self.headers = headers
+
+    @property
+    def response(self) -> StatusError:
+        """Itself: the headers are read as `exc.response.headers`, as on the official client."""
+        return self
+
+    def __str__(self) -> str:
+        shown = self.body if self.body is not None else self.text[:300]
+        return f"Error code: {self.status_code} - {shown}"
+
+
+class BadRequest(StatusError):
+    """A 400 on the lean path (the provider rejected the request; maybe a parameter to adapt)."""
+
+
+def status_error(status: int, raw: bytes, headers: Any) -> StatusError:
+    """The exception for an error reply: its error object when the body is JSON (the inner
+    `error` of `{"error": {...}}`, as the official client keeps it), else its text."""
+    text = raw.decode("utf-8", "replace")
+    try:
+        body: Any = json.loads(text)
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        body = body["error"]
+    return (BadRequest if status == 400 else StatusError)(status, body, text, headers)
+
+
+class LeanChat:
+    """Chat completions on an OpenAI-compatible server over one aiohttp session: the request is
+    the JSON body with the bearer key, the reply its JSON. Built at the first request."""
+
+    def __init__(self, endpoint: str, api_key: str | None, concurrency: int):
+        import aiohttp
+        from yarl import URL  # aiohttp's URL type
+
+        from trustmh import __version__
+
+        self._aiohttp = aiohttp
+        base = endpoint.rstrip("/")
+        self.url = f"{base}/chat/completions"
+        self.models_url = f"{base}/models"
+        # the official client sends a placeholder key when there is none; so does this path
+        self._headers = {
+            "Authorization": f"Bearer {api_key or 'no-key'}",
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "User-Agent": f"trustmh/{__version__}",
+        }
+        # the proxy the environment names for this URL (HTTPS_PROXY, NO_PROXY...), as the official
+        # client honours them: looked up once, not on every request (an aiohttp without that
+        # helper looks it up itself, per request)
+        self._proxy: Any = None
+        trust_env = False
+        try:
+            self._proxy = aiohttp.helpers.get_env_proxy_for_url(URL(self.url))[0]
+        except LookupError:
+            pass
+        except AttributeError:
+            trust_env = True
+        connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=0)
+        # no timeout of aiohttp's own: the backend's asyncio.timeout bounds each whole attempt
+        self._session = aiohttp.ClientSession(
+            connector=connector, timeout=aiohttp.ClientTimeout(total=None), trust_env=trust_env
+        )
+
+    async def post(self, body: dict[str, Any]) -> Any:
+        """POST a chat-completions body; the reply JSON (ValueError when it is not JSON),
+        StatusError on an error status, aiohttp's errors on a failed connection."""
+        data = json.dumps(body, separators=(",", ":")).encode()
+        async with self._session.post(
+            self.url, data=data, headers=self._headers, allow_redirects=False, proxy=self._proxy
+        ) as reply:
+            raw = await reply.read()
+            if reply.status >= 300:
+                raise status_error(reply.status, raw, reply.headers)
+        return json.loads(raw)
+
+    async def get_models(self) -> None:
+        """GET the models list (the reachability check): returns on any HTTP answer."""
+        async with self._session.get(
+            self.models_url, headers=self._headers, allow_redirects=False, proxy=self._proxy
+        ) as reply:
+            await reply.read()
+
+    @property
+    def connection_errors(self) -> tuple[type[BaseException], ...]:
+        """What a failed connection raises on this transport."""
+        return (self._aiohttp.ClientError, OSError)
+
+    async def close(self) -> None:
+        """Close the session and its connections."""
+        await self._session.close()
+
+
 class OpenAICompatBackend:
     """`openai:MODEL` and `openai:MODEL@URL`."""
 
@@ -90,6 +216,7 @@ class OpenAICompatBackend:
         profiles: tuple[Profile, ...] | None = None,
         reasoning_effort: str | None = None,
         effort_flag: str = "--reasoning-effort",
+        sdk: bool | None = None,
     ):
         self.spec = spec.canonical
         self.label = spec.canonical
@@ -100,24 +227,44 @@ class OpenAICompatBackend:
         self._api_key = api_key
         self._timeout = timeout
         self._concurrency = concurrency
+        # the official client (api.openai.com, or forced), else the lean path
+        self.sdk = use_sdk(spec.url) if sdk is None else sdk
         # Built at the first request: a run with nothing left to ask (a resumed or cached rerun)
         # never pays for the HTTP pool and its TLS context (a tenth of a second).
-        self._client: openai.AsyncOpenAI | None = None
-        self._post: Callable[[dict[str, Any]], Awaitable[Any]] | None = None  # set with the client
+        self._client: Any = None  # openai.AsyncOpenAI, on the official client's path
+        self._lean: LeanChat | None = None
+        self._post: Callable[[dict[str, Any]], Awaitable[Any]] | None = None  # set with either
 
     def _connect(self) -> Callable[[dict[str, Any]], Awaitable[Any]]:
-        """The request function (a chat-completions POST through the client), built on first use."""
+        """The request function (a chat-completions POST returning the reply JSON), built on
+        first use."""
         if self._post is None:
-            self._client = openai.AsyncOpenAI(
-                api_key=self._api_key or "no-key",
-                base_url=self.endpoint,
-                max_retries=0,
-                timeout=self._timeout,
-                http_client=_http_client(self._concurrency, self._timeout),
-            )
-            detect_platform_once(self._client)
-            self._post = chat_poster(self._client)
+            if self.sdk:
+                self._client = self._sdk_client()
+                post = chat_poster(self._client)
+
+                async def post_json(body: dict[str, Any]) -> Any:
+                    return json.loads((await post(body)).content)
+
+                self._post = post_json
+            else:
+                self._lean = LeanChat(self.endpoint, self._api_key, self._concurrency)
+                self._post = self._lean.post
         return self._post
+
+    def _sdk_client(self) -> Any:
+        """The official async client for this endpoint."""
+        import openai
+
+        client = openai.AsyncOpenAI(
+            api_key=self._api_key or "no-key",
+            base_url=self.endpoint,
+            max_retries=0,
+            timeout=self._timeout,
+            http_client=_http_client(self._concurrency, self._timeout),
+        )
+        detect_platform_once(client)
+        return client
 
     async def check(self) -> None:
         """Before the first request: one GET of the API's `models` list, so that a server that
@@ -125,17 +272,30 @@ class OpenAICompatBackend:
         with one line naming the URL and the cause, before any sample is spent. Any HTTP answer,
         even 401 or 404, means the server is there: the chat requests classify those."""
         self._connect()
-        assert self._client is not None
-        url = f"{self._client.base_url}models"
         deadline = max(self._timeout, CHECK_TIMEOUT)
+        if self._lean is not None:
+            url = self._lean.models_url
+            get = self._lean.get_models
+            answered: tuple[type[BaseException], ...] = ()
+            unreachable = self._lean.connection_errors
+        else:
+            import openai
+
+            client = self._client
+            url = f"{client.base_url}models"
+
+            async def get() -> None:
+                await client.get(url, cast_to=_http_library().Response)
+
+            answered, unreachable = (openai.APIStatusError,), (openai.APIConnectionError,)
         try:
             async with asyncio.timeout(deadline):
-                await self._client.get(url, cast_to=_http_library().Response)
-        except openai.APIStatusError:
+                await get()
+        except answered:
             return
-        except (openai.APIConnectionError, TimeoutError) as exc:
+        except (*unreachable, TimeoutError) as exc:
             cause = connection_failure(exc)
-            if cause is None and isinstance(exc, (openai.APITimeoutError, TimeoutError)):
+            if cause is None and _is_timeout(exc):
                 cause = (
                     f"the server accepted the connection but sent no reply to GET {url} within "
                     f"{deadline:g} s"
@@ -151,11 +311,17 @@ class OpenAICompatBackend:
     async def generate(self, request: GenRequest) -> Response:
         """One chat completion; errors classified for the runner (a 400 naming a parameter is
         adapted, see `send_adapting`)."""
+        if self.sdk:
+            import openai
+
+            rejected: type[Exception] = openai.BadRequestError
+        else:
+            rejected = BadRequest
         completion, plan, adapted = await send_adapting(
             self.rules,
             request.params,
             lambda plan: self._send(chat_body(self.model, request.messages, plan)),
-            openai.BadRequestError,
+            rejected,
             lambda exc, wire: openai_adaptation(getattr(exc, "body", None), wire),
             lambda exc, adapted: rejection(exc, self._api_key, adapted),
         )
@@ -164,73 +330,106 @@ class OpenAICompatBackend:
     async def _send(self, body: dict[str, Any]) -> Any:
         """One POST of a built body: the reply JSON, failures classified for the runner (a 400 is
         left to `generate`, which may adapt the request). `--request-timeout` bounds the whole
-        attempt, a reply body that trickles in included (the HTTP client's own timeout restarts
-        with every byte read)."""
+        attempt, a reply body that trickles in included (an HTTP client's own read timeout
+        restarts with every byte read)."""
         post = self._connect()
         try:
             async with asyncio.timeout(self._timeout):
-                reply = await post(body)
-                content = reply.content
-            return json.loads(content)
-        except openai.BadRequestError:
+                return await post(body)
+        except (BadRequest, TransientError):
             raise
         except TimeoutError:
             raise TransientError(self._timed_out(), unreachable=True) from None
-        except openai.RateLimitError as exc:
-            raise TransientError(
-                "429 rate limited", retry_after_seconds(exc.response.headers)
-            ) from None
-        except openai.AuthenticationError as exc:
-            raise FatalBackendError(
-                f"{self.spec}: the server rejected the API key ({exc.status_code}); check the variable named by --api-key-env"
-            ) from None
-        except openai.PermissionDeniedError as exc:
-            raise FatalBackendError(
-                f"{self.spec}: permission denied ({exc.status_code}): {_short(exc, self._api_key)}"
-            ) from None
-        except openai.NotFoundError as exc:
-            raise FatalBackendError(
-                f"{self.spec}: not found ({exc.status_code}): is the model name right and the URL the API root (…/v1)? {_short(exc, self._api_key)}"
-            ) from None
-        except openai.APIStatusError as exc:
-            if exc.status_code >= 500 or exc.status_code in (408, 409):
-                raise TransientError(
-                    f"HTTP {exc.status_code}", retry_after_seconds(exc.response.headers)
-                ) from None
-            raise SampleError(f"HTTP {exc.status_code}: {_short(exc, self._api_key)}") from None
-        except openai.APIConnectionError as exc:  # APITimeoutError included
-            cause = connection_failure(exc)
-            if cause is not None:
-                raise TransientError(
-                    f"cannot reach {self.endpoint}: {cause}", unreachable=True
-                ) from None
-            if isinstance(exc, openai.APITimeoutError):
-                raise TransientError(self._timed_out(), unreachable=True) from None
-            raise TransientError(
-                f"connection error: {type(exc.__cause__).__name__ if exc.__cause__ else exc}",
-                unreachable=True,
-            ) from None
-        except (openai.APIResponseValidationError, ValueError, TypeError) as exc:
+        except StatusError as exc:
+            raise self._status_failure(exc) from None
+        except (ValueError, TypeError) as exc:  # a reply that is not JSON
             raise TransientError(f"malformed reply: {type(exc).__name__}") from None
+        except Exception as exc:
+            failure = self._failure(exc)
+            if failure is exc:
+                raise
+            raise failure from None
+
+    def _failure(self, exc: Exception) -> Exception:
+        """The runner's error for a failure of either transport not classified in `_send` (the
+        exception itself when it is none of the known kinds, or the official client's 400)."""
+        if self._lean is not None:
+            if isinstance(exc, self._lean.connection_errors):
+                return self._connection_failure(exc, _is_timeout(exc), type(exc).__name__)
+            return exc
+        import openai
+
+        if isinstance(exc, openai.BadRequestError):
+            return exc
+        if isinstance(exc, openai.APIStatusError):
+            return self._status_failure(exc)
+        if isinstance(exc, openai.APIConnectionError):  # APITimeoutError included
+            cause = exc.__cause__
+            shown = type(cause).__name__ if cause else str(exc)
+            return self._connection_failure(exc, isinstance(exc, openai.APITimeoutError), shown)
+        if isinstance(exc, openai.APIResponseValidationError):
+            return TransientError(f"malformed reply: {type(exc).__name__}")
+        return exc
+
+    def _status_failure(self, exc: Any) -> Exception:
+        """The runner's error for an error status other than 400 (either transport)."""
+        status = exc.status_code
+        if status == 429:
+            return TransientError("429 rate limited", retry_after_seconds(exc.response.headers))
+        if status == 401:
+            return FatalBackendError(
+                f"{self.spec}: the server rejected the API key ({status}); check the variable named by --api-key-env"
+            )
+        if status == 403:
+            return FatalBackendError(
+                f"{self.spec}: permission denied ({status}): {_short(exc, self._api_key)}"
+            )
+        if status == 404:
+            return FatalBackendError(
+                f"{self.spec}: not found ({status}): is the model name right and the URL the API root (…/v1)? {_short(exc, self._api_key)}"
+            )
+        if status >= 500 or status in (408, 409):
+            return TransientError(f"HTTP {status}", retry_after_seconds(exc.response.headers))
+        return SampleError(f"HTTP {status}: {_short(exc, self._api_key)}")
+
+    def _connection_failure(
+        self, exc: BaseException, timed_out: bool, shown: str
+    ) -> TransientError:
+        """The runner's error for a request that got no reply (either transport); `shown` names
+        the failure when no cause of a refused connection is found."""
+        found = connection_failure(exc)
+        if found is not None:
+            return TransientError(f"cannot reach {self.endpoint}: {found}", unreachable=True)
+        if timed_out:
+            return TransientError(self._timed_out(), unreachable=True)
+        return TransientError(f"connection error: {shown}", unreachable=True)
 
     def _timed_out(self) -> str:
         return f"no complete reply within {self._timeout:g} s (--request-timeout)"
 
     def batch_api(self) -> Any:
-        """This server's Files + Batches API (`--batch`)."""
+        """This server's Files + Batches API (`--batch`), always through the official client."""
         from trustmh.models.batch_api import OpenAIBatches
 
-        self._connect()
+        if self._client is None:
+            self._client = self._sdk_client()
         return OpenAIBatches(self._client, self.model, self.spec, self.plan)
 
     async def aclose(self) -> None:
         """Close the HTTP connection pool (if a request opened one)."""
         if self._client is not None:
             await self._client.close()
-            self._client = self._post = None
+        if self._lean is not None:
+            await self._lean.close()
+        self._client = self._lean = self._post = None
 
 
-def detect_platform_once(client: openai.AsyncOpenAI) -> None:
+def _is_timeout(exc: BaseException) -> bool:
+    """Whether a failure is a timeout (asyncio's, the socket's or an HTTP client's own)."""
+    return isinstance(exc, TimeoutError) or "Timeout" in type(exc).__name__
+
+
+def detect_platform_once(client: Any) -> None:
     """Run the client's platform detection (for its X-Stainless-OS header) now, once: 4 ms on
     this thread. The client runs it in a worker thread at its first request, and every request
     started before that thread returns runs it again, so C requests started together queued C
@@ -247,7 +446,7 @@ def detect_platform_once(client: openai.AsyncOpenAI) -> None:
 
 
 def chat_poster(
-    client: openai.AsyncOpenAI, *, template: bool = True
+    client: Any, *, template: bool = True
 ) -> Callable[[dict[str, Any]], Awaitable[Any]]:
     """A function that POSTs a chat-completions body through `client` and returns the raw HTTP
     response: `client.post`, or, when this client version allows, `client.request` with options
@@ -279,6 +478,8 @@ def _http_client(concurrency: int, timeout: float) -> Any:
     preferred: on the throughput benchmark it spends a fraction of the default transport's CPU per
     request (whose pool scans every connection on each request), which at hundreds of requests in
     flight decides whether the client keeps up."""
+    import openai
+
     limits = _http_library().Limits(
         max_connections=concurrency, max_keepalive_connections=concurrency
     )
@@ -291,6 +492,8 @@ def _http_client(concurrency: int, timeout: float) -> Any:
 def _http_library() -> Any:
     """The HTTP library the installed openai client is built on (httpx, or httpx2 in openai 3.x):
     the pool size and the raw response type must be given in that library's own classes."""
+    import openai
+
     base = openai.DefaultAsyncHttpxClient.__mro__[1]
     return sys.modules[base.__module__.split(".")[0]]
 

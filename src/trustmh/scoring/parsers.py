@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from functools import lru_cache
 from typing import Any
 
 from trustmh.scoring.json_extract import fenced_json_object
@@ -146,6 +147,23 @@ def parse_option(
     if not reply or not reply.strip():
         return None
     opts = _as_options(options)
+    try:
+        return _parse_option_memo(reply, tuple(opts.items()), tuple(keys))
+    except TypeError:  # unhashable keys: parsed without the memo
+        return _parse_option(reply, opts, keys)
+
+
+# The same reply is parsed many times over when the validity floors score the null responders
+# (protocol 1.8: each of them repeats one reply, or one of a few, on every item), and parsing is
+# tens of microseconds; a reply's letter depends only on these arguments.
+@lru_cache(maxsize=4096)
+def _parse_option_memo(
+    reply: str, items: tuple[tuple[str, str], ...], keys: tuple[str, ...]
+) -> str | None:
+    return _parse_option(reply, dict(items), keys)
+
+
+def _parse_option(reply: str, opts: dict[str, str], keys: Sequence[str]) -> str | None:
     letters = tuple(opts)
     value = json_field(reply, keys)
     if value is not None:

@@ -23,6 +23,7 @@ scale, `relative`, `quality_metric`) and the scored samples.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ from trustmh.validity import nulls
 MIN_COVERAGE = 0.8
 MIN_REPLIES = 10  # fewer scored replies than this: too few to call a responder degenerate
 DISTINCT_SHARE = 0.2  # free-text replies with fewer distinct texts than this share: input-free
+YIELD_EVERY = 64  # null replies scored between two turns of the event loop
 EXCLUDING = ("degenerate", "low_coverage")  # flags that keep a value out of ranks and the radar
 FLAG_KINDS = ("degenerate", "low_coverage", "at_floor", "offline_detector", "judge_reask",
               "reask_unparsed")  # fmt: skip
@@ -77,7 +79,9 @@ async def null_metrics(
     context = ScoreContext(judge=None, options=options, seed=seed, offline=True)
     for kind in nulls.FLOOR_NULLS:
         scored = []
-        for sample in samples:
+        for n, sample in enumerate(samples, 1):
+            if n % YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # computed while a run's replies are out: let them in
             text = nulls.respond(kind, sample.messages, seed)
             try:
                 score = await task.score(sample, Response(text), context)  # type: ignore[misc]
@@ -260,9 +264,11 @@ async def assess_task(
     options: dict[str, Any],
     seed: int,
     min_coverage: float = MIN_COVERAGE,
+    by_null: dict[str, list[MetricValue]] | None = None,
 ) -> dict[str, Any]:
     """The validity record of one subtask (see the module doc); discloses re-asks and the offline
-    detector in the notes of `metrics` (edited in place)."""
+    detector in the notes of `metrics` (edited in place). `by_null`: `null_metrics` of these
+    samples when already computed (a run computes them while its replies are out)."""
     primary = next((m for m in metrics if m.primary), None)
     if task.relative:
         # no floor for the relative number itself; its quality metric's floor is the base
@@ -283,7 +289,8 @@ async def assess_task(
             if found is not None:
                 floors[task.quality_metric] = {"value": found[1], "null": found[0]}
     else:
-        by_null = await null_metrics(task, samples, options, seed)
+        if by_null is None:
+            by_null = await null_metrics(task, samples, options, seed)
         floors = floors_of(by_null, metrics)
     flags: list[Flag] = []
     record: dict[str, Any] = {

@@ -78,6 +78,10 @@ class AnswerSet:
 
     def reply(self, chosen: Sequence[str]) -> str:
         """The reply that gives `chosen` (one per group) in the form the prompt asks for."""
+        return self._reply(tuple(chosen))
+
+    @lru_cache(maxsize=1024)  # noqa: B019 - few answer sets, each kept alive by answer_set's cache
+    def _reply(self, chosen: tuple[str, ...]) -> str:
         if self.kind == "grouped":
             body = {f"answer_q{n}": c for n, c in enumerate(chosen, 1)}
         elif self.kind == "letters":
