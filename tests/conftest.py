@@ -6,6 +6,7 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -87,6 +88,13 @@ def trustmh_exe() -> list[str]:
     """The installed `trustmh` command (falls back to `python -m trustmh`)."""
     exe = shutil.which("trustmh", path=str(Path(sys.executable).parent)) or shutil.which("trustmh")
     return [exe] if exe else [sys.executable, "-m", "trustmh"]
+
+
+def ctrl_c_default() -> None:
+    """`preexec_fn` of a child a test interrupts with SIGINT: give it the default disposition. A
+    test run started in the background (`cmd &` in a script) ignores SIGINT, and its children
+    inherit that, so the Ctrl-C the test sends would never arrive."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def run_cli(

@@ -12,7 +12,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from conftest import run_cli, trustmh_exe
+from conftest import ctrl_c_default, run_cli, trustmh_exe
 from openai_server import messages_hash
 
 N = 600
@@ -111,7 +111,7 @@ def test_ctrl_c_keeps_work_and_prints_resume_command(fake_openai, tmp_path: Path
     fake_openai.set_latency(0.1)
     run_dir = tmp_path / "run"
     proc = subprocess.Popen(command(fake_openai, run_dir, tmp_path / "cache", n=300), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+                            stderr=subprocess.PIPE, text=True, preexec_fn=ctrl_c_default)  # fmt: skip
     try:
         wait_until(lambda: scored_count(run_dir) >= 50, timeout=60)
         proc.send_signal(signal.SIGINT)
@@ -149,7 +149,8 @@ def test_ctrl_c_during_judged_run_records_interrupted(fake_openai, tmp_path: Pat
     url = f"openai:test-model@{fake_openai.base_url}"
     cmd = [*trustmh_exe(), "run", "--model", url, "--judge", url, "--tasks", "ethics", "--run-dir", str(run_dir),
            "--no-cache", "--concurrency", "4", "--no-progress"]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=ctrl_c_default)  # fmt: skip
     try:
         wait_until(lambda: scored_count(run_dir) >= 8, timeout=60)
         proc.send_signal(signal.SIGINT)

@@ -14,7 +14,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import run_cli, trustmh_exe
+from conftest import ctrl_c_default, run_cli, trustmh_exe
 from local_model import alive, needs_local, wait_for_server, wait_gone
 
 from trustmh.errors import FatalBackendError, UserError
@@ -209,7 +209,8 @@ def test_ctrl_c_stops_the_server_and_keeps_the_work(tmp_path: Path) -> None:
     # ethics reads the bundled subset: no data folder needed
     cmd = [*trustmh_exe(), "run", "--model", "local:smollm2?threads=1", "--tasks", "ethics", "--limit", "30",
            "--run-dir", str(run_dir), "--no-cache", "--no-progress"]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=ctrl_c_default)  # fmt: skip
     try:
         pid = wait_for_server(proc.pid)
         proc.send_signal(signal.SIGINT)

@@ -357,22 +357,12 @@ def run(
         raise typer.Exit(130) from None
     except StorageError as exc:  # the run store failed: what it committed is kept
         print_error(str(exc))
-        err.print(
-            f"Finished samples are saved in {cfg.run_dir}; resume with: {resume_command(cfg.run_dir)}",
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
-        )
+        print_saved(cfg.run_dir)
         raise typer.Exit(2) from None
     except FatalBackendError as exc:  # an unreachable server, a rejected key, an unknown model
         print_error(str(exc))
         if finished_samples(cfg.run_dir):  # e.g. the model answered, then the judge was down
-            err.print(
-                f"Finished samples are saved in {cfg.run_dir}; resume with: {resume_command(cfg.run_dir)}",
-                markup=False,
-                highlight=False,
-                soft_wrap=True,
-            )
+            print_saved(cfg.run_dir)
         raise typer.Exit(2) from None
     write_run_report([cfg.run_dir], cfg.run_dir / REPORT_NAME, out)
     print_summary(summary, out, verbose=verbose)
@@ -499,6 +489,14 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run(main())
     except asyncio.CancelledError:  # cancelled by SIGTERM/SIGHUP (Ctrl-C raises KeyboardInterrupt)
         raise KeyboardInterrupt from None
+
+
+def print_saved(run_dir: Path) -> None:
+    """After a failed run: where its finished samples are and the command that resumes it."""
+    err.print(
+        f"Finished samples are saved in {run_dir}; resume with: {resume_command(run_dir)}",
+        markup=False, highlight=False, soft_wrap=True,
+    )  # fmt: skip
 
 
 def resume_command(run_dir: Path | None) -> str:
