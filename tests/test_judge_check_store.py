@@ -112,6 +112,36 @@ def test_run_summary_prints_the_judge_line(tmp_path: Path) -> None:
     )
 
 
+def test_one_screen_summary_folds_inferred_distrust_into_the_measured_line(tmp_path: Path) -> None:
+    """A judge that failed judge-check where it was measured is not trusted where it was not:
+    --verbose says so per subtask, the one-screen summary once, on the measured line."""
+    from trustmh.engine import RunSummary
+    from trustmh.render import print_judge_agreement
+    from trustmh.runner import RunStats
+
+    save_results([make_row("openai:j", "appropriateness", 1.0, "H1", source="crisis")], "crisis")
+    tasks = [
+        "crisis.escalation_decision",
+        "ethics.ethical_reasoning",
+        "safety.jailbreak_resistance",
+    ]
+    summary = RunSummary(tmp_path, "baseline", "baseline", "openai:j", tasks,
+                         {t: [] for t in tasks}, RunStats())  # fmt: skip
+
+    def printed(verbose: bool) -> list[str]:
+        buffer = io.StringIO()
+        print_judge_agreement(summary, Console(file=buffer, width=400), verbose)
+        return buffer.getvalue().splitlines()
+
+    every = printed(True)
+    assert [ln.split(":", 1)[0] for ln in every] == tasks
+    assert "not checked on Safety; judge-check found not trusted" in every[1]
+    assert "these verdicts not checked; judge-check found not trusted" in every[2]
+    [line] = printed(False)
+    measured = every[0]
+    assert line.startswith(measured + "; so not trusted on Safety, label verdicts either")
+
+
 def test_specs_naming_a_recorded_judge_by_a_providers_id() -> None:
     from trustmh.judge_check.store import recorded_equivalent
 
