@@ -37,6 +37,11 @@ UnitsFn = Callable[[list[ScoredSample], dict[str, Any]], Units]
 CombineFn = Callable[["np.ndarray", Sequence[str], dict[str, Any]], "np.ndarray"]
 
 
+def unit_prefix(unit: str) -> str:
+    """A `Paired.stratum` for unit ids written `<stratum>/<item>` (a dataset, a tier)."""
+    return unit.split("/", 1)[0]
+
+
 @dataclass(frozen=True)
 class Paired:
     """A subtask's primary metric as `combine(column means over units)`.

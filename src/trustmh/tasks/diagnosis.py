@@ -34,7 +34,7 @@ from trustmh.data.loaders import swmh as swmh_loader
 from trustmh.data.loaders.mh_crisis import upstream_prompt
 from trustmh.data.sources import DataContext, how_to_get
 from trustmh.errors import UserError
-from trustmh.paired import Paired, Units, mean_of_columns
+from trustmh.paired import Paired, Units, mean_of_columns, unit_prefix
 from trustmh.scoring.classification import (
     accuracy_metrics,
     macro_f1,
@@ -333,7 +333,7 @@ def _diagnosis_combine(means: Any, columns: Any, options: dict[str, Any]) -> Any
 DIAGNOSIS_PAIRED = Paired(
     _diagnosis_units,
     _diagnosis_combine,
-    stratum=lambda unit: unit.split("/", 1)[0],
+    stratum=unit_prefix,
     judged=False,
     procedure="mean over the datasets (stand-in, or D4 and SWMH) of the mean item credit; "
     "bootstrap within each dataset",

@@ -35,6 +35,7 @@ from trustmh.paired import (
     mean_of_columns,
     moments,
     pearson_from_moments,
+    unit_prefix,
 )
 from trustmh.scoring import privacy as parse
 from trustmh.scoring.outcomes import count_status, scored_only
@@ -489,7 +490,7 @@ def _awareness_combine(means: Any, columns: Sequence[str], options: dict[str, An
 AWARENESS_PAIRED = Paired(
     _awareness_units,
     _awareness_combine,
-    stratum=lambda unit: unit.split("/", 1)[0],
+    stratum=unit_prefix,
     judged=False,
     procedure="each tier's Pearson r (model vs human ratings) from its items' moments, combined "
     "as awareness_aggregate says; bootstrap within each tier",
