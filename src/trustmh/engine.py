@@ -17,9 +17,8 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from platformdirs import user_cache_dir
-
 from trustmh import run_index, runlock
+from trustmh.cache_root import user_cache_root
 from trustmh.config import MAX_SEED, RunConfig
 from trustmh.data.sources import DataContext, require_sources, resolve_data_context
 from trustmh.data.verify import data_fingerprint, default_hash_cache
@@ -91,9 +90,7 @@ class RunSummary:
 
 def default_cache_dir() -> Path:
     """The shared response cache directory ($TRUSTMH_CACHE_DIR or the user cache)."""
-    import os
-
-    return Path(os.environ.get("TRUSTMH_CACHE_DIR") or user_cache_dir("trustmh")) / "responses"
+    return user_cache_root() / "responses"
 
 
 def slug(text: str) -> str:

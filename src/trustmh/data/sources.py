@@ -18,8 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from platformdirs import user_cache_dir
-
+from trustmh.cache_root import user_cache_root
 from trustmh.data.checksums import FILES
 from trustmh.errors import DataError
 
@@ -34,7 +33,7 @@ BUNDLED_DIR = Path(__file__).resolve().parent.parent / "bundled" / "data"
 
 def user_data_cache() -> Path:
     """The user cache that `trustmh data fetch` fills (`$TRUSTMH_CACHE_DIR/data` when set)."""
-    return Path(os.environ.get("TRUSTMH_CACHE_DIR") or user_cache_dir("trustmh")) / "data"
+    return user_cache_root() / "data"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -17,9 +17,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from platformdirs import user_cache_dir
-
 from trustmh import __version__
+from trustmh.cache_root import user_cache_root
 from trustmh.errors import UserError
 from trustmh.reproduce_table import CSV_NAME, PAPER_RANKS, load_paper_ranks
 from trustmh.types import MetricValue
@@ -104,8 +103,7 @@ def recorded_subtasks() -> set[str]:
 
 def reference_cache_dir() -> Path:
     """Where reproduced reference scores are kept ($TRUSTMH_CACHE_DIR or the user cache)."""
-    root = os.environ.get("TRUSTMH_CACHE_DIR") or user_cache_dir("trustmh")
-    return Path(root) / "reference"
+    return user_cache_root() / "reference"
 
 
 def _code_fingerprint() -> str:
