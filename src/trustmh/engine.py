@@ -42,6 +42,7 @@ from trustmh.store import ResponseCache, RunStore, SampleDeclaration, request_ke
 from trustmh.tasks.base import Task
 from trustmh.tasks.registry import select_tasks
 from trustmh.types import GenParams, GenRequest, Message, MetricValue, Sample, SampleRef
+from trustmh.validity import floor_memo
 from trustmh.validity.assess import assess_task, null_metrics
 
 
@@ -796,8 +797,24 @@ async def _pending_work(cfg: RunConfig, tasks: list[Task], data: DataContext, mo
         if not task.relative and task.id not in floors:
             samples = store.samples(task.id, only=selection[task.id])
             floors[task.id] = asyncio.ensure_future(
-                null_metrics(task, samples, task_options(cfg, task), cfg.seed)
+                _remembered_null_metrics(store, task, samples, task_options(cfg, task), cfg.seed)
             )
+
+
+async def _remembered_null_metrics(store: RunStore, task: Task, samples: list[Sample],
+                                   options: dict[str, Any], seed: int,
+                                   ) -> dict[str, list[MetricValue]]:  # fmt: skip
+    """`null_metrics` of these samples, taken from the run store when an earlier invocation
+    computed them on the very same items and code (see `floor_memo`), else computed and kept."""
+    key = floor_memo.fingerprint(task.id, samples, options, seed)
+    known = floor_memo.recall(store.get_meta(floor_memo.META_KEY), task.id, key)
+    if known is not None:
+        return known
+    by_null = await null_metrics(task, samples, options, seed)
+    # read again: another subtask's computation may have kept its own meanwhile
+    memo = store.get_meta(floor_memo.META_KEY) or {}
+    store.set_meta(floor_memo.META_KEY, {**memo, task.id: floor_memo.entry(key, by_null)})
+    return by_null
 
 
 def _warm_up_report() -> None:

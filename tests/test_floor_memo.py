@@ -1,0 +1,102 @@
+"""The null responders' metrics (protocol 1.8 floors) are computed once per set of items: a rerun
+over the same items and code takes them from the run store, and anything that could change them
+(other items, other code) has them computed again. The floors the summary shows are the same."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import pytest
+
+from trustmh import engine
+from trustmh.config import RunConfig
+from trustmh.store import RunStore
+from trustmh.validity import floor_memo
+
+
+def config(server, tmp_path: Path, limit: int) -> RunConfig:
+    return RunConfig(model=f"openai:test-model@{server.base_url}", tasks=["smoke"], limit=limit,
+                     concurrency=20, run_dir=tmp_path / "run", cache_dir=tmp_path / "cache")  # fmt: skip
+
+
+def count_null_scoring(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts the subtasks whose null metrics are computed (not recalled)."""
+    calls: list[int] = []
+    real = engine.null_metrics
+
+    async def counted(task, samples, options, seed):
+        calls.append(len(samples))
+        return await real(task, samples, options, seed)
+
+    monkeypatch.setattr(engine, "null_metrics", counted)
+    return calls
+
+
+def stored_validity(tmp_path: Path) -> dict:
+    store = RunStore(tmp_path / "run")
+    try:
+        return store.get_meta("validity")["smoke"]
+    finally:
+        store.close()
+
+
+def test_a_rerun_over_the_same_items_recalls_the_floors(fake_openai, tmp_path, monkeypatch):
+    calls = count_null_scoring(monkeypatch)
+    first = asyncio.run(engine.run_evaluation(config(fake_openai, tmp_path, 120), progress=False))
+    before = stored_validity(tmp_path)
+    assert calls == [120] and before["floors"]  # computed once, and a floor came out of it
+    again = asyncio.run(engine.run_evaluation(config(fake_openai, tmp_path, 120), progress=False))
+    assert calls == [120]  # recalled: not scored again
+    assert stored_validity(tmp_path) == before
+    assert again.validity == first.validity
+
+
+def test_other_items_or_other_code_compute_them_again(fake_openai, tmp_path, monkeypatch):
+    calls = count_null_scoring(monkeypatch)
+    asyncio.run(engine.run_evaluation(config(fake_openai, tmp_path, 60), progress=False))
+    asyncio.run(engine.run_evaluation(config(fake_openai, tmp_path, 90), progress=False))
+    assert calls == [60, 90]
+    on_90 = stored_validity(tmp_path)
+    monkeypatch.setattr(floor_memo, "code_fingerprint", lambda: "an edited trustmh")
+    asyncio.run(engine.run_evaluation(config(fake_openai, tmp_path, 90), progress=False))
+    assert calls == [60, 90, 90]
+    assert stored_validity(tmp_path) == on_90  # the same items and scorer: the same floors
+
+
+def test_a_damaged_memo_is_computed_again(fake_openai, tmp_path, monkeypatch):
+    calls = count_null_scoring(monkeypatch)
+    asyncio.run(engine.run_evaluation(config(fake_openai, tmp_path, 40), progress=False))
+    store = RunStore(tmp_path / "run")
+    try:
+        memo = store.get_meta(floor_memo.META_KEY)
+        memo["smoke"]["values"] = "not a mapping"
+        store.set_meta(floor_memo.META_KEY, memo)
+    finally:
+        store.close()
+    asyncio.run(engine.run_evaluation(config(fake_openai, tmp_path, 40), progress=False))
+    assert calls == [40, 40]
+
+
+def test_the_code_fingerprint_follows_an_edited_module(tmp_path):
+    package = tmp_path / "trustmh"
+    (package / "validity").mkdir(parents=True)
+    nulls = package / "validity" / "nulls.py"
+    nulls.write_text("ALWAYS = 'A'\n")
+    (package / "README.txt").write_text("not a module")
+    before = floor_memo.tree_fingerprint(package)
+    assert floor_memo.tree_fingerprint(package) == before
+    (package / "README.txt").write_text("still not a module, edited")
+    assert floor_memo.tree_fingerprint(package) == before
+    stat = nulls.stat()
+    os.utime(nulls, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))  # saved again
+    assert floor_memo.tree_fingerprint(package) != before
+    os.utime(nulls, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert floor_memo.tree_fingerprint(package) == before
+    nulls.write_text("ALWAYS = 'B'\n")  # same size; a different time
+    os.utime(nulls, ns=(stat.st_atime_ns, stat.st_mtime_ns + 2_000_000))
+    assert floor_memo.tree_fingerprint(package) != before
+    (package / "validity" / "extra.py").write_text("")
+    os.utime(nulls, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert floor_memo.tree_fingerprint(package) != before  # a module added
