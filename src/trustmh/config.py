@@ -7,7 +7,6 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from trustmh.errors import UserError
@@ -261,6 +260,18 @@ def decode_config_text(raw: bytes, path: Path) -> str:
         ) from None
 
 
+def _parse_settings(text: str, suffix: str) -> Any:
+    """The settings of a .toml or .yaml file's text; ValueError when the text is not valid."""
+    if suffix == ".toml":
+        return tomllib.loads(text)  # TOMLDecodeError is a ValueError
+    import yaml  # here, not at the top: 20 ms of start-up that a run without a YAML file skips
+
+    try:
+        return yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ValueError(str(exc)) from exc
+
+
 def load_config_file(path: Path) -> dict[str, Any]:
     """Raw settings of a TOML (.toml) or YAML (.yaml/.yml) file; UserError naming the file on failure."""
     try:
@@ -271,16 +282,11 @@ def load_config_file(path: Path) -> dict[str, Any]:
         ) from None
     text = decode_config_text(raw, path)
     suffix = path.suffix.lower()
+    if suffix not in (".toml", ".yaml", ".yml"):
+        raise UserError(f"--config {path}: unknown format {suffix!r}; use a .toml or .yaml file")
     try:
-        if suffix == ".toml":
-            data = tomllib.loads(text)
-        elif suffix in (".yaml", ".yml"):
-            data = yaml.safe_load(text) or {}
-        else:
-            raise UserError(
-                f"--config {path}: unknown format {suffix!r}; use a .toml or .yaml file"
-            )
-    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        data = _parse_settings(text, suffix)
+    except ValueError as exc:
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise UserError(f"--config {path}: invalid {suffix[1:].upper()}: {detail}") from None
     except RecursionError:  # thousands of nested brackets
