@@ -194,3 +194,26 @@ def test_lone_surrogate_replies_are_stored_and_scored(fake_openai, tmp_path: Pat
     cached = subprocess.run(command(fake_openai, run_dir, tmp_path / "cache", n=60),
                             capture_output=True, text=True, env=WIDE, timeout=120)  # fmt: skip
     assert cached.returncode == 0 and len(fake_openai.log()) == n_requests  # the cache held them
+
+
+@pytest.mark.parametrize("content", ["empty", "foreign"])
+def test_a_file_named_like_a_run_database_that_is_not_one_is_one_line(
+    tmp_path: Path, content: str
+) -> None:
+    # an empty trustmh.sqlite (a stray `sqlite3.connect` leaves one) or another program's database
+    # of that name: the reading commands say so in one line instead of a traceback
+    run_dir = tmp_path / "not-a-run"
+    run_dir.mkdir()
+    db = run_dir / "trustmh.sqlite"
+    db.touch()
+    if content == "foreign":
+        with sqlite3.connect(db) as conn:
+            conn.execute("CREATE TABLE notes (text TEXT)")
+        conn.close()
+    for args in (["report", str(run_dir), "-o", str(tmp_path / "r.html")],
+                    ["export", str(run_dir), "--format", "jsonl"]):  # fmt: skip
+        result = run_cli(*args)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and len(lines) == 1, (args, result.stderr)
+        assert str(db) in lines[0] and "not a trustmh run database" in lines[0], lines[0]
+    assert not (tmp_path / "r.html").exists()

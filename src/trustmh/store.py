@@ -130,13 +130,23 @@ def _connect_readonly(path: Path) -> sqlite3.Connection:
     for query in ("mode=ro", "mode=ro&immutable=1"):
         if query.endswith("immutable=1") and wal.exists():
             break  # the WAL may hold committed rows that an immutable read would miss
+        conn = None
         try:
             conn = sqlite3.connect(f"{uri}?{query}", uri=True, check_same_thread=False, timeout=30)
             conn.execute("PRAGMA busy_timeout=30000")
-            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-            return conn
+            tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
         except sqlite3.Error as exc:
+            if conn is not None:
+                conn.close()
             failure = failure or exc
+            continue
+        if "meta" not in tables:  # an empty file, or another program's database of that name
+            conn.close()
+            raise UserError(
+                f"{path}: not a trustmh run database (it has no run tables); point at a run "
+                "directory, see `trustmh runs`"
+            )
+        return conn
     raise UserError(f"{path}: cannot read the run database ({failure}); see `trustmh runs`")
 
 
