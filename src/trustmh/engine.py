@@ -357,7 +357,7 @@ async def _run_evaluation(cfg: RunConfig, progress: bool, console: Any) -> RunSu
     summary.limit = cfg.limit
     # per subtask, its null responders' metrics (protocol 1.8 floors), computed while the replies
     # are out (see `_pending_work`)
-    floors: dict[str, asyncio.Future[dict[str, list[MetricValue]]]] = {}
+    floors: dict[str, asyncio.Future[NullFloors]] = {}
     try:
         _check_same_run(store, cfg)
         _refuse_shrinking(store, cfg, tasks)
@@ -465,10 +465,11 @@ async def _run_evaluation(cfg: RunConfig, progress: bool, console: Any) -> RunSu
             # protocol 1.8: floors, coverage and flags (re-asks disclosed in the metrics' notes);
             # the null responders' metrics were computed while the replies were out
             found = floors.pop(task.id, None)
-            validity[task.id] = await assess_task(
-                task, store.samples(task.id, only=selection[task.id]), scored, metrics,
-                options, cfg.seed, cfg.min_coverage, by_null=await found if found else None,
-            )  # fmt: skip
+            samples, by_null = (
+                await found if found else (store.samples(task.id, only=selection[task.id]), None)
+            )
+            validity[task.id] = await assess_task(task, samples, scored, metrics, options,
+                                                  cfg.seed, cfg.min_coverage, by_null=by_null)  # fmt: skip
             store.put_results(task.id, metrics)
             summary.results[task.id] = metrics
         store.set_meta("validity", validity)
@@ -739,6 +740,9 @@ def fewer_items_note(task: Task, n_items: int, limit: int | None) -> str | None:
     )
 
 
+# A subtask's samples of this invocation and their null responders' metrics (protocol 1.8 floors)
+NullFloors = tuple[list[Sample], dict[str, list[MetricValue]]]
+
 # Samples built and recorded between two turns of the event loop while the run is under way.
 PREPARE_CHUNK = 64
 
@@ -747,7 +751,7 @@ async def _pending_work(cfg: RunConfig, tasks: list[Task], data: DataContext, mo
                         role_specs: dict[str, str], store: RunStore, summary: RunSummary,
                         stats: RunStats, selection: dict[str, set[tuple[str, str]]],
                         warn: Callable[[str], None],
-                        floors: dict[str, asyncio.Future[dict[str, list[MetricValue]]]],
+                        floors: dict[str, asyncio.Future[NullFloors]],
                         ) -> AsyncIterator[WorkItem]:  # fmt: skip
     """Every task's samples not finished yet, built and recorded a chunk at a time while the
     runner already asks the first ones (building all subtasks' 24,000 samples takes seconds).
@@ -802,19 +806,19 @@ async def _pending_work(cfg: RunConfig, tasks: list[Task], data: DataContext, mo
 
 
 async def _remembered_null_metrics(store: RunStore, task: Task, samples: list[Sample],
-                                   options: dict[str, Any], seed: int,
-                                   ) -> dict[str, list[MetricValue]]:  # fmt: skip
-    """`null_metrics` of these samples, taken from the run store when an earlier invocation
-    computed them on the very same items and code (see `floor_memo`), else computed and kept."""
+                                   options: dict[str, Any], seed: int) -> NullFloors:  # fmt: skip
+    """The samples with their `null_metrics`, taken from the run store when an earlier invocation
+    computed them on the very same items and code (see `floor_memo`), else computed and kept.
+    (The samples go along so that aggregating after the last reply does not load them again.)"""
     key = floor_memo.fingerprint(task.id, samples, options, seed)
     known = floor_memo.recall(store.get_meta(floor_memo.META_KEY), task.id, key)
     if known is not None:
-        return known
+        return samples, known
     by_null = await null_metrics(task, samples, options, seed)
     # read again: another subtask's computation may have kept its own meanwhile
     memo = store.get_meta(floor_memo.META_KEY) or {}
     store.set_meta(floor_memo.META_KEY, {**memo, task.id: floor_memo.entry(key, by_null)})
-    return by_null
+    return samples, by_null
 
 
 def _warm_up_report() -> None:
