@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
+import gc
 import shlex
 import signal
 import sys
@@ -737,9 +739,21 @@ def usage_error_line(exc: Exception) -> str:
     return f"{message} (see `{command} --help`)"
 
 
+def _skip_final_collections() -> None:
+    """At interpreter exit: no more cyclic garbage collection. Python's shutdown otherwise walks
+    every object left (some 85,000 after a run: about a tenth of a second between the printed
+    summary and the prompt coming back). Nothing then needs it: every store, cache and report
+    file is closed and written before the command returns, module teardown and the other exit
+    handlers still run, and what is left is freed with the process."""
+    gc.disable()
+    gc.freeze()
+
+
 def main() -> None:
     """Entry point: user errors (bad flags and values included) become one line on stderr and exit
     code 2, never a traceback or a usage box."""
+    atexit.unregister(_skip_final_collections)  # once per process, however often main() runs
+    atexit.register(_skip_final_collections)
     try:
         code = app(standalone_mode=False)
     except UserError as exc:
