@@ -76,3 +76,15 @@ def test_a_full_disk_only_means_compiling(fresh_environment, tmp_path, monkeypat
     monkeypatch.setattr(bccache.tempfile, "NamedTemporaryFile", disk_full)
     assert env.get_template(PAGE).name == PAGE
     assert cached_files(tmp_path) == []
+
+
+def test_a_folder_of_another_user_is_not_used(fresh_environment, tmp_path, monkeypatch):
+    # compiled templates are code: a cache folder someone else owns is never read from
+    import os
+
+    if not hasattr(os, "getuid"):
+        pytest.skip("no user ids on this platform")
+    monkeypatch.setattr(os, "getuid", lambda: os.stat(tmp_path).st_uid + 1)
+    env = fresh_environment()
+    assert env.bytecode_cache is None
+    assert env.get_template(PAGE).name == PAGE

@@ -13,6 +13,7 @@ import csv
 import hashlib
 import json
 import math
+import os
 from contextlib import suppress
 from dataclasses import asdict, dataclass, field, is_dataclass
 from functools import lru_cache
@@ -113,8 +114,12 @@ def _template_code_cache(options: dict[str, Any]) -> _TemplateCodeCache | None:
     shape = hashlib.sha256(repr(sorted(options.items())).encode()).hexdigest()[:12]
     folder = user_cache_root() / "templates" / shape
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        owner = folder.stat().st_uid
     except OSError:
+        return None
+    # compiled code is executed when loaded: only from a folder of this user's own
+    if hasattr(os, "getuid") and owner != os.getuid():
         return None
     return _TemplateCodeCache(str(folder))
 
