@@ -100,3 +100,25 @@ def test_the_code_fingerprint_follows_an_edited_module(tmp_path):
     (package / "validity" / "extra.py").write_text("")
     os.utime(nulls, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     assert floor_memo.tree_fingerprint(package) != before  # a module added
+
+
+def test_a_plug_in_scorer_edited_outside_trustmh_changes_the_fingerprint(tmp_path, monkeypatch):
+    import dataclasses
+    import importlib
+
+    from trustmh.tasks import registry
+
+    plugin = tmp_path / "my_plugin_scorer.py"
+    plugin.write_text(
+        "async def score(sample, response, context):\n    return None\n", encoding="utf-8"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module("my_plugin_scorer")
+    task = dataclasses.replace(registry.get_task("smoke"), score=module.score)
+    samples = list(task.samples(None, {}))[:5]
+    before = floor_memo.fingerprint(task, samples, {}, 0)
+    assert floor_memo.fingerprint(task, samples, {}, 0) == before
+    assert floor_memo.fingerprint(task, samples, {}, 1) != before  # another seed
+    stat = plugin.stat()
+    os.utime(plugin, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))  # the scorer saved again
+    assert floor_memo.fingerprint(task, samples, {}, 0) != before

@@ -810,7 +810,7 @@ async def _remembered_null_metrics(store: RunStore, task: Task, samples: list[Sa
     """The samples with their `null_metrics`, taken from the run store when an earlier invocation
     computed them on the very same items and code (see `floor_memo`), else computed and kept.
     (The samples go along so that aggregating after the last reply does not load them again.)"""
-    key = floor_memo.fingerprint(task.id, samples, options, seed)
+    key = floor_memo.fingerprint(task, samples, options, seed)
     known = floor_memo.recall(store.get_meta(floor_memo.META_KEY), task.id, key)
     if known is not None:
         return samples, known

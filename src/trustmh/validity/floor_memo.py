@@ -1,25 +1,26 @@
 """The null responders' metrics of a subtask (protocol 1.8 floors), remembered in the run store so
 that a rerun or a resume over the same items does not score eleven nulls on every item again
-(about 0.1 ms of CPU per item, most of what a cached rerun spends after its imports).
+(about 0.1 ms of CPU per item).
 
 A remembered entry is used only when its fingerprint matches: the subtask, its options, the run
 seed, every item as sent (id, variant, messages, target, metadata), and the trustmh code itself
-(size and modification time of each of its modules, so an edited scorer or null is never read
-from an old entry)."""
+(size and modification time of each of its modules, and of the module of a plug-in task's
+scorer, so an edited scorer or null is never read from an old entry)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from trustmh.tasks.base import Task
 from trustmh.types import MetricValue, Sample
 
-META_KEY = (
-    "null_metrics"  # run meta: {task id: {"fingerprint": str, "values": {null: {metric: value}}}}
-)
+# run meta key: {task id: {"fingerprint": str, "values": {null: {metric: value}}}}
+META_KEY = "null_metrics"
 
 
 @lru_cache(maxsize=1)
@@ -37,10 +38,23 @@ def tree_fingerprint(package: Path) -> str:
     return digest.hexdigest()
 
 
-def fingerprint(task_id: str, samples: list[Sample], options: dict[str, Any], seed: int) -> str:
+def _module_stamp(function: Any) -> str:
+    """Path, size and modification time of the file defining `function` (a plug-in's scorer lives
+    outside trustmh), or "" when it has none."""
+    module = sys.modules.get(getattr(function, "__module__", "") or "")
+    try:
+        path = Path(module.__file__)  # type: ignore[union-attr, arg-type]
+        stat = path.stat()
+    except (AttributeError, TypeError, OSError):
+        return ""
+    return f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}"
+
+
+def fingerprint(task: Task, samples: list[Sample], options: dict[str, Any], seed: int) -> str:
     """What the null metrics of `samples` depend on, as one digest."""
     digest = hashlib.sha256()
-    head = [code_fingerprint(), task_id, seed, options]
+    code = [code_fingerprint(), _module_stamp(task.score), _module_stamp(task.aggregate)]
+    head = [code, task.id, seed, options]
     digest.update(json.dumps(head, sort_keys=True, default=str).encode())
     for s in samples:
         item = [s.id, s.variant, s.messages, s.target, s.meta]
