@@ -5,12 +5,12 @@ over the same items and code takes them from the run store, and anything that co
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 
 import pytest
 
 from trustmh import engine
+from trustmh.code_fingerprint import tree_fingerprint
 from trustmh.config import RunConfig
 from trustmh.store import RunStore
 from trustmh.validity import floor_memo
@@ -85,21 +85,17 @@ def test_the_code_fingerprint_follows_an_edited_module(tmp_path):
     nulls = package / "validity" / "nulls.py"
     nulls.write_text("ALWAYS = 'A'\n")
     (package / "README.txt").write_text("not a module")
-    before = floor_memo.tree_fingerprint(package)
-    assert floor_memo.tree_fingerprint(package) == before
+    before = tree_fingerprint(package, "0.1.0")
+    assert tree_fingerprint(package, "0.1.0") == before
+    assert tree_fingerprint(package, "0.2.0") != before  # another version
     (package / "README.txt").write_text("still not a module, edited")
-    assert floor_memo.tree_fingerprint(package) == before
-    stat = nulls.stat()
-    os.utime(nulls, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))  # saved again
-    assert floor_memo.tree_fingerprint(package) != before
-    os.utime(nulls, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-    assert floor_memo.tree_fingerprint(package) == before
-    nulls.write_text("ALWAYS = 'B'\n")  # same size; a different time
-    os.utime(nulls, ns=(stat.st_atime_ns, stat.st_mtime_ns + 2_000_000))
-    assert floor_memo.tree_fingerprint(package) != before
+    assert tree_fingerprint(package, "0.1.0") == before
+    nulls.write_text("ALWAYS = 'B'\n")  # the same size, other code
+    assert tree_fingerprint(package, "0.1.0") != before
+    nulls.write_text("ALWAYS = 'A'\n")
+    assert tree_fingerprint(package, "0.1.0") == before
     (package / "validity" / "extra.py").write_text("")
-    os.utime(nulls, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-    assert floor_memo.tree_fingerprint(package) != before  # a module added
+    assert tree_fingerprint(package, "0.1.0") != before  # a module added
 
 
 def test_a_plug_in_scorer_edited_outside_trustmh_changes_the_fingerprint(tmp_path, monkeypatch):
@@ -119,6 +115,7 @@ def test_a_plug_in_scorer_edited_outside_trustmh_changes_the_fingerprint(tmp_pat
     before = floor_memo.fingerprint(task, samples, {}, 0)
     assert floor_memo.fingerprint(task, samples, {}, 0) == before
     assert floor_memo.fingerprint(task, samples, {}, 1) != before  # another seed
-    stat = plugin.stat()
-    os.utime(plugin, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))  # the scorer saved again
+    plugin.write_text(  # the scorer edited (the module already imported keeps its old code)
+        "async def score(sample, response, context):\n    return 1\n", encoding="utf-8"
+    )
     assert floor_memo.fingerprint(task, samples, {}, 0) != before

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import csv
-import hashlib
 import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trustmh import __version__
 from trustmh.cache_root import user_cache_root
+from trustmh.code_fingerprint import code_fingerprint
 from trustmh.errors import UserError
 from trustmh.reproduce_table import CSV_NAME, PAPER_RANKS, load_paper_ranks
 from trustmh.types import MetricValue
@@ -106,16 +105,6 @@ def reference_cache_dir() -> Path:
     return user_cache_root() / "reference"
 
 
-def _code_fingerprint() -> str:
-    """A hash of the package's Python sources: any change to a scorer invalidates the cache."""
-    package = Path(__file__).resolve().parent.parent
-    digest = hashlib.sha256(__version__.encode())
-    for path in sorted(package.rglob("*.py")):
-        digest.update(str(path.relative_to(package)).encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
-
-
 def read_reproduction_csv(path: Path) -> dict[str, dict[str, list[MetricValue]]]:
     """Metrics by model and subtask from a reproduction.csv written by `trustmh reproduce`."""
 
@@ -147,7 +136,7 @@ def load_reproduced(cache_dir: Path | None = None) -> ReproducedScores:
     from trustmh.reproduce import reproduce
 
     root = cache_dir or reference_cache_dir()
-    target = root / _code_fingerprint()
+    target = root / code_fingerprint()[:16]  # any change to a scorer invalidates the table
     csv_path = target / CSV_NAME
     if not csv_path.is_file():
         try:

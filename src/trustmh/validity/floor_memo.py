@@ -3,19 +3,19 @@ that a rerun or a resume over the same items does not score eleven nulls on ever
 (about 0.1 ms of CPU per item).
 
 A remembered entry is used only when its fingerprint matches: the subtask, its options, the run
-seed, every item as sent (id, variant, messages, target, metadata), and the trustmh code itself
-(size and modification time of each of its modules, and of the module of a plug-in task's
-scorer, so an edited scorer or null is never read from an old entry)."""
+seed, every item as sent (id, variant, messages, target, metadata), the trustmh code itself
+(`code_fingerprint`) and the files of the task's scorer and aggregate (a plug-in task's live
+outside trustmh): an edited scorer or null is never read from an old entry."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import sys
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from trustmh.code_fingerprint import code_fingerprint
 from trustmh.tasks.base import Task
 from trustmh.types import MetricValue, Sample
 
@@ -23,31 +23,14 @@ from trustmh.types import MetricValue, Sample
 META_KEY = "null_metrics"
 
 
-@lru_cache(maxsize=1)
-def code_fingerprint() -> str:
-    """A digest of the installed trustmh modules (see `tree_fingerprint`)."""
-    return tree_fingerprint(Path(__file__).resolve().parent.parent)
-
-
-def tree_fingerprint(package: Path) -> str:
-    """A digest of the paths, sizes and modification times of the modules below `package`."""
-    digest = hashlib.sha256()
-    for path in sorted(package.rglob("*.py")):
-        stat = path.stat()
-        digest.update(f"{path.relative_to(package)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()
-
-
 def _module_stamp(function: Any) -> str:
-    """Path, size and modification time of the file defining `function` (a plug-in's scorer lives
-    outside trustmh), or "" when it has none."""
+    """A digest of the file defining `function` (a plug-in's scorer lives outside trustmh), or ""
+    when it has none."""
     module = sys.modules.get(getattr(function, "__module__", "") or "")
     try:
-        path = Path(module.__file__)  # type: ignore[union-attr, arg-type]
-        stat = path.stat()
+        return hashlib.sha256(Path(module.__file__).read_bytes()).hexdigest()  # type: ignore[union-attr, arg-type]
     except (AttributeError, TypeError, OSError):
         return ""
-    return f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}"
 
 
 def fingerprint(task: Task, samples: list[Sample], options: dict[str, Any], seed: int) -> str:
