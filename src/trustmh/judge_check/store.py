@@ -34,9 +34,9 @@ ALIASES = {
 
 def results_dir() -> Path:
     """Where judge-check results are kept (`$TRUSTMH_CACHE_DIR/judge_checks` or the user cache)."""
-    from trustmh.engine import default_cache_dir
+    from trustmh.cache_root import user_cache_root
 
-    return default_cache_dir().parent / FOLDER
+    return user_cache_root() / FOLDER
 
 
 def _path(judge: str, root: Path | None = None) -> Path:
