@@ -1,5 +1,6 @@
 """The null responders' metrics (protocol 1.8 floors) are computed once per set of items: a rerun
-over the same items and code takes them from the run store, and anything that could change them
+over the same items and code takes them from the run store, another model's run from the user
+cache, and anything that could change them
 (other items, other code) has them computed again. The floors the summary shows are the same."""
 
 from __future__ import annotations
@@ -65,18 +66,54 @@ def test_other_items_or_other_code_compute_them_again(fake_openai, tmp_path, mon
     assert stored_validity(tmp_path) == on_90  # the same items and scorer: the same floors
 
 
-def test_a_damaged_memo_is_computed_again(fake_openai, tmp_path, monkeypatch):
-    calls = count_null_scoring(monkeypatch)
-    asyncio.run(engine.run_evaluation(config(fake_openai, tmp_path, 40), progress=False))
-    store = RunStore(tmp_path / "run")
+def damage_run_memo(run_dir: Path) -> None:
+    store = RunStore(run_dir)
     try:
         memo = store.get_meta(floor_memo.META_KEY)
         memo["smoke"]["values"] = "not a mapping"
         store.set_meta(floor_memo.META_KEY, memo)
     finally:
         store.close()
+
+
+def shared_entries(user_cache: Path) -> list[Path]:
+    return sorted((user_cache / floor_memo.SHARED_FOLDER).glob("*.json"))
+
+
+def test_a_damaged_memo_is_computed_again(fake_openai, tmp_path, monkeypatch, isolated_cache):
+    calls = count_null_scoring(monkeypatch)
+    asyncio.run(engine.run_evaluation(config(fake_openai, tmp_path, 40), progress=False))
+    damage_run_memo(tmp_path / "run")
+    asyncio.run(engine.run_evaluation(config(fake_openai, tmp_path, 40), progress=False))
+    assert calls == [40]  # the user cache still had them
+    damage_run_memo(tmp_path / "run")
+    [shared] = shared_entries(isolated_cache)
+    shared.write_text('{"fingerprint": "truncated', encoding="utf-8")
     asyncio.run(engine.run_evaluation(config(fake_openai, tmp_path, 40), progress=False))
     assert calls == [40, 40]
+    assert "truncated" not in shared.read_text(encoding="utf-8")  # kept afresh
+
+
+def test_another_models_run_over_the_same_items_recalls_them(fake_openai, tmp_path, monkeypatch,
+                                                             isolated_cache):  # fmt: skip
+    """The floors do not depend on the model: a new run directory (another model, no response
+    cache) takes them from the user cache, and finds the same flags; other items do not."""
+    calls = count_null_scoring(monkeypatch)
+    first = asyncio.run(engine.run_evaluation(config(fake_openai, tmp_path, 50), progress=False))
+    other = config(fake_openai, tmp_path, 50).model_copy(
+        update={
+            "model": f"openai:other-model@{fake_openai.base_url}",
+            "run_dir": tmp_path / "other",
+            "no_cache": True,
+        }  # fmt: skip
+    )
+    second = asyncio.run(engine.run_evaluation(other, progress=False))
+    assert calls == [50]
+    assert second.validity["smoke"]["floors"] == first.validity["smoke"]["floors"]
+    assert len(shared_entries(isolated_cache)) == 1
+    fewer = other.model_copy(update={"run_dir": tmp_path / "fewer", "limit": 30})
+    asyncio.run(engine.run_evaluation(fewer, progress=False))
+    assert calls == [50, 30] and len(shared_entries(isolated_cache)) == 2
 
 
 def test_the_code_fingerprint_follows_an_edited_module(tmp_path):

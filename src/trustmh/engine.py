@@ -807,14 +807,18 @@ async def _pending_work(cfg: RunConfig, tasks: list[Task], data: DataContext, mo
 
 async def _remembered_null_metrics(store: RunStore, task: Task, samples: list[Sample],
                                    options: dict[str, Any], seed: int) -> NullFloors:  # fmt: skip
-    """The samples with their `null_metrics`, taken from the run store when an earlier invocation
-    computed them on the very same items and code (see `floor_memo`), else computed and kept.
+    """The samples with their `null_metrics`, taken from the run store or the user cache when an
+    earlier run computed them on the very same items and code (see `floor_memo`), else computed
+    and kept in both.
     (The samples go along so that aggregating after the last reply does not load them again.)"""
     key = floor_memo.fingerprint(task, samples, options, seed)
     known = floor_memo.recall(store.get_meta(floor_memo.META_KEY), task.id, key)
     if known is not None:
         return samples, known
-    by_null = await null_metrics(task, samples, options, seed)
+    by_null = floor_memo.recall_shared(task.id, key)
+    if by_null is None:
+        by_null = await null_metrics(task, samples, options, seed)
+        floor_memo.keep_shared(key, by_null)
     # read again: another subtask's computation may have kept its own meanwhile
     memo = store.get_meta(floor_memo.META_KEY) or {}
     store.set_meta(floor_memo.META_KEY, {**memo, task.id: floor_memo.entry(key, by_null)})

@@ -13,7 +13,6 @@ import csv
 import hashlib
 import json
 import math
-import os
 from contextlib import suppress
 from dataclasses import asdict, dataclass, field, is_dataclass
 from functools import lru_cache
@@ -24,8 +23,8 @@ from jinja2 import Environment, FileSystemBytecodeCache, FileSystemLoader, Stric
 from jinja2.bccache import Bucket
 from markupsafe import Markup
 
-from trustmh.cache_root import user_cache_root
 from trustmh.outputs import atomic_output, write_text_atomic
+from trustmh.private_cache import private_folder
 from trustmh.report.aggregate import Report, flag_counts
 from trustmh.report.charts import bar_chart, colour, line_chart, radar_chart, short
 from trustmh.report.samples import DrillDown, drill_down, script_json
@@ -110,18 +109,11 @@ class _TemplateCodeCache(FileSystemBytecodeCache):
 
 
 def _template_code_cache(options: dict[str, Any]) -> _TemplateCodeCache | None:
-    """The cache of compiled templates under the user cache, or None when it cannot be made."""
+    """The cache of compiled templates under the user cache, or None when it cannot be made
+    (compiled code is executed when loaded: only from a folder of this user's own)."""
     shape = hashlib.sha256(repr(sorted(options.items())).encode()).hexdigest()[:12]
-    folder = user_cache_root() / "templates" / shape
-    try:
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        owner = folder.stat().st_uid
-    except OSError:
-        return None
-    # compiled code is executed when loaded: only from a folder of this user's own
-    if hasattr(os, "getuid") and owner != os.getuid():
-        return None
-    return _TemplateCodeCache(str(folder))
+    folder = private_folder("templates", shape)
+    return None if folder is None else _TemplateCodeCache(str(folder))
 
 
 @lru_cache(maxsize=1)  # one per process: its templates are compiled once, or loaded compiled
