@@ -826,13 +826,13 @@ async def _remembered_null_metrics(store: RunStore, task: Task, samples: list[Sa
 
 
 def _warm_up_report() -> None:
-    """Import the report's modules (every registered task's among them) and compile its
-    template; a failure here is left for the report itself to tell."""
+    """Import the report's modules, read the subtasks' facts it shows and compile its template;
+    a failure here is left for the report itself to tell."""
     try:
         from trustmh.report.html import warm_up
-        from trustmh.tasks.registry import all_tasks
+        from trustmh.tasks.catalogue import task_catalogue
 
-        all_tasks()
+        task_catalogue()
         warm_up()
     except Exception:  # noqa: BLE001 - the report, written after the run, says what failed
         pass

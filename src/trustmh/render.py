@@ -150,9 +150,9 @@ def print_pillar_summary(summary: RunSummary, console: Console) -> None:
     from rich.text import Text
 
     from trustmh.pillars import Entry, pillar_score, value_scale
-    from trustmh.tasks.registry import all_tasks
+    from trustmh.tasks.catalogue import task_catalogue
 
-    registry = all_tasks()
+    registry = task_catalogue()
     judge = f" · judge {summary.judge}" if summary.judge else ""
     console.print(
         f"{summary.model_label}{judge} · {summary.run_dir}", markup=False, highlight=False

@@ -26,7 +26,7 @@ from trustmh.run_index import expand_run_dirs
 from trustmh.runlock import effective_status
 from trustmh.store import RunStore
 from trustmh.tasks.base import Task
-from trustmh.tasks.registry import all_tasks
+from trustmh.tasks.catalogue import TaskFacts, task_catalogue
 from trustmh.types import MetricValue
 from trustmh.validity.assess import excluded
 
@@ -205,7 +205,7 @@ class Report:
 
 
 def task_info(
-    task_id: str, registry: Mapping[str, Task], metrics: Sequence[MetricValue]
+    task_id: str, registry: Mapping[str, Task | TaskFacts], metrics: Sequence[MetricValue]
 ) -> TaskInfo:
     """Registry facts about a subtask; a subtask no longer registered falls back to its id."""
     primary = primary_metric(metrics)
@@ -549,7 +549,7 @@ def build_report(run_dirs: Sequence[Path], paper: PaperRanks,
     scores leave STAND-IN and BEYOND subtasks out unless `include_substitutes`."""
     runs = [load_run(path, i, paper.models) for i, path in enumerate(expand_run_dirs(run_dirs))]
     unique_labels(runs)
-    registry = all_tasks()
+    registry = task_catalogue()
     order = list(registry)
     seen = dict.fromkeys(t for run in runs for t in [*run.results, *run.status])
     task_ids = sorted(seen, key=lambda t: order.index(t) if t in order else len(order))
@@ -617,7 +617,7 @@ def build_report(run_dirs: Sequence[Path], paper: PaperRanks,
     report = Report(runs, rows, pillars, radar_values, pillar_ranks, breakdowns(runs, rows),
                     judge_rows, paper, paper_pillars, reference, include_substitutes)  # fmt: skip
     if len(runs) > 1:
-        report.comparison, report.comparison_error = compare(runs, registry)
+        report.comparison, report.comparison_error = compare(runs)
     return report
 
 
@@ -627,7 +627,7 @@ COMPARE_MAX_RUNS = 12
 COMPARE_PERMUTATIONS = 2000  # the report's permutation tests (the command's default: 10,000)
 
 
-def compare(runs: Sequence[RunData], registry: Mapping[str, Task]) -> tuple[Any, str | None]:
+def compare(runs: Sequence[RunData]) -> tuple[Any, str | None]:
     """(the paired comparison of every pair of runs, why there is none); protocol 1.9."""
     if len(runs) > COMPARE_MAX_RUNS:
         return None, (
@@ -636,13 +636,14 @@ def compare(runs: Sequence[RunData], registry: Mapping[str, Task]) -> tuple[Any,
         )
     from trustmh.compare import compare_runs
     from trustmh.compare.runs import from_rows
+    from trustmh.tasks.registry import all_tasks  # the comparison reads each task's pairing
 
     loaded = [
         from_rows(r.label, r.run_dir, r.config, r.meta.get("task_info") or {}, r.results, r.samples)
         for r in runs
     ]
     try:
-        return compare_runs(loaded, registry, permutations=COMPARE_PERMUTATIONS), None
+        return compare_runs(loaded, all_tasks(), permutations=COMPARE_PERMUTATIONS), None
     except Exception as exc:  # the rest of the report stands without the comparison
         return (
             None,
