@@ -429,6 +429,7 @@ class Runner:
                 for conn in (self.store.conn, self.cache.conn if self.cache else None):
                     if conn is not None:
                         deferred.enter_context(checkpoints_deferred(conn))
+                deferred.enter_context(self.store.group_commits())
                 async with asyncio.TaskGroup() as group:
                     for _ in range(min(concurrency, feed.available) if feed.done else concurrency):
                         group.create_task(worker())

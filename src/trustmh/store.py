@@ -2,7 +2,9 @@
 
 Both use WAL mode with synchronous=NORMAL: every commit survives a killed process (even SIGKILL);
 only a power cut could lose the last commits. Each response and each score is committed as soon as
-it exists, so a crash loses at most the requests in flight. Rows are keyed so a resumed run
+it exists: at once, or, while a run's requests are out (`RunStore.group_commits`), at the end of
+the event-loop turn it arrived in, together with the others of that turn, so a crash loses at most
+the requests in flight (a reply still in that turn counts as one). Rows are keyed so a resumed run
 replaces, never duplicates: samples and scores by (task, sample_id, variant), responses by request
 key (a hash of model spec, generation parameters and messages).
 
@@ -11,6 +13,7 @@ Secrets never reach these files: request keys hash only the spec, parameters and
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import sqlite3
@@ -255,6 +258,11 @@ class RunStore:
             self.conn = _connect_readonly(self.path)
             return
         self.conn = _connect(self.path)
+        # group commits (see `group_commits`): the loop the commits are made on, whether one is
+        # scheduled, and the error of the last one, raised by the next write
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._commit_scheduled = False
+        self._commit_error: sqlite3.Error | None = None
         try:
             self.conn.executescript(RUN_SCHEMA)
             if self.get_meta("schema_version") is None:
@@ -269,6 +277,52 @@ class RunStore:
     def close(self) -> None:
         """Close the connection (all work is already committed)."""
         self.conn.close()
+
+    @contextmanager
+    def group_commits(self) -> Iterator[None]:
+        """Within the block (run on an event loop): the responses and scores written in one turn
+        of the loop share one commit, made as soon as the turn ends, instead of one commit each
+        (a commit costs about 90 us of CPU; at 200 replies in flight, most turns bring several).
+        What the block wrote is committed when it ends, however it ends; a commit that fails is
+        raised by the next write, or when the block ends."""
+        self._loop, self._commit_error = asyncio.get_running_loop(), None
+        try:
+            yield
+        finally:
+            self._loop = None
+            self._commit_scheduled = False
+            _commit_open(self.conn)
+        if self._commit_error is not None:
+            raise self._commit_error
+
+    def _write(self, sql: str, params: tuple[Any, ...]) -> None:
+        """Execute one write: in a group commit while one is on (see `group_commits`), else as
+        it comes (autocommit, or the caller's open transaction)."""
+        if self._loop is None:
+            self.conn.execute(sql, params)
+            return
+        if self._commit_error is not None:
+            raise self._commit_error
+        if not self.conn.in_transaction:
+            self.conn.execute("BEGIN")
+        self.conn.execute(sql, params)
+        if not self._commit_scheduled:
+            self._commit_scheduled = True
+            self._loop.call_soon(self._group_commit)
+
+    def _group_commit(self) -> None:
+        self._commit_scheduled = False
+        try:
+            _commit_open(self.conn)
+        except sqlite3.Error as exc:  # disk full, I/O error: the turn's rows are not kept
+            self._commit_error = exc
+            with suppress(sqlite3.Error):
+                self.conn.rollback()
+
+    def _commit(self) -> None:
+        """Commit now, or leave it to the group commit while one is on."""
+        if self._loop is None:
+            _commit_open(self.conn)
 
     # meta -------------------------------------------------------------------------------------
     def get_meta(self, key: str) -> Any:
@@ -313,18 +367,18 @@ class RunStore:
         commit: bool = True,
     ) -> None:
         """Store a response (committed at once unless `commit` is False: then the next score commits it)."""
-        self.conn.execute(
+        self._write(
             "INSERT OR REPLACE INTO responses VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
             (key, model, role, resp.text, resp.finish_reason, resp.usage.prompt_tokens,
              resp.usage.completion_tokens, _extra_json(resp), source, attempts, latency, time.time()),
         )  # fmt: skip
         if commit:
-            _commit_open(self.conn)
+            self._commit()
 
     def rekey_sample(self, task: str, sample: Sample, key: str) -> None:
         """Point a sample at another request key: its request was adapted to the provider's rules
         while it was being answered (protocol 1.7), and the adapted request is what is stored."""
-        self.conn.execute(
+        self._write(
             "UPDATE samples SET request_key=? WHERE task=? AND sample_id=? AND variant=?",
             (key, task, sample.id, sample.variant),
         )
@@ -404,13 +458,13 @@ class RunStore:
     def put_score(
         self, task: str, sample: Sample, key: str, score: SampleScore, error: str | None = None
     ) -> None:
-        """Store (or replace) the one score row of a sample and commit."""
-        self.conn.execute(
+        """Store (or replace) the one score row of a sample and commit (see `group_commits`)."""
+        self._write(
             "INSERT OR REPLACE INTO scores VALUES (?,?,?,?,?,?,?,?,?,?)",
             (task, sample.id, sample.variant, score.status, score.value, _dumps(score.parsed),
              _dumps(score.detail) if score.detail else None, error, key, time.time()),
         )  # fmt: skip
-        _commit_open(self.conn)
+        self._commit()
 
     def commit_pending(self) -> None:
         """Commit an open transaction (used before recording an interruption)."""
