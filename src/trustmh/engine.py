@@ -17,7 +17,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from trustmh import run_index, runlock
+from trustmh import run_index, runlock, settled
 from trustmh.cache_root import user_cache_root
 from trustmh.config import MAX_SEED, RunConfig
 from trustmh.data.sources import DataContext, require_sources, resolve_data_context
@@ -356,8 +356,10 @@ async def _run_evaluation(cfg: RunConfig, progress: bool, console: Any) -> RunSu
     )
     summary.limit = cfg.limit
     # per subtask, its null responders' metrics (protocol 1.8 floors), computed while the replies
+    # are out, and the subtasks whose stored numbers still hold (see `settled`)
     # are out (see `_pending_work`)
     floors: dict[str, asyncio.Future[NullFloors]] = {}
+    prepared = Prepared(floors)
     try:
         _check_same_run(store, cfg)
         _refuse_shrinking(store, cfg, tasks)
@@ -403,7 +405,7 @@ async def _run_evaluation(cfg: RunConfig, progress: bool, console: Any) -> RunSu
         selection: dict[str, set[tuple[str, str]]] = {}
         role_specs = {role: backend.spec for role, backend in role_backends.items()}
         pending = _pending_work(
-            cfg, tasks, data, model, role_specs, store, summary, stats, selection, warn, floors
+            cfg, tasks, data, model, role_specs, store, summary, stats, selection, warn, prepared
         )
         policy = RetryPolicy(
             cfg.max_retries, cfg.retry_base_delay, max_retry_after=cfg.max_retry_after
@@ -436,7 +438,7 @@ async def _run_evaluation(cfg: RunConfig, progress: bool, console: Any) -> RunSu
                 else:
                     await _batched_rounds(batches, runner, pending, stats, summary, cfg.concurrency,
                                           lambda: _pending_work(cfg, tasks, data, model, role_specs, store,
-                                                                summary, stats, selection, warn, floors))  # fmt: skip
+                                                                summary, stats, selection, warn, prepared))  # fmt: skip
             except FatalBackendError:
                 store.set_meta("status", "failed")
                 raise
@@ -444,13 +446,9 @@ async def _run_evaluation(cfg: RunConfig, progress: bool, console: Any) -> RunSu
         plans: dict[str, Any] = {**(store.get_meta("request_plans") or {})}
         applied: set[str] = set()  # plan notes of this run (adaptations that changed a request)
         validity = store.get_meta("validity") or {}
+        stamps = {**(store.get_meta(settled.META_KEY) or {})}
         for task in tasks:
-            # only this invocation's samples: a run dir resumed with another --limit or --tasks
-            # keeps its other rows, but they do not enter this run's numbers
-            scored = store.scored_samples(task.id, only=selection[task.id])
-            remaining += sum(s.score.status == "error" for s in scored)
             options = task_options(cfg, task)
-            metrics = aggregate_epochs(scored, task.aggregate, options)  # type: ignore[arg-type]
             model_plan = plan_for(model, gen_params(cfg, task))
             # a subtask whose samples were all judged by an earlier invocation keeps its plans
             judge_plans = list(runner.judge_plans.get(task.id, {}).values()) or [
@@ -458,10 +456,19 @@ async def _run_evaluation(cfg: RunConfig, progress: bool, console: Any) -> RunSu
             ]
             notes = request_notes(model_plan, judge_plans, cfg.epochs)
             summary.notes.extend(n for n in notes if n not in summary.notes)
-            extra = [cut_short_note(scored), summary.data_notes.get(task.id)]
-            metrics = with_notes(metrics, [*notes, *filter(None, extra)])
             plans[task.id] = plans_record(model_plan, judge_plans)
             applied.update(n for plan in (model_plan, *judge_plans) for n in plan.notes)
+            reused = prepared.settled.get(task.id)
+            if reused is not None:  # nothing asked, nothing changed: its stored numbers hold
+                summary.results[task.id] = reused
+                continue
+            # only this invocation's samples: a run dir resumed with another --limit or --tasks
+            # keeps its other rows, but they do not enter this run's numbers
+            scored = store.scored_samples(task.id, only=selection[task.id])
+            remaining += sum(s.score.status == "error" for s in scored)
+            metrics = aggregate_epochs(scored, task.aggregate, options)  # type: ignore[arg-type]
+            extra = [cut_short_note(scored), summary.data_notes.get(task.id)]
+            metrics = with_notes(metrics, [*notes, *filter(None, extra)])
             # protocol 1.8: floors, coverage and flags (re-asks disclosed in the metrics' notes);
             # the null responders' metrics were computed while the replies were out
             found = floors.pop(task.id, None)
@@ -472,7 +479,10 @@ async def _run_evaluation(cfg: RunConfig, progress: bool, console: Any) -> RunSu
                                                   cfg.seed, cfg.min_coverage, by_null=by_null)  # fmt: skip
             store.put_results(task.id, metrics)
             summary.results[task.id] = metrics
+            stamps[task.id] = settled.stamp(task, cfg, options, selection[task.id],
+                                            model_plan.record())  # fmt: skip
         store.set_meta("validity", validity)
+        store.set_meta(settled.META_KEY, stamps)  # after the validity the stamps vouch for
         summary.validity = {t: validity[t] for t in summary.results if t in validity}
         store.set_meta("request_plans", plans)
         store.set_meta("request_notes", summary.notes)
@@ -743,6 +753,16 @@ def fewer_items_note(task: Task, n_items: int, limit: int | None) -> str | None:
 # A subtask's samples of this invocation and their null responders' metrics (protocol 1.8 floors)
 NullFloors = tuple[list[Sample], dict[str, list[MetricValue]]]
 
+
+@dataclass
+class Prepared:
+    """What `_pending_work` readies for aggregating while the replies are out."""
+
+    floors: dict[str, asyncio.Future[NullFloors]]  # per subtask, its null responders' metrics
+    asked: set[str] = field(default_factory=set)  # subtasks with samples to ask or re-declared
+    settled: dict[str, list[MetricValue]] = field(default_factory=dict)  # their numbers hold
+
+
 # Samples built and recorded between two turns of the event loop while the run is under way.
 PREPARE_CHUNK = 64
 
@@ -751,13 +771,14 @@ async def _pending_work(cfg: RunConfig, tasks: list[Task], data: DataContext, mo
                         role_specs: dict[str, str], store: RunStore, summary: RunSummary,
                         stats: RunStats, selection: dict[str, set[tuple[str, str]]],
                         warn: Callable[[str], None],
-                        floors: dict[str, asyncio.Future[NullFloors]],
+                        prepared: Prepared,
                         ) -> AsyncIterator[WorkItem]:  # fmt: skip
     """Every task's samples not finished yet, built and recorded a chunk at a time while the
     runner already asks the first ones (building all subtasks' 24,000 samples takes seconds).
     Fills in, as it goes, the run's sample counts, the progress total and per task the
-    (sample_id, variant) pairs this invocation covers; once everything is queued, starts the
-    computation of each subtask's null-responder metrics into `floors`."""
+    (sample_id, variant) pairs this invocation covers; once everything is queued, finds the
+    subtasks whose stored numbers still hold (`settled`) and, for the others, starts the
+    computation of their null-responder metrics into `prepared.floors`."""
     for task in tasks:
         options = task_options(cfg, task)
         params = gen_params(cfg, task)
@@ -781,6 +802,8 @@ async def _pending_work(cfg: RunConfig, tasks: list[Task], data: DataContext, mo
             summary.n_samples += len(chunk)
             summary.n_pending += len(pending)
             stats.total += len(pending)
+            if pending:
+                prepared.asked.add(task.id)
             for i in pending:
                 yield WorkItem(task, chunk[i], requests[i], keys[i], options, sent)
             await asyncio.sleep(0)  # let replies in between chunks
@@ -789,20 +812,46 @@ async def _pending_work(cfg: RunConfig, tasks: list[Task], data: DataContext, mo
         if short:
             summary.data_notes[task.id] = short
             warn(f"{task.id}: {short}")
+    prepared.settled = _settled_results(cfg, tasks, model, store, selection, prepared.asked)
+    to_aggregate = [t for t in tasks if t.id not in prepared.settled]
     # Everything is queued and the replies are out: load what aggregating and the report need
     # (numpy, a fifth of a second on first use; the versions record imports it too; the report's
     # modules and template) and score the null responders (protocol 1.8) now, while they are,
     # rather than before the first request or between the last reply and the summary.
-    warm_up_intervals()
-    store.set_meta("versions", runtime_versions())
+    if to_aggregate:
+        warm_up_intervals()
+        store.set_meta("versions", runtime_versions())
     await asyncio.sleep(0)
     _warm_up_report()
-    for task in tasks:
+    floors = prepared.floors
+    for task in to_aggregate:
         if not task.relative and task.id not in floors:
             samples = store.samples(task.id, only=selection[task.id])
             floors[task.id] = asyncio.ensure_future(
                 _remembered_null_metrics(store, task, samples, task_options(cfg, task), cfg.seed)
             )
+
+
+def _settled_results(cfg: RunConfig, tasks: list[Task], model: ModelBackend, store: RunStore,
+                     selection: dict[str, set[tuple[str, str]]],
+                     asked: set[str]) -> dict[str, list[MetricValue]]:  # fmt: skip
+    """The stored results of the subtasks that had nothing to ask in this invocation and were
+    aggregated under the same stamp (see `settled`), with their stored validity."""
+    stamps = store.get_meta(settled.META_KEY) or {}
+    candidates = [t for t in tasks if t.id not in asked and t.id in stamps]
+    if not candidates:
+        return {}
+    results, validity = store.results(), store.get_meta("validity") or {}
+    out = {}
+    for task in candidates:
+        if task.id not in results or task.id not in validity:
+            continue
+        plan = plan_for(model, gen_params(cfg, task)).record()
+        if stamps[task.id] == settled.stamp(
+            task, cfg, task_options(cfg, task), selection[task.id], plan
+        ):
+            out[task.id] = results[task.id]
+    return out
 
 
 async def _remembered_null_metrics(store: RunStore, task: Task, samples: list[Sample],

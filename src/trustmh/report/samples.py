@@ -17,8 +17,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from trustmh.report.aggregate import Report
 
 # Byte budget for the sample texts of one page: keeps a 20,000-sample report well under 30 MB.
@@ -138,14 +136,17 @@ def cut(text: str, limit: int) -> tuple[str, bool]:
 
 def _field_limit(lengths: Sequence[tuple[int, float]], budget: int) -> int:
     """The largest per-text character limit whose total (in UTF-8 bytes) fits the budget."""
+    # most reports fit whole: one pass tells, without loading numpy for the search below
+    if sum(min(n, MAX_FIELD_CHARS) * r for n, r in lengths) <= budget:
+        return MAX_FIELD_CHARS
+    import numpy as np
+
     chars = np.array([n for n, _ in lengths], dtype=float)
     ratios = np.array([r for _, r in lengths], dtype=float)
 
     def cost(limit: int) -> float:
         return float((np.minimum(chars, limit) * ratios).sum())
 
-    if cost(MAX_FIELD_CHARS) <= budget:
-        return MAX_FIELD_CHARS
     low, high = MIN_FIELD_CHARS, MAX_FIELD_CHARS
     while low < high:
         mid = (low + high + 1) // 2

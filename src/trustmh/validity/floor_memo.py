@@ -28,7 +28,7 @@ META_KEY = "null_metrics"
 SHARED_FOLDER = "floors"  # in the user cache: one `<fingerprint>.json` per subtask and item set
 
 
-def _module_stamp(function: Any) -> str:
+def module_stamp(function: Any) -> str:
     """A digest of the file defining `function` (a plug-in's scorer lives outside trustmh), or ""
     when it has none."""
     module = sys.modules.get(getattr(function, "__module__", "") or "")
@@ -41,7 +41,7 @@ def _module_stamp(function: Any) -> str:
 def fingerprint(task: Task, samples: list[Sample], options: dict[str, Any], seed: int) -> str:
     """What the null metrics of `samples` depend on, as one digest."""
     digest = hashlib.sha256()
-    code = [code_fingerprint(), _module_stamp(task.score), _module_stamp(task.aggregate)]
+    code = [code_fingerprint(), module_stamp(task.score), module_stamp(task.aggregate)]
     head = [code, task.id, seed, options]
     digest.update(json.dumps(head, sort_keys=True, default=str).encode())
     for s in samples:
