@@ -470,7 +470,9 @@ class Runner:
                 if cache:
                     cache.flush()  # closes the batch the workers opened meanwhile
                     cache.checkpoint()
-                # SQLite refuses a checkpoint inside a transaction: an open one waits a round
+                # SQLite refuses a checkpoint inside a transaction: the group of replies written
+                # in this turn is committed first (see `RunStore.group_commits`)
+                self.store.commit_group()
                 if not self.store.conn.in_transaction:
                     self.store.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
             except sqlite3.Error as exc:

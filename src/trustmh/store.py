@@ -310,6 +310,11 @@ class RunStore:
             self._commit_scheduled = True
             self._loop.call_soon(self._group_commit)
 
+    def commit_group(self) -> None:
+        """Commit what the current group holds now (the housekeeping does, before a checkpoint,
+        which SQLite refuses inside a transaction); a failure is kept as the group's own."""
+        self._group_commit()
+
     def _group_commit(self) -> None:
         self._commit_scheduled = False
         try:
