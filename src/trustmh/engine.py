@@ -878,10 +878,12 @@ def _warm_up_report() -> None:
     """Import the report's modules, read the subtasks' facts it shows and compile its template;
     a failure here is left for the report itself to tell."""
     try:
+        from trustmh.report import reference
         from trustmh.report.html import warm_up
         from trustmh.tasks.catalogue import task_catalogue
 
         task_catalogue()
         warm_up()
+        reference.warm_up()
     except Exception:  # noqa: BLE001 - the report, written after the run, says what failed
         pass

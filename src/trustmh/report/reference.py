@@ -88,6 +88,12 @@ class ReproducedScores:
         ]
 
 
+def warm_up() -> None:
+    """Import what `recorded_subtasks` reads the recordings with (the data loaders: about a tenth
+    of a second); a run calls this while its replies are out, not after the last one."""
+    import trustmh.models.replay  # noqa: F401
+
+
 def recorded_subtasks() -> set[str]:
     """The subtasks the paper's recorded replies cover (cheap: reads no reply); empty when the
     recordings cannot be found."""
