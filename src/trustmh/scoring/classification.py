@@ -16,8 +16,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-import numpy as np
-
 from trustmh.metrics import BOOTSTRAP_RESAMPLES, breakdown_name, percentile_interval
 from trustmh.scoring.outcomes import count_status, scored_only
 from trustmh.scoring.refusal import refusal_marker
@@ -116,6 +114,8 @@ def _note(scored: Sequence[ScoredSample], note: str | None) -> str | None:
 def macro_f1(gold: Sequence[str], predicted: Sequence[str | None]) -> float | None:
     """Macro-averaged F1 over the classes that occur in `gold` or among valid predictions (None =
     no prediction: a miss for the gold class, no false positive); None for no items."""
+    import numpy as np  # loaded on first use: importing this module stays cheap
+
     if not gold:
         return None
     classes = sorted(set(gold) | {p for p in predicted if p is not None})
@@ -133,6 +133,8 @@ def mean_of_groups_ci(
 ) -> tuple[float | None, float | None, float | None]:
     """(mean of the group means, bootstrap 95% interval): each resample draws every group's items
     with replacement within that group (stratified); used when a score averages two datasets."""
+    import numpy as np  # loaded on first use: importing this module stays cheap
+
     arrays = [np.asarray(g, dtype=float) for g in groups if len(g)]
     if not arrays:
         return None, None, None

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
-
 from trustmh.metrics import proportion_ci
 from trustmh.scoring.outcomes import count_status, scored_only
 from trustmh.types import Direction, MetricValue, ScoredSample
@@ -31,6 +29,8 @@ def mean_metric(
     """The mean of `values` with its bootstrap interval (value None when there are none). `n`
     overrides the count shown (e.g. turns, when the values are per-dialogue means); `counts` sets
     `n_unparsed`, `n_refused` and `n_error`."""
+    import numpy as np  # loaded on first use: importing this module stays cheap
+
     low, high = proportion_ci(values, seed)
     return MetricValue(
         name=name,

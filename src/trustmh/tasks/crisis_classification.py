@@ -22,8 +22,6 @@ import json
 from collections.abc import Iterator, Sequence
 from typing import Any, get_args
 
-import numpy as np
-
 from trustmh.data.loaders.c_ssrs import LEVELS
 from trustmh.data.loaders.c_ssrs import load as load_cssrs
 from trustmh.data.loaders.mh_crisis import (
@@ -278,6 +276,8 @@ def ordinal_metrics(errors: Sequence[int], seed: int) -> list[MetricValue]:
     """Mean absolute level error and Gaur et al. (2019)'s graded recall and precision over the
     parsed replies: an under-estimate counts as a false negative, an over-estimate as a false
     positive (DEFAULT reading of "graded")."""
+    import numpy as np  # loaded on first use: importing this module stays cheap
+
     arr = np.asarray(errors, dtype=int)
     exact, under, over = int((arr == 0).sum()), int((arr < 0).sum()), int((arr > 0).sum())
     mae = float(np.abs(arr).mean()) if arr.size else None

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from trustmh.data.loaders import validate_record
@@ -72,6 +71,8 @@ class EmoBenchPrompts(BaseModel):
 
 def load_prompts(ctx: DataContext) -> EmoBenchPrompts:
     """The parsed prompts.yaml."""
+    import yaml  # only the emotion subtask reads it: importing this module stays cheap
+
     path = ctx.file(SOURCE, "prompts.yaml")
     try:
         data = yaml.safe_load(open_text(path))
