@@ -356,8 +356,7 @@ async def _run_evaluation(cfg: RunConfig, progress: bool, console: Any) -> RunSu
     )
     summary.limit = cfg.limit
     # per subtask, its null responders' metrics (protocol 1.8 floors), computed while the replies
-    # are out, and the subtasks whose stored numbers still hold (see `settled`)
-    # are out (see `_pending_work`)
+    # are out, and the subtasks whose stored numbers still hold (see `_pending_work`, `settled`)
     floors: dict[str, asyncio.Future[NullFloors]] = {}
     prepared = Prepared(floors)
     try:

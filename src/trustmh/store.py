@@ -312,8 +312,12 @@ class RunStore:
 
     def commit_group(self) -> None:
         """Commit what the current group holds now (the housekeeping does, before a checkpoint,
-        which SQLite refuses inside a transaction); a failure is kept as the group's own."""
-        self._group_commit()
+        which SQLite refuses inside a transaction); a failure is kept as the group's own, raised
+        by the next write. Outside a group: commit an open transaction, raising a failure."""
+        if self._loop is None:
+            _commit_open(self.conn)
+        else:
+            self._group_commit()
 
     def _group_commit(self) -> None:
         self._commit_scheduled = False
