@@ -85,3 +85,12 @@ def test_a_sample_asked_again_aggregates_again(fake_openai, tmp_path, monkeypatc
         store.close()
     again = run(config(fake_openai, tmp_path))
     assert again.n_pending == 1 and len(calls) == 2
+
+
+def test_another_numpy_aggregates_again(fake_openai, tmp_path, monkeypatch):
+    """numpy's generator draws the bootstrap intervals: another version may draw other bounds."""
+    calls = count_aggregations(monkeypatch)
+    run(config(fake_openai, tmp_path))
+    monkeypatch.setattr(settled, "_numpy_version", lambda: "99.0")
+    run(config(fake_openai, tmp_path))
+    assert len(calls) == 2
