@@ -2,7 +2,7 @@
 hold, `trustmh run` either succeeds or prints exactly one `error:` line and exits with 2; never a
 traceback, a usage box or another exit code.
 
-The CLI runs in-process (its real entry point, `trustmh.cli.main`) so that hundreds of inputs
+The CLI runs in-process (its real entry point, `trustmh.entry.main`) so that hundreds of inputs
 take a minute; inputs that would run are kept small (the offline `baseline` model, the `smoke`
 task, at most a few items) and never point at a reachable server. Examples are derandomised so CI
 sees the same inputs every time."""
@@ -21,7 +21,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from trustmh import cli
+from trustmh import entry
 
 FUZZ = settings(
     max_examples=150,
@@ -40,7 +40,7 @@ def invoke(argv: list[str]) -> tuple[int, str, str]:
     try:
         with redirect_stdout(out), redirect_stderr(err):
             try:
-                cli.main()
+                entry.main()
                 code = 0
             except SystemExit as exc:
                 code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)

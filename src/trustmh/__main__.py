@@ -1,5 +1,5 @@
 """`python -m trustmh` runs the CLI."""
 
-from trustmh.cli import main
+from trustmh.entry import main
 
 main()
