@@ -92,9 +92,11 @@ def test_fast_reading_never_differs_from_typer(args: list[str], monkeypatch) -> 
 
 
 def _entry(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    """Run the entry point in a child that reports, at exit, whether typer was ever imported."""
+    """Run the entry point in a child that reports, at exit, whether typer and numpy were ever
+    imported."""
     code = ("import atexit, sys\n"
-            "atexit.register(lambda: print('typer imported:', 'typer' in sys.modules))\n"
+            "atexit.register(lambda: print('typer imported:', 'typer' in sys.modules, "
+            "'numpy imported:', 'numpy' in sys.modules))\n"
             f"sys.argv = ['trustmh', *{args!r}]\n"
             "from trustmh.entry import main\nmain()\n")  # fmt: skip
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd,
@@ -108,6 +110,11 @@ def test_a_plain_run_starts_without_typer_and_others_use_it(tmp_path: Path) -> N
     assert "status complete" in plain.stdout
     assert "typer imported: False" in plain.stdout
     assert (tmp_path / "r1" / "report.html").is_file()
+    # the same command again: its numbers are settled, so neither typer nor numpy is loaded
+    again = _entry(["run", "--model", "baseline", "--tasks", "smoke", "--limit", "2",
+                    "--run-dir", "r1", "--no-progress"], tmp_path)  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert "typer imported: False numpy imported: False" in again.stdout
     # a bad value: typer's one-line error, exit 2
     bad = _entry(["run", "--model", "baseline", "--tasks", "smoke", "--limit", "x"], tmp_path)
     assert bad.returncode == 2

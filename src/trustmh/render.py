@@ -310,6 +310,9 @@ def print_judge_agreement(summary: RunSummary, console: Console, verbose: bool =
     way of measuring them. The one-screen summary (`verbose` False) also folds the subtasks whose
     judge is distrusted only by inference (not checked there, failed where it was checked) into
     one line per finding, appended to the measured line it repeats."""
+    assessments = judge_assessments(summary)
+    if not assessments:  # no judge: nothing to say, and judge_check (numpy) is not loaded
+        return
     from trustmh.judge_check import how_to_measure
     from trustmh.judge_check.store import INFERRED_FROM
     from trustmh.tasks.registry import get_task
@@ -317,7 +320,7 @@ def print_judge_agreement(summary: RunSummary, console: Console, verbose: bool =
     unmeasured: dict[str, list[str]] = {}  # how to measure -> attributes
     inferred: dict[str, list[str]] = {}  # finding -> what was not checked
     measured: list[tuple[str, str]] = []  # (subtask, line) of the measured or verbose lines
-    for task_id, (verdict, line) in judge_assessments(summary).items():
+    for task_id, (verdict, line) in assessments.items():
         task = get_task(task_id)
         if verdict is None and task.judge_attribute and task.judge_unit == "item":
             how = how_to_measure(summary.judge, task.judge_attribute)  # type: ignore[arg-type]
