@@ -137,3 +137,14 @@ def test_fast_run_returns_the_commands_exit_code(tmp_path: Path, monkeypatch) ->
     missing = parse_run_args(["--tasks", "smoke"])
     assert missing is not None
     assert cli_run.fast_run(missing) == 2  # no --model: one error line, exit 2
+
+
+def test_what_a_run_imports_before_its_first_request_leaves_out_the_heavy_parts() -> None:
+    # the entry point, the run command, its settings and the engine: everything a run loads
+    # before its first request, and none of the CLI framework, rich, numpy or the report
+    code = ("import sys\nimport trustmh.entry, trustmh.cli_run, trustmh.config, trustmh.engine\n"
+            "heavy = ('typer', 'click', 'rich', 'numpy', 'jinja2', 'trustmh.report', 'trustmh.render')\n"
+            "print(sorted(m for m in sys.modules if m.startswith(heavy)))\n")  # fmt: skip
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True, timeout=60).stdout.strip()  # fmt: skip
+    assert loaded == "[]"

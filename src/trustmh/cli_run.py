@@ -25,14 +25,41 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from rich.console import Console
-
 from trustmh.errors import FatalBackendError, StorageError, UserError
 
 T = TypeVar("T")
 
-out = Console()
-err = Console(stderr=True)
+
+class LazyConsole:
+    """A rich Console made on first use: importing rich takes some 30 ms, which a run can spend
+    while its replies are out but not before its first request."""
+
+    def __init__(self, **options: Any):
+        self._options = options
+        self._console: Any = None
+
+    def console(self) -> Any:
+        """The rich Console itself (made now if it was not yet)."""
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._options)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.console(), name)
+
+    # rich's live display enters its console (`with console:`); special methods are looked up on
+    # the type, never through __getattr__
+    def __enter__(self) -> Any:
+        return self.console().__enter__()
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.console().__exit__(*exc_info)
+
+
+out: Any = LazyConsole()
+err: Any = LazyConsole(stderr=True)
 INCOMPLETE_EXIT = 3  # a run that ended with failed samples (see `trustmh run --help`)
 INTERRUPTED_EXIT = 130
 
@@ -338,10 +365,8 @@ def run_command(opts: dict[str, Any], confirm: Callable[[Any], None] | None = No
     cost cap, 2 a storage or backend failure, 130 interrupted). A run without --tasks calls
     `confirm(config)` first (the typer command passes its terminal prompt); user errors raise
     UserError."""
-    from trustmh.cli_report import REPORT_NAME, write_run_report
     from trustmh.config import build_config
     from trustmh.engine import resolve_run_dir, run_evaluation
-    from trustmh.render import print_summary
 
     config = opts["config"]
     cfg = build_config(config, {k: v for k, v in opts.items() if k not in COMMAND_ONLY})
@@ -377,6 +402,9 @@ def run_command(opts: dict[str, Any], confirm: Callable[[Any], None] | None = No
         if finished_samples(cfg.run_dir):  # e.g. the model answered, then the judge was down
             print_saved(cfg.run_dir)
         return 2
+    from trustmh.cli_report import REPORT_NAME, write_run_report
+    from trustmh.render import print_summary
+
     write_run_report([cfg.run_dir], cfg.run_dir / REPORT_NAME, out)
     print_summary(summary, out, verbose=opts["verbose"])
     if summary.stopped:

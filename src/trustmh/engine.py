@@ -874,9 +874,11 @@ async def _remembered_null_metrics(store: RunStore, task: Task, samples: list[Sa
 
 
 def _warm_up_report() -> None:
-    """Import the report's modules, read the subtasks' facts it shows and compile its template;
-    a failure here is left for the report itself to tell."""
+    """Import the report's and the summary's modules (rich among them), read the subtasks' facts
+    they show and compile the report's template; a failure here is left for the report itself to
+    tell."""
     try:
+        from trustmh import render  # noqa: F401 - the summary printed after the run
         from trustmh.report import reference
         from trustmh.report.html import warm_up
         from trustmh.tasks.catalogue import task_catalogue

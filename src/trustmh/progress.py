@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import time
 from types import TracebackType
-from typing import Any
-
-from rich.console import Console
+from typing import TYPE_CHECKING, Any
 
 from trustmh.runner import RunStats
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 REFRESH_SECONDS = 0.2
 # Redraws per second. A redraw takes a millisecond or more of CPU in rich's refresh thread, which
@@ -33,6 +34,7 @@ class ProgressDisplay:
         self._task: Any = None
 
     def _build(self) -> None:
+        from rich.console import Console
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
