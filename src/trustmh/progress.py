@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,7 @@ class ProgressDisplay:
         # milliseconds of imports that would otherwise come before the first request
         self._progress: Any = None
         self._task: Any = None
+        self._show_later: asyncio.TimerHandle | None = None  # the bar held back at the start
 
     def _build(self) -> None:
         from rich.console import Console
@@ -66,6 +68,8 @@ class ProgressDisplay:
     def __exit__(
         self, exc_type: type | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        if self._show_later is not None:
+            self._show_later.cancel()
         if self._shown:
             self._progress.stop()
 
@@ -77,8 +81,15 @@ class ProgressDisplay:
         if not force and stats.done < stats.total and now - self._last < REFRESH_SECONDS:
             return
         self._last = now
-        if not self._shown:  # shown once there is work: a run with nothing to ask shows no bar
-            if not stats.total:
+        if not self._shown:
+            # shown once there is work (a run with nothing to ask shows no bar), and not in the
+            # run's first REFRESH_SECONDS unless it ends sooner: its first requests leave before
+            # rich.progress is imported (some 40 ms), not after
+            early = not force and stats.done < stats.total and now - self._started < REFRESH_SECONDS
+            if early and self._show_later is None:  # shown then even if nothing else happens
+                self._show_later = _call_later(self._started + REFRESH_SECONDS - now,
+                                               self.update, stats)  # fmt: skip
+            if not stats.total or early:
                 return
             self._build()
             self._progress.start()
@@ -93,3 +104,11 @@ class ProgressDisplay:
             cache=stats.cache_hits + stats.reused,
             tokens=stats.prompt_tokens + stats.completion_tokens,
         )
+
+
+def _call_later(delay: float, callback: Any, *args: Any) -> asyncio.TimerHandle | None:
+    """`callback(*args)` after `delay` seconds on the running event loop (None without one)."""
+    try:
+        return asyncio.get_running_loop().call_later(delay, callback, *args)
+    except RuntimeError:
+        return None
