@@ -24,6 +24,7 @@ def test_the_bar_waits_for_the_first_moments_then_shows_without_further_updates(
         display, screen = _display()
         stats = RunStats(total=5)
         with display:
+            await asyncio.sleep(REFRESH_SECONDS / 4)  # the bar is made before the first item
             display.update(stats)  # the first item taken: too early
             early = display._shown
             await asyncio.sleep(REFRESH_SECONDS * 3)  # no reply comes meanwhile

@@ -88,7 +88,7 @@ class ProgressDisplay:
             early = not force and stats.done < stats.total and now - self._started < REFRESH_SECONDS
             if early and self._show_later is None:  # shown then even if nothing else happens
                 self._show_later = _call_later(self._started + REFRESH_SECONDS - now,
-                                               self.update, stats)  # fmt: skip
+                                               self.update, stats, True)  # fmt: skip
             if not stats.total or early:
                 return
             self._build()
