@@ -27,6 +27,7 @@ from trustmh.cli_run import (
     print_error,
     run_async,
     run_command,
+    say,
     skip_final_collections_at_exit,
 )
 from trustmh.errors import UserError
@@ -157,8 +158,8 @@ def reproduce(
     from trustmh.reproduce_table import rich_table, verdict_lines
 
     def progress(name: str, summary, counts: dict[str, int]) -> None:
-        err.print(f"scored {name}: {counts.get('samples', 0)} samples ({counts.get('missing', 0)} not recorded) -> {summary.run_dir}",
-                  markup=False, highlight=False, soft_wrap=True)  # fmt: skip
+        say(f"scored {name}: {counts.get('samples', 0)} samples "
+            f"({counts.get('missing', 0)} not recorded) -> {summary.run_dir}")  # fmt: skip
 
     try:
         result = run_async(run_reproduction(out_dir, data_dir, models=model, on_model=progress))

@@ -276,7 +276,6 @@ RUN_OPTIONS: tuple[RunOption, ...] = (
         default=False,
     ),
 )
-RUN_OPTIONS_BY_NAME = {option.name: option for option in RUN_OPTIONS}
 # the options that are not run settings (RunConfig fields): the command handles them itself
 COMMAND_ONLY = ("config", "progress", "levels", "refusal_detector", "option", "verbose",
                 "dry_run", "yes")  # fmt: skip

@@ -5,10 +5,10 @@ Aggregating is deterministic: a subtask's metrics and validity (protocol 1.8) ar
 its scored samples, its options, the run seed and the rules behind them (trustmh's code, the
 scorer's, numpy's version, the model's request plan, `--min-coverage`...). After aggregating, a
 run records a stamp of all that but the scores (`stamp`); the scores themselves change only when
-a sample is asked, re-asked or re-declared. So a later invocation over the same items that had nothing to ask
-for a subtask, and finds the same stamp, takes its stored results and validity as they are: an
-identical rerun no longer loads numpy, reads every sample back and scores the null responders
-(about a fifth of a second for 2,000 samples)."""
+a sample is asked, re-asked or re-declared. So a later invocation over the same items that had
+nothing to ask for a subtask, and finds the same stamp, takes its stored results and validity as
+they are: an identical rerun no longer loads numpy, reads every sample back and scores the null
+responders (about a fifth of a second for 2,000 samples)."""
 
 from __future__ import annotations
 
