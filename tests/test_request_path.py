@@ -8,6 +8,7 @@ import asyncio
 import gc
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from openai_server import count_tokens, default_reply
@@ -258,6 +259,31 @@ def test_collector_settings_are_restored() -> None:
         assert gc.get_freeze_count() == frozen
     finally:
         gc.unfreeze()
+
+
+def test_a_runs_report_is_built_with_the_run_frozen(tmp_path: Path, monkeypatch) -> None:
+    """`trustmh run` writes its report and summary with the collector as the run had it (what
+    the run left alive frozen, young collections rarer), and restores it afterwards."""
+    from trustmh import cli_report, cli_run
+
+    seen: list[tuple[int, int]] = []
+    write = cli_report.write_run_report
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        seen.append((gc.get_freeze_count(), gc.get_threshold()[0]))
+        return write(*args, **kwargs)
+
+    monkeypatch.setattr(cli_report, "write_run_report", spy)
+    monkeypatch.chdir(tmp_path)
+    before = gc.get_threshold()
+    opts = cli_run.parse_run_args(["--model", "baseline", "--tasks", "smoke", "--limit", "3",
+                                   "--run-dir", "r", "--no-progress"])  # fmt: skip
+    assert opts is not None and cli_run.run_command(opts) == 0
+    assert len(seen) == 1
+    frozen, young = seen[0]
+    assert frozen > 1000 and young >= GC_YOUNG_THRESHOLD
+    assert gc.get_freeze_count() == 0 and gc.get_threshold() == before
+    assert (tmp_path / "r" / cli_report.REPORT_NAME).is_file()
 
 
 def test_commits_leave_checkpoints_to_the_worker_thread(tmp_path: Path) -> None:

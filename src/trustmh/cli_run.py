@@ -403,9 +403,14 @@ def run_command(opts: dict[str, Any], confirm: Callable[[Any], None] | None = No
         return 2
     from trustmh.cli_report import REPORT_NAME, write_run_report
     from trustmh.render import print_summary
+    from trustmh.runner import collector_tuned_for_requests
 
-    write_run_report([cfg.run_dir], cfg.run_dir / REPORT_NAME, out)
-    print_summary(summary, out, verbose=opts["verbose"])
+    # The collector as the run had it: what the run left alive (modules, samples, its store's
+    # rows) frozen, so the collections that building the report sets off walk only the report's
+    # own objects (otherwise some 20 ms of the 0.15 s between the last reply and the prompt).
+    with collector_tuned_for_requests():
+        write_run_report([cfg.run_dir], cfg.run_dir / REPORT_NAME, out)
+        print_summary(summary, out, verbose=opts["verbose"])
     if summary.stopped:
         say(f"Stopped before the cost cap: {summary.stopped}. To go on, rerun with a higher "
             f"--max-cost (or none): {resume_command(cfg.run_dir)}")  # fmt: skip
