@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import time
 
 from rich.console import Console
 
@@ -35,6 +36,26 @@ def test_the_bar_waits_for_the_first_moments_then_shows_without_further_updates(
     assert not early
     assert later
     assert "0/5" in screen
+
+
+def test_the_bar_is_held_back_from_the_first_item_not_from_when_it_was_made() -> None:
+    """A subtask whose data takes a while to load: the bar is made, the data loads, then the
+    first items are taken; the bar still waits REFRESH_SECONDS from then, so that rich.progress
+    is not imported between the first items and the first requests."""
+
+    async def scenario() -> tuple[bool, bool]:
+        display, _ = _display()
+        stats = RunStats(total=4)
+        with display:
+            time.sleep(REFRESH_SECONDS * 2)  # loading the data, the event loop blocked
+            display.update(stats)  # the first item taken
+            early = display._shown
+            await asyncio.sleep(REFRESH_SECONDS * 2)
+            return early, display._shown
+
+    early, later = asyncio.run(scenario())
+    assert not early
+    assert later
 
 
 def test_a_run_that_ends_in_its_first_moments_still_shows_its_bar() -> None:

@@ -27,6 +27,9 @@ class ProgressDisplay:
         self._shown = False
         self._last = 0.0
         self._started = time.monotonic()
+        # when the run took its first work item (the first update): the bar is held back from
+        # then, not from here, since loading a subtask's data may come in between
+        self._first_update: float | None = None
         self._console = console
         self._label = label
         # built when first shown (after the first reply): rich.progress is a few tens of
@@ -83,11 +86,14 @@ class ProgressDisplay:
         self._last = now
         if not self._shown:
             # shown once there is work (a run with nothing to ask shows no bar), and not in the
-            # run's first REFRESH_SECONDS unless it ends sooner: its first requests leave before
-            # rich.progress is imported (some 40 ms), not after
-            early = not force and stats.done < stats.total and now - self._started < REFRESH_SECONDS
+            # first REFRESH_SECONDS after the run took its first item unless it ends sooner: its
+            # first requests leave before rich.progress is imported (some 40 ms), not after
+            if self._first_update is None:
+                self._first_update = now
+            held = now - self._first_update < REFRESH_SECONDS
+            early = not force and stats.done < stats.total and held
             if early and self._show_later is None:  # shown then even if nothing else happens
-                self._show_later = _call_later(self._started + REFRESH_SECONDS - now,
+                self._show_later = _call_later(self._first_update + REFRESH_SECONDS - now,
                                                self.update, stats, True)  # fmt: skip
             if not stats.total or early:
                 return
