@@ -32,8 +32,9 @@ class ProgressDisplay:
         self._first_update: float | None = None
         self._console = console
         self._label = label
-        # built when first shown (after the first reply): rich.progress is a few tens of
-        # milliseconds of imports that would otherwise come before the first request
+        # built when first shown (REFRESH_SECONDS after the first item, or when the run ends
+        # sooner; see `update`): rich.progress is a few tens of milliseconds of imports that
+        # would otherwise come before the first request
         self._progress: Any = None
         self._task: Any = None
         self._show_later: asyncio.TimerHandle | None = None  # the bar held back at the start
