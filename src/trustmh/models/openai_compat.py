@@ -139,10 +139,11 @@ class LeanChat:
     the JSON body with the bearer key, the reply its JSON. Built at the first request."""
 
     def __init__(self, endpoint: str, api_key: str | None, concurrency: int):
-        import aiohttp
-        from yarl import URL  # aiohttp's URL type
-
         from trustmh import __version__
+        from trustmh.models.aiohttp_import import import_aiohttp
+
+        aiohttp = import_aiohttp()  # the CA store is loaded only if a TLS connection is made
+        from yarl import URL  # aiohttp's URL type
 
         self._aiohttp = aiohttp
         base = endpoint.rstrip("/")
