@@ -1,5 +1,7 @@
 """The run store reads its JSON columns back with json's C scanner called directly
-(`store._loads`): it must give exactly what json.loads gives, and fail as json.loads fails."""
+(`store._loads`): it must give exactly what json.loads gives, and fail as json.loads fails. It
+writes them, and the request keys, with encoders built once: byte for byte what json.dumps writes,
+so that keys made before stay the keys of the same requests (caches and resumes match)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trustmh.store import _dumps, _loads
+from trustmh.store import _dumps, _encode_key, _loads
 
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
@@ -50,3 +52,21 @@ def test_any_text_reads_or_fails_as_with_json_loads(text: str) -> None:
         assert str(raised.value) == str(exc)
     else:
         assert _same(_loads(text), expected)
+
+
+@settings(max_examples=300, derandomize=True)
+@given(value=JSON_VALUES)
+def test_values_and_keys_are_written_exactly_as_json_dumps_writes_them(value) -> None:
+    assert _dumps(value) == (
+        None if value is None else json.dumps(value, ensure_ascii=False, default=str)
+    )
+    payload = {"m": "openai:m", "msg": [{"role": "user", "content": value}], "p": {"t": 0}}
+    assert _encode_key(payload) == json.dumps(
+        payload, ensure_ascii=False, sort_keys=True, separators=(",", ":")
+    )
+
+
+def test_a_value_json_cannot_encode_is_written_as_its_text() -> None:
+    from pathlib import PurePosixPath
+
+    assert _dumps({"path": PurePosixPath("a/b")}) == '{"path": "a/b"}'

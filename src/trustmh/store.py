@@ -76,6 +76,11 @@ CREATE TABLE IF NOT EXISTS adaptations (model TEXT PRIMARY KEY, value TEXT NOT N
 # Response fields kept in the `extra` JSON column (no schema change, old rows read as before).
 _RESPONSE_EXTRAS = ("reasoning", "reasoning_tokens", "sent_params", "adapted")
 
+# json.dumps given any option builds a new encoder on every call; these are built once (a sample
+# stores some seven values and hashes one key) and write exactly what json.dumps would
+_encode_key = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode
+_encode_value = json.JSONEncoder(ensure_ascii=False, default=str).encode
+
 
 def request_key(
     model_spec: str,
@@ -101,8 +106,7 @@ def request_key(
         payload["x"] = extra
     if request.epoch:
         payload["epoch"] = request.epoch
-    blob = json.dumps(payload, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()
+    return hashlib.sha256(_encode_key(payload).encode()).hexdigest()
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -188,7 +192,7 @@ def checkpoint_wal(path: Path) -> None:
 
 
 def _dumps(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, ensure_ascii=False, default=str)
+    return None if value is None else _encode_value(value)
 
 
 # json's C scanner, called directly: json.loads wraps it in three Python layers that cost a

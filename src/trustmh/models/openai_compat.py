@@ -134,6 +134,9 @@ def status_error(status: int, raw: bytes, headers: Any) -> StatusError:
     return (BadRequest if status == 400 else StatusError)(status, body, text, headers)
 
 
+_encode_body = json.JSONEncoder(separators=(",", ":")).encode  # built once, not per request
+
+
 class LeanChat:
     """Chat completions on an OpenAI-compatible server over one aiohttp session: the request is
     the JSON body with the bearer key, the reply its JSON. Built at the first request."""
@@ -176,7 +179,7 @@ class LeanChat:
     async def post(self, body: dict[str, Any]) -> Any:
         """POST a chat-completions body; the reply JSON (ValueError when it is not JSON),
         StatusError on an error status, aiohttp's errors on a failed connection."""
-        data = json.dumps(body, separators=(",", ":")).encode()
+        data = _encode_body(body).encode()
         async with self._session.post(
             self.url, data=data, headers=self._headers, allow_redirects=False, proxy=self._proxy
         ) as reply:
