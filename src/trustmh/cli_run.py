@@ -364,6 +364,9 @@ def run_command(opts: dict[str, Any], confirm: Callable[[Any], None] | None = No
     cost cap, 2 a storage or backend failure, 130 interrupted). A run without --tasks calls
     `confirm(config)` first (the typer command passes its terminal prompt); user errors raise
     UserError."""
+    from trustmh.blas_threads import one_blas_thread
+
+    one_blas_thread()  # before anything loads numpy
     from trustmh.config import build_config
     from trustmh.engine import resolve_run_dir, run_evaluation
 

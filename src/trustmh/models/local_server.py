@@ -299,7 +299,9 @@ def server_environment() -> dict[str, str]:
     idle machine, but when trustmh itself, a test suite or anything else wants the same cores,
     the spinning threads take turns away from the working ones: on 2 busy cores, prompts went
     2-3 times slower."""
-    return {"OMP_WAIT_POLICY": "PASSIVE", **os.environ}
+    from trustmh.blas_threads import environment_for_children
+
+    return {"OMP_WAIT_POLICY": "PASSIVE", **environment_for_children()}
 
 
 def _answers(url: str) -> bool:
