@@ -1,7 +1,8 @@
 """aiohttp imported with its CA store held back (`trustmh.models.aiohttp_import`): a plain-http run
 never loads the store, the first TLS connection loads it as aiohttp would have (so certificates
 are verified exactly as before: a server the store trusts is reached, any other is refused), and an
-aiohttp whose insides differ gets the store at once."""
+aiohttp whose insides differ, or a held context that is not one of aiohttp's two, gets the store
+at once."""
 
 from __future__ import annotations
 
@@ -139,3 +140,22 @@ def test_an_aiohttp_without_the_expected_method_gets_the_store_at_once(
     aiohttp_import._load_held_before_tls(SimpleNamespace())  # no connector module at all
     assert aiohttp_import._held == []
     assert context.cert_store_stats()["x509_ca"] == 1
+
+
+def test_a_held_context_that_is_not_one_of_aiohttps_gets_the_store_at_once(
+    servers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SSL_CERT_FILE", str(servers.ca))
+    theirs, other = (ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT) for _ in range(2))
+
+    class Connector:
+        def _get_ssl_context(self, req):  # noqa: ANN001 - as aiohttp's
+            return None
+
+    module = SimpleNamespace(TCPConnector=Connector, _SSL_CONTEXT_VERIFIED=theirs,
+                             _SSL_CONTEXT_UNVERIFIED=theirs)  # fmt: skip
+    monkeypatch.setattr(aiohttp_import, "_held", [theirs, other])
+    aiohttp_import._load_held_before_tls(SimpleNamespace(connector=module))
+    assert aiohttp_import._held == []
+    assert other.cert_store_stats()["x509_ca"] == 1
+    assert Connector._get_ssl_context.__qualname__.startswith("test_")  # left unwrapped

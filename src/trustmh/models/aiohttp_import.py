@@ -25,6 +25,7 @@ from typing import Any
 _load_store: Callable[[ssl.SSLContext], None] = ssl.SSLContext.set_default_verify_paths
 _held: list[ssl.SSLContext] = []  # aiohttp's default contexts, still without their CA store
 _held_lock = threading.Lock()
+_DEFAULT_CONTEXTS = ("_SSL_CONTEXT_VERIFIED", "_SSL_CONTEXT_UNVERIFIED")  # in aiohttp.connector
 
 
 def import_aiohttp() -> ModuleType:
@@ -61,12 +62,15 @@ def release_held() -> None:
             _load_store(_held.pop())
 
 
-def _load_held_before_tls(aiohttp: ModuleType) -> None:
+def _load_held_before_tls(aiohttp: Any) -> None:
     """Make aiohttp's connectors load the held stores before choosing a TLS context; load them
-    now if the method that chooses it is not where aiohttp 3.x keeps it."""
-    connector = getattr(getattr(aiohttp, "connector", None), "TCPConnector", None)
+    now if the method that chooses it is not where aiohttp 3.x keeps it, or if anything other
+    than aiohttp's two default contexts was held."""
+    module = getattr(aiohttp, "connector", None)
+    connector = getattr(module, "TCPConnector", None)
     choose = getattr(connector, "_get_ssl_context", None)
-    if connector is None or not callable(choose):
+    defaults = [getattr(module, name, None) for name in _DEFAULT_CONTEXTS]
+    if not callable(choose) or any(all(c is not d for d in defaults) for c in _held):
         release_held()
         return
 
