@@ -596,10 +596,9 @@ def print_whole(results: dict[str, dict[float, dict[str, Any]]], extra: dict[str
     lines = [head]
     for name, by_latency in results.items():
         fast, slow = by_latency[0.1], by_latency[1.0]
-        firsts = [r["first_request"] for b in by_latency.values() for r in b["runs"]]
-        exits = [r["after_last_reply"] for b in by_latency.values() for r in b["runs"]]
         lines.append((name, f"{fast['wall'] / ideal[0.1]:.2f}", f"{1000 * fast['cpu'] / n:.2f}",
-                      f"{statistics.median(firsts):.2f} s", f"{statistics.median(exits):.2f} s",
+                      f"{median_over_runs(by_latency, 'first_request'):.2f} s",
+                      f"{median_over_runs(by_latency, 'after_last_reply'):.2f} s",
                       f"{slow['wall'] / ideal[1.0]:.3f}"))  # fmt: skip
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
     print("| " + " | ".join(cell.ljust(w) for cell, w in zip(head, widths, strict=True)) + " |")
@@ -620,14 +619,16 @@ def print_whole(results: dict[str, dict[float, dict[str, Any]]], extra: dict[str
               f"{1000 * mcq['cpu'] / max(mcq['requests'], 1):.2f} ms CPU per sample, exit "
               f"{mcq['after_last_reply']:.2f} s after the last reply")  # fmt: skip
     ours = results["trustmh run"]
-    firsts = [r["first_request"] for b in ours.values() for r in b["runs"]]
-    exits = [r["after_last_reply"] for b in ours.values() for r in b["runs"]]
     checks = [
         (ours[1.0]["wall"] / ideal[1.0], WHOLE_L1_RATIO, "L=1 s total / ideal"),
         (ours[0.1]["wall"] / ideal[0.1], WHOLE_L100_RATIO, "L=100 ms total / ideal"),
         (1000 * ours[0.1]["cpu"] / n, WHOLE_CPU_MS, "L=100 ms CPU ms per sample"),
-        (statistics.median(firsts), WHOLE_FIRST_REQUEST_S, "start-up to 1st request, s"),
-        (statistics.median(exits), WHOLE_EXIT_S, "exit after the last reply, s"),
+        (
+            median_over_runs(ours, "first_request"),
+            WHOLE_FIRST_REQUEST_S,
+            "start-up to 1st request, s",
+        ),
+        (median_over_runs(ours, "after_last_reply"), WHOLE_EXIT_S, "exit after the last reply, s"),
         (cached["wall"], WHOLE_CACHED_S, "identical cached rerun, s"),
     ]
     if mcq is not None:
@@ -651,22 +652,25 @@ def print_whole(results: dict[str, dict[float, dict[str, Any]]], extra: dict[str
     return 1 if missed and not args.no_check else 0
 
 
+def median_over_runs(by_latency: dict[float, dict[str, Any]], key: str) -> float:
+    """The median of one figure over every run of a client, at both latencies (the first request
+    and the exit after the last reply do not depend on the latency)."""
+    return statistics.median(r[key] for b in by_latency.values() for r in b["runs"])
+
+
 def print_against_floor(results: dict[str, dict[float, dict[str, Any]]], ideal: dict[float, float],
                         n: int) -> None:  # fmt: skip
     """For information (the targets are absolute): `trustmh run` against the floor measured in
     this invocation, which moves with the host as the run does, and this host's floor against the
     issue's, which says how much easier or harder the absolute targets are here."""
     floor, ours = results["bare aiohttp loop (the floor)"], results["trustmh run"]
-
-    def median_of(client: dict[float, dict[str, Any]], key: str) -> float:
-        return statistics.median(r[key] for b in client.values() for r in b["runs"])
-
+    first, exit_ = (median_over_runs(ours, key) - median_over_runs(floor, key)
+                    for key in ("first_request", "after_last_reply"))  # fmt: skip
     cpu_ratio = ours[0.1]["cpu"] / max(floor[0.1]["cpu"], 1e-9)
     print("against the floor of this invocation (information; the targets above are absolute): "
-          f"1st request {median_of(ours, 'first_request') - median_of(floor, 'first_request'):+.2f} s, "
-          f"exit {median_of(ours, 'after_last_reply') - median_of(floor, 'after_last_reply'):+.2f} s, "
-          f"CPU {cpu_ratio:.2f} x, L=1 s {ours[1.0]['wall'] - floor[1.0]['wall']:+.2f} s")  # fmt: skip
-    here = {"cpu_ms": 1000 * floor[0.1]["cpu"] / n, "first": median_of(floor, "first_request"),
+          f"1st request {first:+.2f} s, exit {exit_:+.2f} s, CPU {cpu_ratio:.2f} x, "
+          f"L=1 s {ours[1.0]['wall'] - floor[1.0]['wall']:+.2f} s")  # fmt: skip
+    here = {"cpu_ms": 1000 * floor[0.1]["cpu"] / n, "first": median_over_runs(floor, "first_request"),
             "l100": floor[0.1]["wall"] / ideal[0.1], "l1": floor[1.0]["wall"] / ideal[1.0]}  # fmt: skip
     print("the floor here / the issue's floor: "
           + ", ".join(f"{label} {here[k]:.3g} / {ISSUE_FLOOR[k]:g}" for k, label in
